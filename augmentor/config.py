@@ -1,0 +1,165 @@
+"""Typed configuration dataclasses that validate themselves and round-trip to JSON/YAML.
+
+Every config in the toolkit derives from :class:`Config`. Unknown keys, wrong
+types and out-of-range values raise :class:`ConfigError` with a message that
+names the offending field, so a typo in a YAML file fails loudly instead of
+being silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+__all__ = ["Config", "ConfigError", "load_config_file"]
+
+C = TypeVar("C", bound="Config")
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown, mistyped or out of range."""
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` and return it in canonical form.
+
+    Lists become tuples where a tuple is expected (JSON and YAML have no tuples),
+    ints are accepted where floats are expected, and nested configs are built
+    from dictionaries.
+    """
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        for option in get_args(tp):
+            try:
+                return _coerce(value, option, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: {value!r} matches none of {_type_name(tp)}")
+    if tp is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"{where}: expected None, got {value!r}")
+    if origin is Literal:
+        if value in get_args(tp):
+            return value
+        choices = ", ".join(repr(a) for a in get_args(tp))
+        raise ConfigError(f"{where}: {value!r} is not one of {choices}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        args = get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(args, value)))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if isinstance(tp, type) and issubclass(tp, Config):
+        if isinstance(value, tp):
+            return value
+        if isinstance(value, dict):
+            return tp.from_dict(value, where=where)
+        raise ConfigError(f"{where}: expected a mapping for {tp.__name__}, got {value!r}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    raise ConfigError(f"{where}: unsupported annotation {_type_name(tp)}")
+
+
+@dataclasses.dataclass
+class Config:
+    """Base class: a dataclass whose fields are type-checked on construction.
+
+    Subclasses add range checks by overriding :meth:`validate` (call ``super()``).
+    """
+
+    def __post_init__(self) -> None:
+        hints = get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            where = f"{type(self).__name__}.{f.name}"
+            setattr(self, f.name, _coerce(getattr(self, f.name), hints[f.name], where))
+        self.validate()
+
+    def validate(self) -> None:
+        """Range checks; raise :class:`ConfigError` naming the field."""
+
+    def _fail(self, field: str, message: str) -> None:
+        raise ConfigError(f"{type(self).__name__}.{field}: {message}")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Config):
+                value = value.to_dict()
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls: type[C], data: dict[str, Any], where: str | None = None) -> C:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {data!r}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(
+                f"{where or cls.__name__}: unknown key(s) {unknown}; valid keys are {sorted(names)}"
+            )
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls: type[C], text: str) -> C:
+        return cls.from_dict(json.loads(text))
+
+    def replace(self: C, **changes: Any) -> C:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+def load_config_file(path: str | Path, cls: type[C]) -> C:
+    """Read a ``.json`` or ``.yaml`` file into ``cls``, with errors naming the file."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    text = path.read_text()
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {err}")
+    try:
+        return cls.from_dict(data or {})
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
