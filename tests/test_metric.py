@@ -1,0 +1,121 @@
+"""The metric's closed forms against autograd and dense formulas, in float64."""
+
+import math
+
+import pytest
+import torch
+
+from augmentor.metric import RiemannianMetric, max_nearest_neighbour_distance, select_centroids
+
+
+def _codes(n=40, d=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    mu = torch.randn(n, d, generator=g, dtype=torch.float64)
+    log_var = -(1 + 0.5 * torch.randn(n, d, generator=g, dtype=torch.float64))
+    return mu, log_var
+
+
+def _reference_log_density(z, centroids, log_var, lam, rho):
+    """The paper's Eq. 7 written literally: dense d x d matrices and a determinant."""
+    inv_cov = torch.diag_embed(torch.exp(-log_var))  # (k, d, d)
+    diff = z[:, None, :] - centroids[None]  # (B, k, d)
+    dist = torch.einsum("bki,kij,bkj->bk", diff, inv_cov, diff)
+    weights = torch.exp(-dist / rho**2)
+    g = (weights[:, :, None, None] * inv_cov[None]).sum(1) + lam * torch.eye(z.shape[1], dtype=z.dtype)
+    return 0.5 * torch.logdet(g)
+
+
+def test_log_density_matches_dense_determinant():
+    mu, log_var = _codes()
+    metric = RiemannianMetric.from_codes(mu, log_var, lam=1e-2, margin=1.0)
+    z = mu[:7] + 0.3 * torch.randn(7, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    expected = _reference_log_density(z, metric.centroids, metric.centroid_log_var, metric.lam, metric.rho)
+    torch.testing.assert_close(metric.log_density(z), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("chunk_elements", [2**24, 7])  # one chunk, and many chunks of 1 centroid
+def test_gradient_matches_autograd_float64(chunk_elements):
+    mu, log_var = _codes()
+    metric = RiemannianMetric.from_codes(mu, log_var, lam=1e-2, margin=1.0)
+    metric.chunk_elements = chunk_elements
+    z = (mu[:6] + 0.5 * torch.randn(6, 5, generator=torch.Generator().manual_seed(2), dtype=torch.float64))
+    z = z.requires_grad_()
+    log_p = _reference_log_density(z, metric.centroids, metric.centroid_log_var, metric.lam, metric.rho)
+    (expected,) = torch.autograd.grad(log_p.sum(), z)
+    log_p_fast, grad = metric.log_density_and_grad(z.detach())
+    torch.testing.assert_close(grad, expected, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(log_p_fast, log_p.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(metric.grad_log_density(z.detach()), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_rho_rule_and_all_codes_as_centroids():
+    mu, log_var = _codes(n=30, d=3)
+    metric = RiemannianMetric.from_codes(mu, log_var)
+    distances = torch.cdist(mu, mu) + torch.diag(torch.full((30,), math.inf, dtype=torch.float64))
+    assert metric.n_centroids == 30
+    assert metric.rho == pytest.approx(float(distances.min(1).values.max()))
+    assert max_nearest_neighbour_distance(mu, chunk_rows=4) == pytest.approx(metric.rho)
+
+
+def test_kmedoids_centroids_are_codes():
+    mu, log_var = _codes(n=60, d=3)
+    index = select_centroids(mu, 5, seed=0)
+    assert index.shape == (5,) and len(set(index.tolist())) == 5
+    metric = RiemannianMetric.from_codes(mu, log_var, n_centroids=5)
+    torch.testing.assert_close(metric.centroids, mu[index])
+    torch.testing.assert_close(metric.centroid_log_var, log_var[index])
+
+
+def test_domain_is_widened_bounding_box_and_density_is_minus_inf_outside():
+    mu, log_var = _codes(n=20, d=2)
+    metric = RiemannianMetric.from_codes(mu, log_var, margin=0.1)
+    width = mu.max(0).values - mu.min(0).values
+    torch.testing.assert_close(metric.lower, mu.min(0).values - 0.1 * width)
+    outside = (metric.upper + 1e-3)[None]
+    assert metric.log_density(outside).item() == -math.inf
+    assert torch.isfinite(metric.log_density(mu)).all()
+
+
+def test_far_from_codes_metric_tends_to_lambda():
+    mu, log_var = _codes(n=20, d=3)
+    metric = RiemannianMetric.from_codes(mu, log_var, lam=0.5)
+    g = metric.metric_diagonal(torch.full((1, 3), 1e3, dtype=torch.float64))
+    torch.testing.assert_close(g, torch.full((1, 3), 0.5, dtype=torch.float64))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"n_centroids": 100}, "larger than the number of codes"),
+        ({"lam": 0.0}, "lam"),
+        ({"rho": -1.0}, "rho"),
+        ({"n_centroids": 1}, "n_centroids"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs, message):
+    mu, log_var = _codes(n=20, d=2)
+    with pytest.raises(ValueError, match=message):
+        RiemannianMetric.from_codes(mu, log_var, **kwargs)
+
+
+def test_bad_codes_are_named():
+    mu, log_var = _codes(n=20, d=2)
+    with pytest.raises(ValueError, match="shape"):
+        RiemannianMetric.from_codes(mu, log_var[:, :1])
+    with pytest.raises(ValueError, match="at least 2"):
+        RiemannianMetric.from_codes(mu[:1], log_var[:1])
+    bad = mu.clone()
+    bad[3, 1] = math.nan
+    with pytest.raises(ValueError, match="finite"):
+        RiemannianMetric.from_codes(bad, log_var)
+    metric = RiemannianMetric.from_codes(mu, log_var)
+    with pytest.raises(ValueError, match=r"shape \(B, 2\)"):
+        metric.log_density(torch.zeros(3, 4, dtype=torch.float64))
+
+
+def test_state_dict_round_trip():
+    mu, log_var = _codes(n=20, d=3)
+    metric = RiemannianMetric.from_codes(mu, log_var)
+    again = RiemannianMetric.from_state_dict(metric.state_dict())
+    z = mu[:5] + 0.1
+    torch.testing.assert_close(again.log_density_and_grad(z), metric.log_density_and_grad(z))
