@@ -1,5 +1,6 @@
 """geometric-augmentor: data augmentation with geometry-aware VAEs, for MONAI / PyTorch."""
 
+from .augmentor import AugmentorConfig, GeometricAugmentor, default_vae_config, load_data_dicts
 from .config import Config, ConfigError
 from .metric import MetricConfig, RiemannianMetric
 from .sampling import (
@@ -11,5 +12,8 @@ from .sampling import (
     NormalSampler,
     RiemannianSampler,
 )
+
+from .models import VAE, MLPVAE, VAEConfig, build_vae, vae_preset
+from .training import TrainerConfig, train_vae
 
 __version__ = "0.1.0"

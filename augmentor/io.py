@@ -15,6 +15,7 @@ Rules kept here so that every module inherits them:
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import json
 import os
@@ -217,7 +218,7 @@ def export_nifti(
             volume = volume[..., 0]
         nifti = nib.Nifti1Image(volume.astype(np.float32), affine)
         path = folder / f"{prefix}_{i:05d}_label{label}.nii.gz"
-        write_bytes(path, nifti.to_bytes())
+        write_bytes(path, gzip.compress(nifti.to_bytes(), mtime=0))
         paths.append(path)
     return paths
 

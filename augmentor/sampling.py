@@ -130,7 +130,8 @@ def effective_sample_size(trace: np.ndarray) -> float:
     if n < 4:
         return math.nan
     within = trace.var(axis=0, ddof=1).mean()
-    var_plus = (n - 1) / n * within + trace.mean(axis=0).var(ddof=1)
+    between = trace.mean(axis=0).var(ddof=1) if m > 1 else 0.0
+    var_plus = (n - 1) / n * within + between
     if var_plus == 0:
         return math.nan
     rho = 1.0 - (within - _autocovariance(trace).mean(axis=1)) / var_plus

@@ -1,0 +1,141 @@
+"""Speed and memory of the Riemannian HMC sampler against a dense formulation.
+
+Run:  python benchmarks/hmc_speed.py [--device cpu|cuda] [--skip-memory]
+
+Set-up of the project issue: codes mu ~ N(0, I), log_var = -(1 + 0.5 N(0, I)),
+d = 64, k = 1000 centroids (every code), rho by the paper's rule, 1000 chains of
+100 HMC iterations x 10 leapfrog steps of 0.01.
+
+* ours: :class:`augmentor.HMCSampler` on :class:`augmentor.RiemannianMetric`
+  (diagonal closed form, ``(B, k) x (k, d)`` products).
+* dense: the straightforward formulation (as in public implementations): the
+  ``(B, k, d, d)`` tensor of weighted inverse covariances summed into ``d x d``
+  matrices, ``det``, and autograd for the gradient. It is far too slow and too
+  large for 1000 chains, so it runs a few chains for a few iterations and the
+  ratio compares the cost of one chain-leapfrog step, measured in this run.
+* memory: a separate process builds the metric with k = 50,000 and runs the
+  1000 chains for 2 iterations (memory does not grow with iterations); we print
+  its peak resident set size, whole process included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+
+from augmentor import HMCSampler, RiemannianMetric
+
+D, K, N_CHAINS, N_STEPS, N_LEAPFROG, STEP = 64, 1000, 1000, 100, 10, 0.01
+
+
+def make_codes(k: int, d: int = D, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(k, d, generator=g), -(1 + 0.5 * torch.randn(k, d, generator=g))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_ours(metric: RiemannianMetric, device: torch.device) -> tuple[float, float]:
+    sampler = HMCSampler(n_steps=N_STEPS, n_leapfrog=N_LEAPFROG, step_size=STEP)
+    HMCSampler(n_steps=2, n_leapfrog=2).sample(metric, N_CHAINS, seed=1)  # warm-up (kernels, caches)
+    _sync(device)
+    start = time.perf_counter()
+    sampler.sample(metric, N_CHAINS, seed=0)
+    _sync(device)
+    return time.perf_counter() - start, sampler.acceptance_rate
+
+
+def dense_log_density(z: torch.Tensor, centroids: torch.Tensor, inv_cov: torch.Tensor, lam: float, rho: float):
+    """0.5 log det G(z) with explicit d x d matrices and a determinant."""
+    diff = z[:, None, :] - centroids[None]
+    dist = torch.einsum("bki,kij,bkj->bk", diff, inv_cov, diff)
+    weights = torch.exp(-dist / rho**2)
+    g = (weights[:, :, None, None] * inv_cov[None]).sum(dim=1) + lam * torch.eye(z.shape[1], device=z.device)
+    return 0.5 * torch.log(torch.det(g))
+
+
+def time_dense(metric: RiemannianMetric, device: torch.device, n_chains: int = 4, n_steps: int = 2):
+    """Seconds per chain-leapfrog step of plain HMC on the dense formulation."""
+    inv_cov = torch.diag_embed(torch.exp(-metric.centroid_log_var))
+    centroids = metric.centroids
+
+    def grad(z):
+        z = z.detach().requires_grad_()
+        log_p = dense_log_density(z, centroids, inv_cov, metric.lam, metric.rho)
+        return log_p.detach(), torch.autograd.grad(log_p.sum(), z)[0]
+
+    z = centroids[:n_chains].clone()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(n_steps):
+        log_p, g = grad(z)
+        v = torch.randn_like(z)
+        h0 = -log_p + 0.5 * (v * v).sum(1)
+        z_new, v_new = z.clone(), v + 0.5 * STEP * g
+        for step in range(N_LEAPFROG):
+            z_new = z_new + STEP * v_new
+            log_p_new, g_new = grad(z_new)  # the straightforward code recomputes, never reuses
+            v_new = v_new + (0.5 if step == N_LEAPFROG - 1 else 1.0) * STEP * g_new
+        h = -log_p_new + 0.5 * (v_new * v_new).sum(1)
+        accept = torch.rand(n_chains, device=device) < torch.exp(h0 - h)
+        z = torch.where(accept[:, None], z_new, z)
+    _sync(device)
+    return (time.perf_counter() - start) / (n_chains * n_steps * N_LEAPFROG)
+
+
+def peak_memory_child(k: int, device: str) -> None:
+    """Run in a subprocess: build the metric at size k and run the chains briefly."""
+    mu, log_var = make_codes(k)
+    metric = RiemannianMetric.from_codes(mu.to(device), log_var.to(device))
+    HMCSampler(n_steps=2, n_leapfrog=N_LEAPFROG, step_size=STEP).sample(metric, N_CHAINS, seed=0)
+    rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    gpu_mib = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None
+    print(json.dumps({"k": k, "peak_rss_mib": rss_mib, "peak_gpu_mib": gpu_mib}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        peak_memory_child(args.memory_child, args.device)
+        return
+
+    device = torch.device(args.device)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}, {platform.processor() or platform.machine()}")
+    mu, log_var = make_codes(K)
+    metric = RiemannianMetric.from_codes(mu.to(device), log_var.to(device))
+    print(f"d={D} k={K} rho={metric.rho:.3f} lambda={metric.lam}; {N_CHAINS} chains x {N_STEPS} x {N_LEAPFROG} steps of {STEP}")
+
+    seconds, acceptance = time_ours(metric, device)
+    per_step = seconds / (N_CHAINS * N_STEPS * N_LEAPFROG)
+    print(f"ours : {N_CHAINS} samples in {seconds:.2f} s = {N_CHAINS / seconds:.0f} samples/s (acceptance {acceptance:.2f})")
+    dense_per_step = time_dense(metric, device)
+    print(f"dense: {dense_per_step * 1e3:.2f} ms per chain-leapfrog step -> {N_CHAINS} samples would take "
+          f"{dense_per_step * N_CHAINS * N_STEPS * N_LEAPFROG:.0f} s")
+    print(f"speed-up over dense, same run: {dense_per_step / per_step:.0f}x")
+
+    if not args.skip_memory:
+        out = subprocess.run(
+            [sys.executable, __file__, "--memory-child", "50000", "--device", args.device],
+            check=True, capture_output=True, text=True,
+        ).stdout.strip().splitlines()[-1]
+        result = json.loads(out)
+        gpu = f", GPU peak {result['peak_gpu_mib']:.0f} MiB" if result["peak_gpu_mib"] is not None else ""
+        print(f"memory: k=50,000, {N_CHAINS} chains: peak RSS {result['peak_rss_mib']:.0f} MiB (whole process){gpu}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""GeometricAugmentor end to end: fit, generate, save/load, data dicts, bad input."""
+
+import hashlib
+import math
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, Resized, ScaleIntensityd
+
+from augmentor import AugmentorConfig, GeometricAugmentor, HMCConfig, MetricConfig
+from augmentor.io import CorruptSaveError, OutputExistsError
+from conftest import blobs, tiny_config
+
+
+@pytest.mark.parametrize("sampler", ["riemannian", "gmm", "prior"])
+def test_generate_2d_every_sampler(fitted_2d, sampler):
+    augmentor, _, _ = fitted_2d
+    images, labels = augmentor.generate(4, sampler=sampler, seed=0)
+    assert images.shape == (8, 1, 16, 16) and images.dtype == torch.float32
+    assert labels.tolist() == [0] * 4 + [1] * 4
+    assert 0 <= images.min() and images.max() <= 1
+    again, _ = augmentor.generate(4, sampler=sampler, seed=0)
+    assert torch.equal(images, again)
+    assert not torch.equal(images, augmentor.generate(4, sampler=sampler, seed=1)[0])
+
+
+def test_riemannian_diagnostics_reported(fitted_2d):
+    augmentor, _, _ = fitted_2d
+    augmentor.generate(3, sampler="riemannian", seed=0, hmc=HMCConfig(n_steps=7, n_leapfrog=2))
+    for label in (0, 1):
+        diagnostics = augmentor.diagnostics[label]
+        assert diagnostics.n_steps == 7 and diagnostics.n_chains == 3
+        assert 0 <= diagnostics.acceptance_rate <= 1
+
+
+def test_fit_generate_3d():
+    images, labels = blobs(6, (1, 12, 12, 12))
+    augmentor = GeometricAugmentor(tiny_config("tiny3d")).fit(images, labels)
+    fake, fake_labels = augmentor.generate(2, seed=0)
+    assert fake.shape == (4, 1, 12, 12, 12) and fake_labels.tolist() == [0, 0, 1, 1]
+
+
+def test_default_architecture_from_data_shape():
+    images, labels = blobs(4, (1, 10, 12))
+    config = tiny_config().replace(vae=None)
+    augmentor = GeometricAugmentor(config).fit(images, labels)
+    assert augmentor.config.vae.in_shape == (1, 10, 12)
+    assert augmentor.generate(1)[0].shape == (2, 1, 10, 12)
+
+
+def test_save_load_reproduces_samples_bit_for_bit(fitted_2d, tmp_path):
+    augmentor, _, _ = fitted_2d
+    augmentor.save(tmp_path / "model")
+    loaded = GeometricAugmentor.load(tmp_path / "model")
+    assert loaded.config == augmentor.config and loaded.classes == augmentor.classes
+    for sampler in ("riemannian", "gmm", "prior"):
+        expected = augmentor.generate(3, sampler=sampler, seed=5)
+        got = loaded.generate(3, sampler=sampler, seed=5)
+        assert torch.equal(expected[0], got[0]) and torch.equal(expected[1], got[1])
+
+
+def test_save_refuses_a_folder_with_files(fitted_2d, tmp_path):
+    augmentor, _, _ = fitted_2d
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("finished result")
+    with pytest.raises(OutputExistsError, match="already exists"):
+        augmentor.save(tmp_path / "out")
+    assert (tmp_path / "out" / "keep.txt").read_text() == "finished result"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temporary left behind
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete", "manifest", "edit_config"])
+def test_corrupt_saved_folder_is_reported(fitted_2d, tmp_path, damage):
+    augmentor, _, _ = fitted_2d
+    folder = augmentor.save(tmp_path / "model")
+    weights = folder / "class_1" / "model.pt"
+    if damage == "truncate":
+        weights.write_bytes(weights.read_bytes()[:100])
+    elif damage == "delete":
+        weights.unlink()
+    elif damage == "manifest":
+        (folder / "manifest.json").unlink()
+    else:
+        (folder / "config.json").write_text("{}")
+    with pytest.raises(CorruptSaveError):
+        GeometricAugmentor.load(folder)
+
+
+def test_load_refuses_pickled_code(fitted_2d, tmp_path):
+    """A weights file that smuggles a Python object is rejected by weights_only loading."""
+    import json
+
+    augmentor, _, _ = fitted_2d
+    folder = augmentor.save(tmp_path / "model")
+    weights = folder / "class_0" / "model.pt"
+    torch.save({"payload": ValueError("not a tensor")}, weights)  # arbitrary object
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"]["class_0/model.pt"] = hashlib.sha256(weights.read_bytes()).hexdigest()
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CorruptSaveError, match="tensor archive"):
+        GeometricAugmentor.load(folder)
+
+
+def test_fit_does_not_modify_inputs():
+    images, labels = blobs(5, (1, 16, 16))
+    before_images, before_labels = images.clone(), labels.clone()
+    GeometricAugmentor(tiny_config()).fit(images, labels)
+    assert torch.equal(images, before_images) and torch.equal(labels, before_labels)
+
+
+@pytest.mark.parametrize(
+    "make, error, message",
+    [
+        (lambda x, y: (x[0], y), ValueError, "shape"),
+        (lambda x, y: (x.unsqueeze(1).unsqueeze(1), y), ValueError, "shape"),
+        (lambda x, y: (x.index_fill(0, torch.tensor([3]), math.nan), y), ValueError, "NaN"),
+        (lambda x, y: (x.index_fill(0, torch.tensor([3]), math.inf), y), ValueError, "NaN or infinite"),
+        (lambda x, y: (x * 255, y), ValueError, r"\[0, 1\]"),
+        (lambda x, y: (x - 0.5, y), ValueError, r"\[0, 1\]"),
+        (lambda x, y: (x, torch.zeros_like(y)), ValueError, "single class"),
+        (lambda x, y: (x, torch.cat([y[:-1], torch.tensor([7])])), ValueError, r"fewer than 2 subjects"),
+        (lambda x, y: (x, y[:-1]), ValueError, "labels must have shape"),
+        (lambda x, y: (x, y.float() + 0.5), ValueError, "integers"),
+    ],
+)
+def test_bad_input_is_named(make, error, message):
+    images, labels = blobs(4, (1, 16, 16))
+    bad_images, bad_labels = make(images, labels)
+    with pytest.raises(error, match=message):
+        GeometricAugmentor(tiny_config()).fit(bad_images, bad_labels)
+
+
+def test_more_centroids_than_codes_is_named():
+    images, labels = blobs(4, (1, 16, 16))
+    config = tiny_config().replace(metric=MetricConfig(n_centroids=5))
+    with pytest.raises(ValueError, match="n_centroids=5 is larger than the number of codes of class"):
+        GeometricAugmentor(config).fit(images, labels)
+
+
+def test_generate_before_fit_and_unknown_sampler(fitted_2d):
+    with pytest.raises(RuntimeError, match="not fitted"):
+        GeometricAugmentor(tiny_config()).generate(2)
+    with pytest.raises(ValueError, match="unknown sampler"):
+        fitted_2d[0].generate(2, sampler="vamp")
+
+
+def _write_nifti_subjects(folder, images, labels):
+    """Write images as NIfTI files (H, W) with a non-trivial scale, like scanner data."""
+    items = []
+    for i, (image, label) in enumerate(zip(images, labels)):
+        path = folder / f"subject_{i:02d}.nii.gz"
+        nib.save(nib.Nifti1Image((image[0].numpy() * 800 + 100).astype(np.int16), np.diag([1.2, 1.2, 1, 1])), path)
+        items.append({"image": str(path), "label": int(label)})
+    return items
+
+
+def test_fit_from_monai_data_dicts_and_files_untouched(tmp_path):
+    images, labels = blobs(5, (1, 20, 20))
+    items = _write_nifti_subjects(tmp_path, images, labels)
+    digests = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.iterdir()}
+    preprocess = Compose([
+        LoadImaged("image"), EnsureChannelFirstd("image", channel_dim="no_channel"),
+        ScaleIntensityd("image"), Resized("image", spatial_size=(16, 16)),
+    ])
+    snapshot = [dict(item) for item in items]
+    augmentor = GeometricAugmentor(tiny_config()).fit(items, transform=preprocess)
+    assert augmentor.classes == [0, 1]
+    assert augmentor.generate(2)[0].shape == (4, 1, 16, 16)
+    assert items == snapshot
+    assert digests == {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.iterdir()}
+
+
+def test_data_dicts_with_mismatched_shapes_are_named(tmp_path):
+    images, labels = blobs(3, (1, 20, 20))
+    items = _write_nifti_subjects(tmp_path, images, labels)
+    preprocess = Compose([LoadImaged("image"), EnsureChannelFirstd("image", channel_dim="no_channel"), ScaleIntensityd("image")])
+    nib.save(nib.Nifti1Image(np.zeros((9, 9), np.int16), np.eye(4)), items[0]["image"])
+    with pytest.raises(ValueError, match="Resized"):
+        GeometricAugmentor(tiny_config()).fit(items, transform=preprocess)
