@@ -1,0 +1,484 @@
+"""Training loop for the VAEs of :mod:`augmentor.models`, following App. E of the paper.
+
+Adam, learning rate halved when the validation loss stalls (``ReduceLROnPlateau``),
+the weights of the best validation epoch kept, optional early stopping, TensorBoard
+logging and resumable checkpoints. A run is deterministic under its seed on CPU,
+and a run interrupted and resumed from its checkpoint ends with exactly the same
+weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+from tqdm.auto import tqdm
+
+from augmentor.config import Config
+from augmentor.io import load_tensors, save_tensors
+from augmentor.models import VAEConfig, vae_loss
+
+__all__ = [
+    "CHECKPOINT_NAME",
+    "TrainerConfig",
+    "TrainingResult",
+    "resolve_device",
+    "seed_everything",
+    "train_vae",
+]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+"""File name of the checkpoint written into ``checkpoint_dir``."""
+
+_DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+# Settings that may change between an interrupted run and its resumption
+# without changing the result of the epochs already run.
+_RESUMABLE_CHANGES = ("epochs", "progress", "device", "image_log_every")
+
+
+@dataclasses.dataclass
+class TrainerConfig(Config):
+    """Optimisation settings (defaults: the paper's benchmark set-up, App. E).
+
+    Args:
+        epochs: maximum number of epochs.
+        batch_size: images per optimisation step.
+        lr: initial Adam learning rate.
+        lr_patience: epochs without validation improvement before the learning
+            rate is halved.
+        early_stopping_patience: epochs without validation improvement before
+            training stops; ``None`` never stops early.
+        val_fraction: share of ``images`` held out for validation when no
+            validation set is given (disjoint from the training images).
+        seed: seed of the split, the shuffling, the initial weights' RNG and the
+            reparameterisation noise.
+        device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``,
+            ``"cuda:N"`` or ``"mps"``.
+        progress: show a tqdm progress bar.
+        grad_clip: clip the gradient norm to this value; ``None`` does not clip.
+        image_log_every: log validation reconstructions to TensorBoard every this
+            many epochs (0: never).
+    """
+
+    epochs: int = 100
+    batch_size: int = 100
+    lr: float = 1e-3
+    lr_patience: int = 5
+    early_stopping_patience: int | None = 20
+    val_fraction: float = 0.2
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+    grad_clip: float | None = None
+    image_log_every: int = 10
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            self._fail("epochs", f"must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            self._fail("batch_size", f"must be at least 1, got {self.batch_size}")
+        if not (0 < self.lr < math.inf):
+            self._fail("lr", f"must be a positive number, got {self.lr}")
+        if self.lr_patience < 0:
+            self._fail("lr_patience", f"must be 0 or more, got {self.lr_patience}")
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
+            self._fail("early_stopping_patience", f"must be at least 1 or null, got {self.early_stopping_patience}")
+        if not (0 < self.val_fraction < 1):
+            self._fail("val_fraction", f"must lie strictly between 0 and 1, got {self.val_fraction}")
+        if not (0 <= self.seed < 2**32):
+            self._fail("seed", f"must lie in [0, 2**32), got {self.seed}")
+        if not _DEVICE_PATTERN.fullmatch(self.device):
+            self._fail("device", f"must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {self.device!r}")
+        if self.grad_clip is not None and not (0 < self.grad_clip < math.inf):
+            self._fail("grad_clip", f"must be a positive number or null, got {self.grad_clip}")
+        if self.image_log_every < 0:
+            self._fail("image_log_every", f"must be 0 (never) or more, got {self.image_log_every}")
+
+
+@dataclasses.dataclass
+class TrainingResult:
+    """Outcome of :func:`train_vae`.
+
+    Attributes:
+        history: one dict per epoch with ``epoch``, ``lr`` and the train/validation
+            ``loss``, ``recon`` and ``kl`` (per-image means).
+        best_epoch: epoch (0-based) whose weights were kept.
+        best_val_loss: validation loss of that epoch.
+        epochs_run: epochs completed, counting those before a resumption.
+        stopped_early: whether early stopping ended the run.
+    """
+
+    history: list[dict[str, float]]
+    best_epoch: int
+    best_val_loss: float
+    epochs_run: int
+    stopped_early: bool
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device for a :attr:`TrainerConfig.device` value.
+
+    Raises:
+        ValueError: unknown name, or the requested accelerator is not available.
+    """
+    if not _DEVICE_PATTERN.fullmatch(name):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {name!r}")
+    mps_available = torch.backends.mps.is_available()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if mps_available else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} requested but CUDA is not available; use 'cpu' or 'auto'")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+    if device.type == "mps" and not mps_available:
+        raise ValueError("device 'mps' requested but MPS is not available; use 'cpu' or 'auto'")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's (CPU and CUDA) global random generators."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _check_images(images: Any, in_shape: tuple[int, ...], name: str, min_count: int) -> torch.Tensor:
+    """Validate a ``(N, *in_shape)`` float tensor in [0, 1] and return it."""
+    if not isinstance(images, torch.Tensor):
+        shape = ", ".join(map(str, in_shape))
+        raise TypeError(f"{name} must be a torch.Tensor of shape (N, {shape}), got {type(images).__name__}")
+    if not images.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor scaled to [0, 1], got dtype {images.dtype}")
+    if images.ndim != len(in_shape) + 1:
+        raise ValueError(
+            f"{name} must have {len(in_shape) + 1} dimensions (N, {', '.join(map(str, in_shape))}), "
+            f"got shape {tuple(images.shape)}"
+        )
+    if tuple(images.shape[1:]) != in_shape:
+        raise ValueError(f"{name} have shape {tuple(images.shape[1:])} per image but the model expects {in_shape}")
+    if len(images) < min_count:
+        raise ValueError(f"{name} must hold at least {min_count} images, got {len(images)}")
+    bad = (~torch.isfinite(images)).sum().item()
+    if bad:
+        raise ValueError(f"{name} contain {bad} NaN or infinite value(s)")
+    low, high = images.min().item(), images.max().item()
+    if low < 0 or high > 1:
+        raise ValueError(
+            f"{name} must lie in [0, 1] (the decoder ends with a sigmoid), got values in [{low:.4g}, {high:.4g}]; "
+            "rescale them first"
+        )
+    return images.float()
+
+
+def _digest(images: torch.Tensor) -> str:
+    return hashlib.sha256(images.detach().cpu().contiguous().numpy().data).hexdigest()
+
+
+def _split(
+    images: torch.Tensor, val_images: torch.Tensor | None, val_fraction: float, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training and validation sets, disjoint; without ``val_images`` a random split of ``images``."""
+    if val_images is not None:
+        seen = {_digest(image) for image in images}
+        shared = sum(_digest(image) in seen for image in val_images)
+        if shared:
+            raise ValueError(
+                f"{shared} of the {len(val_images)} val_images also appear in images; "
+                "the validation set must be disjoint from the training set"
+            )
+        return images, val_images
+    n = len(images)
+    n_val = min(n - 1, max(1, round(n * val_fraction)))
+    order = torch.randperm(n, generator=generator)
+    return images[order[n_val:]], images[order[:n_val]]
+
+
+def _batches(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """Split indices into batches, folding a trailing single image into the previous batch.
+
+    BatchNorm cannot normalise a batch of one image when the feature map is 1 x 1.
+    """
+    chunks = list(order.split(batch_size))
+    if len(chunks) > 1 and len(chunks[-1]) == 1:
+        chunks[-2:] = [torch.cat(chunks[-2:])]
+    return chunks
+
+
+def _run_epoch(
+    model: nn.Module,
+    data: torch.Tensor,
+    config: TrainerConfig,
+    device: torch.device,
+    optimizer: torch.optim.Optimizer | None = None,
+    generator: torch.Generator | None = None,
+) -> dict[str, float]:
+    """One pass over ``data``; trains when ``optimizer`` is given. Returns per-image means."""
+    training = optimizer is not None
+    model.train(training)
+    vae_config: VAEConfig = model.config
+    order = torch.randperm(len(data), generator=generator) if training else torch.arange(len(data))
+    totals = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
+    with torch.set_grad_enabled(training):
+        for index in _batches(order, config.batch_size):
+            x = data[index].to(device)
+            losses = vae_loss(model(x), x, vae_config.beta, vae_config.reconstruction)
+            if not torch.isfinite(losses["loss"]):
+                raise RuntimeError(
+                    f"the loss became {losses['loss'].item()}; lower the learning rate, "
+                    "set grad_clip or bound the log-variance (VAEConfig.log_var_bound)"
+                )
+            if training:
+                optimizer.zero_grad()
+                losses["loss"].backward()
+                if config.grad_clip is not None:
+                    nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                optimizer.step()
+            for key in totals:
+                totals[key] += losses[key].item() * len(index)
+    return {key: value / len(data) for key, value in totals.items()}
+
+
+def _image_grid(images: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
+    """Originals over reconstructions, side by side: ``(C, 2H, n W)`` from ``(n, C, H, W[, D])``.
+
+    Volumes show their middle slice along the last axis; images with other than
+    1 or 3 channels show their first channel.
+    """
+    pair = torch.stack([images, recon])
+    if pair.ndim == 6:
+        pair = pair[..., pair.shape[-1] // 2]
+    if pair.shape[2] not in (1, 3):
+        pair = pair[:, :, :1]
+    rows = [torch.cat(list(row), dim=-1) for row in pair]
+    return torch.cat(rows, dim=-2).clamp(0, 1)
+
+
+def _log_epoch(
+    writer: Any, model: nn.Module, val: torch.Tensor, record: dict[str, float], config: TrainerConfig
+) -> None:
+    """Per-epoch scalars, and validation reconstructions every ``config.image_log_every`` epochs."""
+    epoch = int(record["epoch"])
+    for key, value in record.items():
+        if key != "epoch":
+            writer.add_scalar(key.replace("_", "/", 1), value, epoch)
+    if config.image_log_every and epoch % config.image_log_every == 0:
+        model.eval()
+        x = val[:8].to(next(model.parameters()).device)
+        # Decode the posterior means: the display must not draw from the RNG,
+        # or logging would change the training run.
+        with torch.no_grad():
+            recon = model.decode(model.encode(x)[0])
+        writer.add_image("val/reconstruction", _image_grid(x.cpu(), recon.cpu()), epoch, dataformats="CHW")
+    writer.flush()
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
+
+
+def _rng_state(device: torch.device, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    # Only torch generators feed training (shuffling and reparameterisation
+    # noise); the noise lives on the device's own generator off the CPU.
+    state = {"cpu": torch.get_rng_state(), "shuffle": generator.get_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    elif device.type == "mps":
+        state["mps"] = torch.mps.get_rng_state()
+    return state
+
+
+def _set_rng_state(state: dict[str, torch.Tensor], device: torch.device, generator: torch.Generator) -> None:
+    torch.set_rng_state(state["cpu"])
+    generator.set_state(state["shuffle"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+    elif device.type == "mps" and "mps" in state:
+        torch.mps.set_rng_state(state["mps"])
+
+
+def _fingerprint(
+    config: TrainerConfig, vae_config: VAEConfig, train: torch.Tensor, val: torch.Tensor
+) -> dict[str, Any]:
+    """What must be unchanged for a checkpoint to be resumed."""
+    trainer = {k: v for k, v in config.to_dict().items() if k not in _RESUMABLE_CHANGES}
+    return {
+        "trainer": trainer,
+        "model": vae_config.to_dict(),
+        "n_train": len(train),
+        "n_val": len(val),
+        "train_sha256": _digest(train),
+        "val_sha256": _digest(val),
+    }
+
+
+def _resume(
+    path: Path,
+    fingerprint: dict[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: ReduceLROnPlateau,
+    generator: torch.Generator,
+    device: torch.device,
+) -> dict[str, Any]:
+    """Restore a run from ``path``; returns its progress record."""
+    checkpoint = load_tensors(path)
+    if checkpoint["fingerprint"] != fingerprint:
+        differs = sorted(k for k in fingerprint if checkpoint["fingerprint"].get(k) != fingerprint[k])
+        raise ValueError(
+            f"checkpoint {path} belongs to a different run (differs in: {', '.join(differs)}); "
+            "use a new checkpoint_dir or delete the checkpoint"
+        )
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    scheduler.load_state_dict(checkpoint["scheduler"])
+    _set_rng_state(checkpoint["rng"], device, generator)
+    return checkpoint["progress"]
+
+
+def train_vae(
+    model: nn.Module,
+    images: torch.Tensor,
+    config: TrainerConfig,
+    val_images: torch.Tensor | None = None,
+    log_dir: str | Path | None = None,
+    checkpoint_dir: str | Path | None = None,
+) -> TrainingResult:
+    """Train a VAE by minimising the negative ELBO of :func:`augmentor.models.vae_loss`.
+
+    Each epoch shuffles the training images, takes Adam steps, then evaluates the
+    validation loss, which drives ``ReduceLROnPlateau`` (factor 0.5), early
+    stopping and the choice of the best epoch. At the end the best epoch's
+    weights are loaded into ``model``, which is left in eval mode.
+
+    Args:
+        model: a :class:`~augmentor.models.VAE` or :class:`~augmentor.models.MLPVAE`
+            (anything with a ``config`` :class:`~augmentor.models.VAEConfig`,
+            ``encode``, ``decode`` and a forward returning ``VAEOutput``).
+        images: training images ``(N, C, H, W[, D])``, float in [0, 1], N >= 2.
+        config: optimisation settings.
+        val_images: validation images ``(M, C, H, W[, D])``; if ``None``, a random
+            ``config.val_fraction`` of ``images`` is held out instead.
+        log_dir: TensorBoard folder for per-epoch losses and learning rate, and
+            reconstructions of up to 8 validation images (middle slice for volumes).
+        checkpoint_dir: folder for ``checkpoint.pt``, rewritten atomically after
+            every epoch. If it already holds a checkpoint of the same run (same
+            data, model and settings except ``epochs``, ``progress``, ``device``
+            and ``image_log_every``), training resumes from it.
+
+    Returns:
+        A :class:`TrainingResult`.
+
+    Raises:
+        ValueError: bad images (NaN/Inf, outside [0, 1], wrong shape, fewer than 2),
+            an unavailable device, or a checkpoint of another run or of more epochs.
+        TypeError: ``model`` has no :class:`~augmentor.models.VAEConfig`.
+    """
+    vae_config = getattr(model, "config", None)
+    if not isinstance(vae_config, VAEConfig):
+        raise TypeError(
+            f"model must carry a VAEConfig in .config (build it with build_vae), got {type(model).__name__}"
+        )
+    images = _check_images(images, vae_config.in_shape, "images", min_count=2)
+    if val_images is not None:
+        val_images = _check_images(val_images, vae_config.in_shape, "val_images", min_count=1)
+    device = resolve_device(config.device)
+
+    seed_everything(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    train, val = _split(images, val_images, config.val_fraction, generator)
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    scheduler = ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=config.lr_patience)
+    fingerprint = _fingerprint(config, vae_config, train, val)
+
+    progress: dict[str, Any] = {
+        "epoch": 0,
+        "history": [],
+        "best_state": None,
+        "best_epoch": -1,
+        "best_val_loss": math.inf,
+        "bad_epochs": 0,
+        "stopped_early": False,
+    }
+    checkpoint = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
+    if checkpoint is not None and checkpoint.exists():
+        progress = _resume(checkpoint, fingerprint, model, optimizer, scheduler, generator, device)
+        if progress["epoch"] > config.epochs:
+            raise ValueError(
+                f"checkpoint {checkpoint} has already run {progress['epoch']} epochs, more than epochs={config.epochs}"
+            )
+    start = progress["epoch"]
+    end = start if progress["stopped_early"] else config.epochs
+
+    writer = None
+    if log_dir is not None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        # purge_step drops events an interrupted run logged after its last checkpoint.
+        writer = SummaryWriter(log_dir=str(log_dir), purge_step=start or None)
+    try:
+        bar = tqdm(range(start, end), initial=start, total=config.epochs, desc="VAE", disable=not config.progress)
+        for epoch in bar:
+            lr = optimizer.param_groups[0]["lr"]
+            train_losses = _run_epoch(model, train, config, device, optimizer, generator)
+            val_losses = _run_epoch(model, val, config, device)
+            scheduler.step(val_losses["loss"])
+            record = {"epoch": epoch, "lr": lr}
+            record.update({f"train_{k}": v for k, v in train_losses.items()})
+            record.update({f"val_{k}": v for k, v in val_losses.items()})
+            progress["history"].append(record)
+
+            if val_losses["loss"] < progress["best_val_loss"]:
+                progress.update(best_state=_cpu_state(model), best_epoch=epoch, best_val_loss=val_losses["loss"])
+                progress["bad_epochs"] = 0
+            else:
+                progress["bad_epochs"] += 1
+            patience = config.early_stopping_patience
+            progress["stopped_early"] = patience is not None and progress["bad_epochs"] >= patience
+            progress["epoch"] = epoch + 1
+
+            if writer is not None:
+                _log_epoch(writer, model, val, record, config)
+            if checkpoint is not None:
+                save_tensors(
+                    checkpoint,
+                    {
+                        "format_version": 1,
+                        "fingerprint": fingerprint,
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "rng": _rng_state(device, generator),
+                        "progress": progress,
+                    },
+                )
+            bar.set_postfix(train=f"{train_losses['loss']:.4g}", val=f"{val_losses['loss']:.4g}", lr=f"{lr:.2g}")
+            if progress["stopped_early"]:
+                break
+        bar.close()
+    finally:
+        if writer is not None:
+            writer.close()
+
+    model.load_state_dict(progress["best_state"])
+    model.eval()
+    return TrainingResult(
+        history=progress["history"],
+        best_epoch=progress["best_epoch"],
+        best_val_loss=progress["best_val_loss"],
+        epochs_run=progress["epoch"],
+        stopped_early=progress["stopped_early"],
+    )
