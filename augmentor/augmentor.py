@@ -32,10 +32,10 @@ from .sampling import (
     RiemannianSampler,
 )
 from .training import (
-    _DEVICE_PATTERN,
+    DEVICE_PATTERN,
     TrainerConfig,
     TrainingResult,
-    _check_images,
+    check_images,
     resolve_device,
     seed_everything,
     train_vae,
@@ -88,7 +88,7 @@ class AugmentorConfig(Config):
             self._fail("gmm_components", f"must be >= 1, got {self.gmm_components}")
         if self.encode_batch_size < 1:
             self._fail("encode_batch_size", f"must be >= 1, got {self.encode_batch_size}")
-        if not _DEVICE_PATTERN.fullmatch(self.device):
+        if not DEVICE_PATTERN.fullmatch(self.device):
             self._fail("device", f"must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {self.device!r}")
 
 
@@ -203,7 +203,7 @@ class GeometricAugmentor:
         if images.ndim not in (4, 5):
             raise ValueError(f"images must have shape (N, C, H, W) or (N, C, H, W, D), got {tuple(images.shape)}")
         vae_config = self.config.vae or default_vae_config(images.shape[1:])
-        images = _check_images(images, tuple(vae_config.in_shape), "images", min_count=2)
+        images = check_images(images, tuple(vae_config.in_shape), "images", min_count=2)
         labels = _check_labels(labels, len(images))
         classes, counts = labels.unique(return_counts=True)
         k = self.config.metric.n_centroids

@@ -29,8 +29,10 @@ from augmentor.models import VAEConfig, vae_loss
 
 __all__ = [
     "CHECKPOINT_NAME",
+    "DEVICE_PATTERN",
     "TrainerConfig",
     "TrainingResult",
+    "check_images",
     "resolve_device",
     "seed_everything",
     "train_vae",
@@ -39,7 +41,7 @@ __all__ = [
 CHECKPOINT_NAME = "checkpoint.pt"
 """File name of the checkpoint written into ``checkpoint_dir``."""
 
-_DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 # Settings that may change between an interrupted run and its resumption
 # without changing the result of the epochs already run.
 _RESUMABLE_CHANGES = ("epochs", "progress", "device", "image_log_every")
@@ -96,7 +98,7 @@ class TrainerConfig(Config):
             self._fail("val_fraction", f"must lie strictly between 0 and 1, got {self.val_fraction}")
         if not (0 <= self.seed < 2**32):
             self._fail("seed", f"must lie in [0, 2**32), got {self.seed}")
-        if not _DEVICE_PATTERN.fullmatch(self.device):
+        if not DEVICE_PATTERN.fullmatch(self.device):
             self._fail("device", f"must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {self.device!r}")
         if self.grad_clip is not None and not (0 < self.grad_clip < math.inf):
             self._fail("grad_clip", f"must be a positive number or null, got {self.grad_clip}")
@@ -130,7 +132,7 @@ def resolve_device(name: str) -> torch.device:
     Raises:
         ValueError: unknown name, or the requested accelerator is not available.
     """
-    if not _DEVICE_PATTERN.fullmatch(name):
+    if not DEVICE_PATTERN.fullmatch(name):
         raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {name!r}")
     mps_available = torch.backends.mps.is_available()
     if name == "auto":
@@ -155,7 +157,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _check_images(images: Any, in_shape: tuple[int, ...], name: str, min_count: int) -> torch.Tensor:
+def check_images(images: Any, in_shape: tuple[int, ...], name: str, min_count: int) -> torch.Tensor:
     """Validate a ``(N, *in_shape)`` float tensor in [0, 1] and return it."""
     if not isinstance(images, torch.Tensor):
         shape = ", ".join(map(str, in_shape))
@@ -391,9 +393,9 @@ def train_vae(
         raise TypeError(
             f"model must carry a VAEConfig in .config (build it with build_vae), got {type(model).__name__}"
         )
-    images = _check_images(images, vae_config.in_shape, "images", min_count=2)
+    images = check_images(images, vae_config.in_shape, "images", min_count=2)
     if val_images is not None:
-        val_images = _check_images(val_images, vae_config.in_shape, "val_images", min_count=1)
+        val_images = check_images(val_images, vae_config.in_shape, "val_images", min_count=1)
     device = resolve_device(config.device)
 
     seed_everything(config.seed)
