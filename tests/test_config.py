@@ -1,0 +1,48 @@
+"""Typed configs: validation errors name the field; JSON/YAML round trips."""
+
+import pytest
+
+from augmentor import AugmentorConfig, ConfigError, HMCConfig, MetricConfig, TrainerConfig, vae_preset
+from augmentor.config import load_config_file
+
+
+def test_augmentor_config_round_trips_through_json():
+    config = AugmentorConfig(vae=vae_preset("tiny2d"), metric=MetricConfig(n_centroids=5), hmc=HMCConfig(n_steps=7))
+    again = AugmentorConfig.from_json(config.to_json())
+    assert again == config and isinstance(again.vae.in_shape, tuple)
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"hmc": {"n_step": 3}}, r"unknown key\(s\) \['n_step'\]"),
+        ({"hmc": {"n_steps": 0}}, "HMCConfig.n_steps: must be >= 1"),
+        ({"hmc": {"step_size": "small"}}, "HMCConfig.step_size: expected a number"),
+        ({"metric": {"lam": -1}}, "MetricConfig.lam"),
+        ({"device": "gpu"}, "AugmentorConfig.device"),
+        ({"trainer": {"epochs": 2.5}}, "TrainerConfig.epochs: expected an integer"),
+        ({"hmc": {"adapt_step_size": True}}, "n_warmup"),
+        ({"gmm_components": True}, "expected an integer"),
+        ({"colour": 1}, "unknown key"),
+    ],
+)
+def test_validation_errors_name_the_field(data, message):
+    with pytest.raises(ConfigError, match=message):
+        AugmentorConfig.from_dict(data)
+
+
+def test_yaml_file_errors_name_the_file(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text("trainer:\n  epochs: 3\nhmc:\n  n_steps: 5\n")
+    config = load_config_file(good, AugmentorConfig)
+    assert config.trainer == TrainerConfig(epochs=3) and config.hmc.n_steps == 5
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("trainer:\n  epoch: 3\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: .*unknown key\(s\) \['epoch'\]"):
+        load_config_file(bad, AugmentorConfig)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("trainer: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config_file(broken, AugmentorConfig)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config_file(tmp_path / "missing.yaml", AugmentorConfig)
