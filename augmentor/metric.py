@@ -277,6 +277,11 @@ class RiemannianMetric:
         the smooth gradient, also outside the domain.
         """
         z = self._check_points(z)
+        log_volume, grad = self._log_volume_and_grad(z)
+        return self._restrict(log_volume, z), grad
+
+    def _log_volume_and_grad(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``0.5 log det G(z)`` (unrestricted) and its gradient, for checked ``z``."""
         zz = torch.cat([z * z, z], dim=1)
         parts = self._chunks(z.shape[0])
         # With one chunk the weights are kept between the two passes; with several
@@ -292,12 +297,11 @@ class RiemannianMetric:
             a = w.mul_(inv_g @ self._s[part].T)
             p.addmm_(a, self._r[part])
         d = self.dim
-        grad = p[:, d:] - z * p[:, :d]
-        return self._restrict(0.5 * g.log().sum(dim=1), z), grad
+        return 0.5 * g.log().sum(dim=1), p[:, d:] - z * p[:, :d]
 
     def grad_log_density(self, z: torch.Tensor) -> torch.Tensor:
-        """``(B, d)`` gradient of ``0.5 log det G(z)`` (closed form)."""
-        return self.log_density_and_grad(z)[1]
+        """``(B, d)`` gradient of ``0.5 log det G(z)`` (closed form, also outside the domain)."""
+        return self._log_volume_and_grad(self._check_points(z))[1]
 
     def state_dict(self) -> dict[str, Any]:
         """Tensors and plain values only (loadable with ``weights_only=True``)."""

@@ -220,11 +220,12 @@ class HMCSampler:
         v = self._draw_momentum(z, generator)
         h0 = -log_p + 0.5 * (v * v).sum(dim=1)
         z_new, v_new, grad_new = z, v + 0.5 * step_size * grad, grad
-        for step in range(self.config.n_leapfrog):
+        for _ in range(self.config.n_leapfrog - 1):
             z_new = z_new + step_size * v_new
-            log_p_new, grad_new = metric.log_density_and_grad(z_new)
-            last = step == self.config.n_leapfrog - 1
-            v_new = v_new + (0.5 if last else 1.0) * step_size * grad_new
+            v_new = v_new + step_size * metric.grad_log_density(z_new)
+        z_new = z_new + step_size * v_new
+        log_p_new, grad_new = metric.log_density_and_grad(z_new)  # the target is needed at the end only
+        v_new = v_new + 0.5 * step_size * grad_new
         h = -log_p_new + 0.5 * (v_new * v_new).sum(dim=1)
         # exp(min(0, H0 - H)) in log space; H = inf outside the domain gives 0.
         log_accept = torch.clamp(h0 - h, max=0.0).nan_to_num(nan=-math.inf)
