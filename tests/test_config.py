@@ -46,3 +46,19 @@ def test_yaml_file_errors_name_the_file(tmp_path):
         load_config_file(broken, AugmentorConfig)
     with pytest.raises(ConfigError, match="does not exist"):
         load_config_file(tmp_path / "missing.yaml", AugmentorConfig)
+
+
+def test_fixed_length_tuples_are_checked():
+    import dataclasses
+
+    from augmentor import Config
+
+    @dataclasses.dataclass
+    class Shape(Config):
+        size: tuple[int, int, int] = (1, 2, 3)
+
+    assert Shape.from_dict({"size": [4, 5, 6]}).size == (4, 5, 6)
+    with pytest.raises(ConfigError, match="expected 3 values"):
+        Shape.from_dict({"size": [4, 5]})
+    with pytest.raises(ConfigError, match=r"Shape.size\[1\]: expected an integer"):
+        Shape.from_dict({"size": [4, "x", 6]})
