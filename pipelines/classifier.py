@@ -1,0 +1,273 @@
+"""The OASIS classifier of Table 4, its training loop, metrics, and the classical augmentation.
+
+Network (paper, for 1 x 208 x 176 inputs)::
+
+    Conv 8  (k3 s1) BN LeakyReLU MaxPool2
+    Conv 16 (k3 s1) BN LeakyReLU MaxPool2
+    Conv 32 (k3 s2) BN LeakyReLU MaxPool2
+    Conv 64 (k3 s2) BN LeakyReLU MaxPool2
+    Linear(256 -> 100) ReLU
+    Linear(100 -> 2)
+
+The convolutions are unpadded (that is what gives 64 x 2 x 2 = 256 features on
+208 x 176); the flattened size is computed from the input size, so downsampled
+images work (with ``padding: 1`` when they are small). Blocks are MONAI
+:class:`~monai.networks.blocks.Convolution` layers (conv -> norm -> act).
+
+Training: Adam, batch 200, 50 epochs, learning rate halved after 5 epochs without
+a better validation balanced accuracy, weights of the best validation epoch kept
+(the first one on ties). Deterministic under its seed on CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .config import AugmentationConfig, ClassifierConfig
+
+__all__ = [
+    "OasisClassifier",
+    "TrainedClassifier",
+    "TorchIOAugmentation",
+    "classification_metrics",
+    "predict",
+    "train_classifier",
+]
+
+
+class OasisClassifier(nn.Sequential):
+    """The CNN of Table 4 for ``in_shape`` ``(C, H, W)`` (or ``(C, H, W, D)``) images.
+
+    Args:
+        in_shape: image shape without the batch axis.
+        config: layer settings (``channels``, ``strides``, ``kernel_size``,
+            ``padding``, ``hidden``, ``negative_slope``).
+        n_classes: output logits.
+
+    Raises:
+        ConfigError: the images are too small for the blocks.
+    """
+
+    def __init__(self, in_shape: Sequence[int], config: ClassifierConfig, n_classes: int = 2) -> None:
+        from monai.networks.blocks import Convolution
+        from monai.networks.layers.factories import Pool
+
+        in_shape = tuple(int(s) for s in in_shape)
+        dims = len(in_shape) - 1
+        if dims not in (2, 3):
+            raise ValueError(f"in_shape must be (C, H, W) or (C, H, W, D), got {in_shape}")
+        config.check_image_size(in_shape[1:])
+        layers: list[nn.Module] = []
+        channels = in_shape[0]
+        for out_channels, stride in zip(config.channels, config.strides):
+            layers.append(
+                Convolution(
+                    spatial_dims=dims,
+                    in_channels=channels,
+                    out_channels=out_channels,
+                    strides=stride,
+                    kernel_size=config.kernel_size,
+                    padding=config.padding,
+                    act=("leakyrelu", {"negative_slope": config.negative_slope}),
+                    norm="batch",
+                    adn_ordering="NA",
+                )
+            )
+            layers.append(Pool["max", dims](kernel_size=2))
+            channels = out_channels
+        flat = channels * math.prod(config.feature_grid(in_shape[1:]))
+        layers += [nn.Flatten(), nn.Linear(flat, config.hidden), nn.ReLU(), nn.Linear(config.hidden, n_classes)]
+        super().__init__(*layers)
+        self.in_shape = in_shape
+        self.flat_features = flat
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int, device: torch.device) -> np.ndarray:
+    """Predicted class of each image (eval mode)."""
+    model.eval()
+    out = [
+        model(images[i : i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(images), batch_size)
+    ]
+    return torch.cat(out).numpy()
+
+
+def classification_metrics(y_true: Any, y_pred: Any, classes: Sequence[int] = (0, 1)) -> dict[str, Any]:
+    """Balanced accuracy, accuracy, confusion matrix and per-class precision / recall / F1 (scikit-learn).
+
+    A class never predicted gets precision 0 (``zero_division=0``).
+    """
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=list(classes), zero_division=0
+    )
+    return {
+        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=list(classes)).tolist(),
+        "per_class": {
+            str(c): {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for c, p, r, f, s in zip(classes, precision, recall, f1, support)
+        },
+    }
+
+
+class TorchIOAugmentation:
+    """Random affine + elastic deformation of 2D images with TorchIO, reproducible per (seed, epoch).
+
+    Each call transforms every image of the batch with freshly drawn parameters;
+    the draws come from torch's global generator, seeded with ``seed`` and
+    ``epoch``, so a given epoch always sees the same augmented set.
+    """
+
+    def __init__(self, config: AugmentationConfig, image_size: Sequence[int], seed: int) -> None:
+        import torchio as tio
+
+        h, w = (int(s) for s in image_size)
+        translation = config.translation * min(h, w)
+        displacement = (config.elastic_max_displacement * h, config.elastic_max_displacement * w, 0.0)
+        self.transform = tio.Compose(
+            [
+                tio.RandomAffine(
+                    scales=(1 - config.scales, 1 + config.scales, 1 - config.scales, 1 + config.scales, 1, 1),
+                    degrees=(0, 0, 0, 0, -config.degrees, config.degrees),
+                    translation=(-translation, translation, -translation, translation, 0, 0),
+                    image_interpolation="linear",
+                    p=config.p_affine,
+                ),
+                tio.RandomElasticDeformation(
+                    num_control_points=(config.elastic_control_points, config.elastic_control_points, 5),
+                    max_displacement=displacement,
+                    locked_borders=2,
+                    image_interpolation="linear",
+                    p=config.p_elastic,
+                ),
+            ]
+        )
+        self.seed = seed
+
+    def __call__(self, images: torch.Tensor, epoch: int) -> torch.Tensor:
+        """Augmented copy of ``(N, C, H, W)`` images in [0, 1] (the input is not modified)."""
+        state = torch.random.get_rng_state()
+        torch.manual_seed((self.seed * 100_003 + epoch) % 2**63)
+        try:
+            out = torch.stack([self.transform(image.unsqueeze(-1)).squeeze(-1) for image in images.cpu()])
+        finally:
+            torch.random.set_rng_state(state)
+        return out.clamp_(0, 1)
+
+
+@dataclasses.dataclass
+class TrainedClassifier:
+    """Outcome of :func:`train_classifier`: the model (best epoch's weights) and its history."""
+
+    model: nn.Module
+    best_epoch: int
+    best_val_balanced_accuracy: float
+    history: list[dict[str, float]]
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """Shuffled index batches; a last batch of one image joins the previous one (BatchNorm needs 2)."""
+    order = torch.randperm(n, generator=generator)
+    parts = list(order.split(batch_size))
+    if len(parts) > 1 and len(parts[-1]) == 1:
+        parts[-2] = torch.cat([parts[-2], parts.pop()])
+    return parts
+
+
+def train_classifier(
+    train_images: torch.Tensor,
+    train_labels: torch.Tensor,
+    val_images: torch.Tensor,
+    val_labels: torch.Tensor,
+    config: ClassifierConfig,
+    seed: int,
+    device: torch.device | str = "cpu",
+    augment: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+    log_dir: str | Path | None = None,
+    progress: bool = False,
+    desc: str = "classifier",
+) -> TrainedClassifier:
+    """Train an :class:`OasisClassifier`, keeping the epoch with the best validation balanced accuracy.
+
+    Args:
+        train_images, train_labels: ``(N, C, H, W)`` in [0, 1] and ``(N,)`` labels 0..K-1.
+        val_images, val_labels: the validation set (drives the learning rate and the choice of epoch).
+        config: network and optimisation settings.
+        seed: seeds the initial weights and the batch order.
+        device: where to train.
+        augment: ``augment(images, epoch)`` returns the epoch's training images
+            (e.g. :class:`TorchIOAugmentation`); None trains on the images as given.
+        log_dir: TensorBoard folder for the per-epoch curves.
+        progress: show a progress bar over the epochs.
+    """
+    from sklearn.metrics import balanced_accuracy_score
+
+    if len(train_images) < 2:
+        raise ValueError(f"the classifier needs at least 2 training images, got {len(train_images)}")
+    device = torch.device(device)
+    n_classes = int(max(train_labels.max(), val_labels.max())) + 1
+    torch.manual_seed(seed)
+    model = OasisClassifier(train_images.shape[1:], config, n_classes).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="max", factor=config.lr_factor, patience=config.lr_patience
+    )
+    generator = torch.Generator().manual_seed(seed)
+    loss_fn = nn.CrossEntropyLoss()
+    y_train = train_labels.long()
+    x_fixed = None if augment is not None else train_images.to(device)
+    val_true = val_labels.cpu().numpy()
+    best = {"epoch": -1, "score": -math.inf, "state": None}
+    history: list[dict[str, float]] = []
+    writer = None
+    if log_dir is not None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(log_dir=str(log_dir))
+    try:
+        bar = tqdm(range(config.epochs), desc=desc, leave=False, disable=not progress)
+        for epoch in bar:
+            x = x_fixed if augment is None else augment(train_images, epoch).to(device)
+            lr = optimizer.param_groups[0]["lr"]
+            model.train()
+            total, count = 0.0, 0
+            for batch in _batches(len(x), config.batch_size, generator):
+                optimizer.zero_grad(set_to_none=True)
+                loss = loss_fn(model(x[batch.to(device)]), y_train[batch].to(device))
+                loss.backward()
+                optimizer.step()
+                total += loss.detach().item() * len(batch)
+                count += len(batch)
+            val_pred = predict(model, val_images, config.eval_batch_size, device)
+            score = float(balanced_accuracy_score(val_true, val_pred))
+            scheduler.step(score)
+            record = {"epoch": epoch, "lr": lr, "train_loss": total / count, "val_balanced_accuracy": score}
+            history.append(record)
+            if score > best["score"]:
+                best = {"epoch": epoch, "score": score, "state": copy.deepcopy(model.state_dict())}
+            if writer is not None:
+                writer.add_scalar("train/loss", record["train_loss"], epoch)
+                writer.add_scalar("val/balanced_accuracy", score, epoch)
+                writer.add_scalar("lr", lr, epoch)
+            bar.set_postfix(loss=f"{record['train_loss']:.3g}", val_ba=f"{score:.3f}")
+        bar.close()
+    finally:
+        if writer is not None:
+            writer.close()
+    model.load_state_dict(best["state"])
+    model.eval()
+    return TrainedClassifier(model, int(best["epoch"]), float(best["score"]), history)
+

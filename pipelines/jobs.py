@@ -1,0 +1,353 @@
+"""The study's jobs and the run-directory layout they read and write.
+
+Two kinds of job, both idempotent (a finished job is skipped, never redone):
+
+* ``generate/seed_<s>``: fit the per-class VAEs and latent samplers on the
+  training subjects of repetition ``s`` (:class:`augmentor.GeometricAugmentor`),
+  save the fitted augmentor, and draw ``n_per_class`` latent codes per class
+  with each sampler the methods need. Shared by all methods of the seed.
+* ``classify/seed_<s>/<method>``: build the method's training set, train the
+  Table 4 classifier, evaluate it on the test subjects, write the result JSON.
+
+Run directory::
+
+    study.json                         identity of the run (config, data fingerprint, hash)
+    data.pt                            the images every job reads
+    splits/seed_<s>.json               subject IDs and image indices of train / val / test
+    generate/seed_<s>/augmentor/       fitted VAEs + samplers (checksummed saved folder)
+    generate/seed_<s>/latents_<sampler>.pt     latent codes and labels (decoded on use)
+    generate/seed_<s>/diagnostics_riemannian.json (HMC acceptance, R-hat, ESS), samples_<sampler>.png
+    results/seed_<s>/<method>.json     one finished classifier job
+    tensorboard/seed_<s>/{vae,<method>}/       training curves
+    report/                            table (CSV, Markdown), per-run CSV, box plot
+
+Every file is written atomically (temporary name + rename, :mod:`augmentor.io`),
+so a killed job leaves either its complete result or nothing under the final
+name. Synthetic sets are stored as latent codes and decoded by the classifier
+jobs with the saved decoders: the paper's 2000 images per class x 3 samplers x
+20 seeds would take about 35 GB as float32 images, the codes take kilobytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import shutil
+import time
+import zlib
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from augmentor.augmentor import AugmentorConfig, GeometricAugmentor
+from augmentor.io import load_tensors, save_tensors, write_bytes, write_json
+from augmentor.training import resolve_device, seed_everything
+
+from .classifier import TorchIOAugmentation, classification_metrics, predict, train_classifier
+from .config import CLASS_NAMES, StudyConfig, method_sampler
+from .data import StudyData
+
+__all__ = ["Job", "RunPaths", "job_seed", "run_classify", "run_generate", "run_job", "training_set"]
+
+SEED_STRIDE = 7919  # offsets the VAE trainer's seed between repetitions
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One unit of work: ``kind`` is ``generate`` (per seed) or ``classify`` (per seed and method)."""
+
+    kind: str
+    seed: int
+    method: str | None = None
+    samplers: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"generate/seed_{self.seed}" if self.kind == "generate" else f"classify/seed_{self.seed}/{self.method}"
+
+    @property
+    def needs_generate(self) -> bool:
+        return self.kind == "classify" and method_sampler(self.method or "") is not None
+
+
+class RunPaths:
+    """Where everything of a run directory lives (see the module docstring)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    @property
+    def study(self) -> Path:
+        return self.root / "study.json"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data.pt"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report"
+
+    def split(self, seed: int) -> Path:
+        return self.root / "splits" / f"seed_{seed}.json"
+
+    def generate(self, seed: int) -> Path:
+        return self.root / "generate" / f"seed_{seed}"
+
+    def augmentor(self, seed: int) -> Path:
+        return self.generate(seed) / "augmentor"
+
+    def latents(self, seed: int, sampler: str) -> Path:
+        return self.generate(seed) / f"latents_{sampler}.pt"
+
+    def result(self, seed: int, method: str) -> Path:
+        return self.root / "results" / f"seed_{seed}" / f"{method}.json"
+
+    def tensorboard(self, *parts: str) -> Path:
+        return self.root.joinpath("tensorboard", *parts)
+
+    def is_done(self, job: Job) -> bool:
+        if job.kind == "generate":
+            return self.augmentor(job.seed).is_dir() and all(
+                self.latents(job.seed, s).is_file() for s in job.samplers
+            )
+        return self.result(job.seed, job.method).is_file()
+
+
+def job_seed(seed: int, method: str) -> int:
+    """A stable seed per (repetition, method), independent of which other methods run."""
+    return (seed * 1_000_003 + zlib.crc32(method.encode())) % 2**31
+
+
+@contextlib.contextmanager
+def job_environment(config: StudyConfig, seed: int) -> Iterator[torch.device]:
+    """Threads, determinism and seeds of one job; the previous settings are restored after.
+
+    The thread count is fixed per job (``num_threads``) in both backends, because
+    floating-point reductions, hence results, depend on it.
+    """
+    from threadpoolctl import threadpool_limits
+
+    device = resolve_device(config.device)
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.set_num_threads(config.num_threads)
+    if config.deterministic:
+        # CUDA kernels without a deterministic version only warn (CPU ones all have one).
+        torch.use_deterministic_algorithms(True, warn_only=device.type != "cpu")
+    seed_everything(seed)
+    try:
+        with threadpool_limits(limits=config.num_threads):
+            yield device
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+
+
+def read_split(paths: RunPaths, seed: int) -> dict[str, list[int]]:
+    return json.loads(paths.split(seed).read_text())["indices"]
+
+
+def augmentor_config(config: StudyConfig, seed: int, in_shape: tuple[int, ...]) -> AugmentorConfig:
+    trainer = config.vae.trainer.replace(
+        seed=(config.vae.trainer.seed + SEED_STRIDE * seed) % 2**32, progress=config.progress
+    )
+    return AugmentorConfig(
+        vae=config.vae.build(in_shape),
+        trainer=trainer,
+        metric=config.sampling.metric,
+        hmc=config.sampling.hmc,
+        gmm_components=config.sampling.gmm_components,
+        device=config.device,
+    )
+
+
+def _sample_grid(images: torch.Tensor, labels: torch.Tensor, path: Path, title: str, per_class: int = 8) -> None:
+    """A PNG grid of the first synthetic images of each class (one row per class)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    classes = labels.unique().tolist()
+    fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * 1.2, len(classes) * 1.4), squeeze=False)
+    for row, label in enumerate(classes):
+        chosen = images[labels == label][:per_class]
+        for col in range(per_class):
+            ax = axes[row][col]
+            ax.axis("off")
+            if col < len(chosen):
+                ax.imshow(chosen[col, 0].numpy(), cmap="gray", vmin=0, vmax=1)
+        axes[row][0].set_title(CLASS_NAMES.get(label, str(label)), fontsize=8, loc="left")
+    fig.suptitle(title, fontsize=9)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80)
+    plt.close(fig)
+    write_bytes(path, buffer.getvalue())
+
+
+def decode_latents(augmentor: GeometricAugmentor, z: torch.Tensor, labels: torch.Tensor, device: torch.device,
+                   batch_size: int = 256) -> torch.Tensor:
+    """Images of latent codes ``z`` decoded by the VAE of each code's class."""
+    images = None
+    for label in labels.unique().tolist():
+        rows = (labels == label).nonzero().flatten()
+        model = augmentor.models[int(label)].to(device).eval()
+        with torch.no_grad():
+            parts = [model.decode(z[rows[i : i + batch_size]].to(device)).cpu() for i in range(0, len(rows), batch_size)]
+        model.cpu()
+        decoded = torch.cat(parts)
+        if images is None:
+            images = torch.empty((len(z), *decoded.shape[1:]), dtype=decoded.dtype)
+        images[rows] = decoded
+    return images.clamp_(0, 1)
+
+
+def run_generate(root: str | Path, config: StudyConfig, job: Job) -> dict[str, Any]:
+    """Fit the seed's augmentor (unless saved) and draw the missing latent sets."""
+    paths = RunPaths(root)
+    if paths.is_done(job):
+        return {"job": job.key, "skipped": True}
+    start = time.perf_counter()
+    with job_environment(config, (config.vae.trainer.seed + SEED_STRIDE * job.seed) % 2**31) as device:
+        data = StudyData.load(paths.data)
+        train = torch.tensor(read_split(paths, job.seed)["train"])
+        folder = paths.augmentor(job.seed)
+        if folder.is_dir():
+            augmentor = GeometricAugmentor.load(folder, device=config.device)
+        else:
+            checkpoints = paths.generate(job.seed) / "checkpoints"
+            augmentor = GeometricAugmentor(augmentor_config(config, job.seed, tuple(data.images.shape[1:])))
+            augmentor.fit(
+                data.images[train],
+                data.labels[train],
+                log_dir=paths.tensorboard(f"seed_{job.seed}", "vae"),
+                checkpoint_dir=checkpoints,
+            )
+            augmentor.save(folder)
+            shutil.rmtree(checkpoints, ignore_errors=True)  # the saved augmentor supersedes them
+        n = config.sampling.n_per_class
+        for sampler in job.samplers:
+            target = paths.latents(job.seed, sampler)
+            if target.is_file():
+                continue
+            codes, labels, diagnostics = [], [], {}
+            for index, label in enumerate(augmentor.classes):
+                # The same seeds as GeometricAugmentor.generate(n, sampler, seed=job.seed).
+                codes.append(augmentor.sample_latents(label, n, sampler, seed=job.seed * 1009 + index))
+                labels.append(torch.full((n,), label, dtype=torch.int64))
+                if sampler == "riemannian" and label in augmentor.diagnostics:
+                    diagnostics[str(label)] = augmentor.diagnostics[label].to_dict()
+            z, y = torch.cat(codes), torch.cat(labels)
+            if sampler == "riemannian":
+                write_json(
+                    paths.generate(job.seed) / "diagnostics_riemannian.json",
+                    {"n_per_class": n, "hmc": config.sampling.hmc.to_dict(), "per_class": diagnostics},
+                )
+            preview = decode_latents(augmentor, torch.cat([c[:8] for c in codes]),
+                                     torch.cat([l[:8] for l in labels]), device)
+            _sample_grid(preview, torch.cat([l[:8] for l in labels]),
+                         paths.generate(job.seed) / f"samples_{sampler}.png", f"seed {job.seed}: {sampler}")
+            save_tensors(target, {"z": z, "labels": y, "sampler": sampler, "n_per_class": n})
+    return {"job": job.key, "skipped": False, "seconds": time.perf_counter() - start}
+
+
+def _oversample(labels: torch.Tensor, seed: int) -> torch.Tensor:
+    """Indices that repeat minority-class images (drawn with replacement) up to the majority count."""
+    rng = np.random.default_rng(seed)
+    y = labels.numpy()
+    classes, counts = np.unique(y, return_counts=True)
+    extra = [
+        rng.choice(np.flatnonzero(y == c), size=counts.max() - k, replace=True)
+        for c, k in zip(classes, counts)
+        if k < counts.max()
+    ]
+    return torch.from_numpy(np.concatenate([np.arange(len(y))] + extra)).long()
+
+
+def training_set(
+    paths: RunPaths, config: StudyConfig, data: StudyData, train: torch.Tensor, job: Job, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images and labels ``job.method`` trains on (before on-the-fly augmentation)."""
+    method = job.method or ""
+    real_x, real_y = data.images[train], data.labels[train]
+    if method in ("original", "classical"):
+        return real_x, real_y
+    if method == "resampled":
+        index = _oversample(real_y, job_seed(job.seed, method))
+        return real_x[index], real_y[index]
+    sampler = method_sampler(method)
+    if sampler is None:
+        raise ValueError(f"unknown method {method!r}")
+    latents = load_tensors(paths.latents(job.seed, sampler))
+    augmentor = GeometricAugmentor.load(paths.augmentor(job.seed), device=config.device)
+    synth_x = decode_latents(augmentor, latents["z"], latents["labels"], device)
+    synth_y = latents["labels"]
+    if method.startswith("original+"):
+        return torch.cat([real_x, synth_x]), torch.cat([real_y, synth_y])
+    return synth_x, synth_y
+
+
+def run_classify(root: str | Path, config: StudyConfig, job: Job) -> dict[str, Any]:
+    """Train and test the classifier of one (seed, method); write its result JSON."""
+    paths = RunPaths(root)
+    target = paths.result(job.seed, job.method)
+    if target.is_file():
+        return {"job": job.key, "skipped": True}
+    start = time.perf_counter()
+    seed = job_seed(job.seed, job.method)
+    with job_environment(config, seed) as device:
+        data = StudyData.load(paths.data)
+        split = {k: torch.tensor(v) for k, v in read_split(paths, job.seed).items()}
+        x, y = training_set(paths, config, data, split["train"], job, device)
+        augment = None
+        if job.method == "classical":
+            augment = TorchIOAugmentation(config.augmentation, data.image_size, seed)
+        log_dir = paths.tensorboard(f"seed_{job.seed}", job.method)
+        shutil.rmtree(log_dir, ignore_errors=True)  # curves of an interrupted attempt
+        trained = train_classifier(
+            x, y,
+            data.images[split["val"]], data.labels[split["val"]],
+            config.classifier,
+            seed=seed,
+            device=device,
+            augment=augment,
+            log_dir=log_dir,
+            progress=config.progress,
+            desc=f"seed {job.seed} {job.method}",
+        )
+        test_pred = predict(trained.model, data.images[split["test"]], config.classifier.eval_batch_size, device)
+        classes = sorted(int(c) for c in data.labels.unique())
+        metrics = classification_metrics(data.labels[split["test"]].numpy(), test_pred, classes)
+    result = {
+        "seed": job.seed,
+        "method": job.method,
+        "job_seed": seed,
+        "test": metrics,
+        "best_epoch": trained.best_epoch,
+        "best_val_balanced_accuracy": trained.best_val_balanced_accuracy,
+        "n_train": len(x),
+        "n_train_per_class": {str(c): int((y == c).sum()) for c in classes},
+        "n_val": len(split["val"]),
+        "n_test": len(split["test"]),
+        "history": trained.history,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    write_json(target, result)
+    return {"job": job.key, "skipped": False, "seconds": result["seconds"]}
+
+
+def run_job(root: str, config_data: dict[str, Any], job: Job, *dependencies: Any) -> dict[str, Any]:
+    """Run one job (the entry point of both backends; ``dependencies`` only order Ray tasks)."""
+    config = StudyConfig.from_dict(config_data)
+    if job.kind == "generate":
+        return run_generate(root, config, job)
+    if job.kind == "classify":
+        return run_classify(root, config, job)
+    raise ValueError(f"unknown job kind {job.kind!r}")

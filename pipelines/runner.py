@@ -1,0 +1,281 @@
+"""Run directories (identity, refusal, resumption) and the two execution backends.
+
+A run directory is tied to the settings every job's result depends on
+(:func:`pipelines.config.identity`: the config minus scheduling fields, the
+resolved device type and the fingerprint of the data). ``study.json`` records
+them on first use; a later invocation with the same identity resumes (finished
+jobs are skipped), one with a different identity is refused with the list of
+differing settings. Extending a run with more seeds or methods is allowed: they
+only add jobs.
+
+Backends: ``local`` runs the jobs one after the other in this process; ``ray``
+submits every job as a Ray task (``num_cpus = num_threads``,
+``num_gpus = ray.gpus_per_job``) with each classifier task depending on its
+seed's generate task. Both run the same function with the same per-job seeds
+and thread counts, so they give the same results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import traceback
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from augmentor.io import write_json
+
+from .config import StudyConfig, identity, identity_hash
+from .data import StudyData, split_subjects
+from .jobs import Job, RunPaths, run_job
+
+__all__ = [
+    "FORMAT_VERSION",
+    "JobFailure",
+    "RunDirectoryError",
+    "StudyError",
+    "check_run_directory",
+    "execute",
+    "plan_jobs",
+    "prepare_run_directory",
+]
+
+FORMAT_VERSION = 1
+
+
+class StudyError(RuntimeError):
+    """The study cannot run or some of its jobs failed."""
+
+
+class RunDirectoryError(StudyError):
+    """The output folder belongs to another study (different settings or data) or to nothing we wrote."""
+
+
+class JobFailure(StudyError):
+    """Some jobs failed; the finished ones are kept and a rerun resumes."""
+
+    def __init__(self, failures: list[tuple[str, str]], out: Path) -> None:
+        self.failures = failures
+        lines = [f"{len(failures)} job(s) failed (finished jobs are kept; rerun the same command to resume):"]
+        lines += [f"  {key}: {message}" for key, message in failures]
+        lines.append(f"run directory: {out}")
+        super().__init__("\n".join(lines))
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: data}
+
+
+def _differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    a, b = _flatten(saved), _flatten(wanted)
+    return [
+        f"  {key}: {a.get(key, '<absent>')!r} in the run directory, {b.get(key, '<absent>')!r} now"
+        for key in sorted(set(a) | set(b))
+        if a.get(key, object()) != b.get(key, object())
+    ]
+
+
+def _refuse(out: Path, differences: list[str]) -> RunDirectoryError:
+    return RunDirectoryError(
+        "\n".join(
+            [f"{out} holds results of a different study configuration; refusing to mix them:"]
+            + differences
+            + ["Use a new --out folder, or the run directory's own settings (see its study.json) to resume it."]
+        )
+    )
+
+
+def _saved_study(paths: RunPaths) -> dict[str, Any] | None:
+    if paths.study.is_file():
+        try:
+            return json.loads(paths.study.read_text())
+        except ValueError as err:
+            raise RunDirectoryError(f"{paths.study} is unreadable ({err}); not resuming") from err
+    if paths.root.exists() and (not paths.root.is_dir() or any(paths.root.iterdir())):
+        raise RunDirectoryError(
+            f"{paths.root} already exists and is not a study run directory (no study.json); "
+            "choose a new --out folder (existing files are never overwritten)"
+        )
+    return None
+
+
+def check_run_directory(paths: RunPaths, config: StudyConfig, device_type: str) -> None:
+    """Fail early (before loading data) if the run directory holds another configuration."""
+    saved = _saved_study(paths)
+    if saved is None:
+        return
+    wanted = identity(config, device_type, saved["identity"].get("data_fingerprint", ""))
+    if identity_hash(wanted) != saved["identity_hash"]:
+        raise _refuse(paths.root, _differences(saved["identity"], wanted))
+
+
+def _check_outside_data(out: Path, config: StudyConfig) -> None:
+    if config.data.data_dir is None:
+        return
+    data = Path(config.data.data_dir).expanduser().resolve()
+    data = data.parent if data.suffix == ".npz" else data
+    out = out.resolve()
+    if out == data or data in out.parents:
+        raise StudyError(f"the run directory {out} lies inside the data folder {data}; input data are never written to")
+
+
+def prepare_run_directory(
+    paths: RunPaths, config: StudyConfig, data: StudyData, device_type: str
+) -> dict[str, Any]:
+    """Create or verify ``study.json``, ``data.pt`` and the split of every seed.
+
+    Returns:
+        the run's identity.
+
+    Raises:
+        RunDirectoryError: the folder holds another study, other data, or foreign files.
+    """
+    _check_outside_data(paths.root, config)
+    ident = identity(config, device_type, data.fingerprint())
+    digest = identity_hash(ident)
+    saved = _saved_study(paths)
+    if saved is not None:
+        if saved.get("format_version") != FORMAT_VERSION:
+            raise RunDirectoryError(f"{paths.study} has format {saved.get('format_version')}, expected {FORMAT_VERSION}")
+        if saved["identity_hash"] != digest:
+            raise _refuse(paths.root, _differences(saved["identity"], ident))
+    else:
+        paths.root.mkdir(parents=True, exist_ok=True)
+        write_json(
+            paths.study,
+            {
+                "format_version": FORMAT_VERSION,
+                "identity_hash": digest,
+                "identity": ident,
+                "config": config.to_dict(),
+                "data_source": data.source,
+                "n_subjects": len(set(data.subject_ids)),
+                "image_size": list(data.image_size),
+                "versions": {"torch": torch.__version__, "python": platform.python_version()},
+            },
+        )
+    if not paths.data.is_file():
+        data.save(paths.data)
+    for seed in config.seed_list:
+        split = split_subjects(data.subject_ids, data.labels, seed, config.split)
+        record = {
+            "seed": seed,
+            "indices": split,
+            "subjects": {k: sorted({data.subject_ids[i] for i in v}) for k, v in split.items()},
+            "labels": {k: [int(data.labels[i]) for i in v] for k, v in split.items()},
+        }
+        target = paths.split(seed)
+        if target.is_file():
+            if json.loads(target.read_text())["indices"] != split:
+                raise RunDirectoryError(f"{target} differs from the split computed now; not resuming")
+        else:
+            write_json(target, record)
+    return ident
+
+
+def plan_jobs(config: StudyConfig) -> list[Job]:
+    """All jobs of the study, seed by seed: the seed's generate job (if a method needs one), then its classifiers."""
+    jobs = []
+    samplers = tuple(config.samplers)
+    for seed in config.seed_list:
+        if samplers:
+            jobs.append(Job("generate", seed, samplers=samplers))
+        jobs.extend(Job("classify", seed, method) for method in config.methods)
+    return jobs
+
+
+def _short(err: BaseException) -> str:
+    text = f"{type(err).__name__}: {err}".strip()
+    return text.splitlines()[0] if len(text) < 2000 else text[:2000]
+
+
+def _execute_local(paths: RunPaths, config: StudyConfig, jobs: Sequence[Job]) -> list[tuple[str, str]]:
+    failures: list[tuple[str, str]] = []
+    failed_seeds: set[int] = set()
+    data = config.to_dict()
+    bar = tqdm(jobs, desc="jobs", unit="job", disable=not config.progress)
+    for job in bar:
+        bar.set_postfix_str(job.key)
+        if job.needs_generate and job.seed in failed_seeds:
+            failures.append((job.key, f"not run: generate/seed_{job.seed} failed"))
+            continue
+        try:
+            run_job(str(paths.root), data, job)
+        except Exception as err:  # keep going with independent jobs; report all at the end
+            traceback.print_exc()
+            failures.append((job.key, _short(err)))
+            if job.kind == "generate":
+                failed_seeds.add(job.seed)
+    bar.close()
+    return failures
+
+
+def _execute_ray(paths: RunPaths, config: StudyConfig, jobs: Sequence[Job]) -> list[tuple[str, str]]:
+    try:
+        import ray
+    except ImportError as err:
+        raise StudyError("the ray backend needs Ray: pip install 'geometric-augmentor[ray]'") from err
+
+    started = False
+    if not ray.is_initialized():
+        if config.ray.address is None and not os.environ.get("RAY_ADDRESS"):
+            ray.init(include_dashboard=False, log_to_driver=True)
+        else:
+            ray.init(address=config.ray.address)
+        started = True
+    # Inside tasks there is no terminal to draw progress bars on.
+    data = {**config.to_dict(), "progress": False}
+    task = ray.remote(run_job).options(num_cpus=config.num_threads, num_gpus=config.ray.gpus_per_job, max_retries=0)
+    refs: dict[Any, str] = {}
+    generate_refs: dict[int, Any] = {}
+    failures: list[tuple[str, str]] = []
+    pending: list[Any] = []
+    try:
+        for job in jobs:
+            dependencies = [generate_refs[job.seed]] if job.needs_generate and job.seed in generate_refs else []
+            ref = task.remote(str(paths.root.resolve()), data, job, *dependencies)
+            refs[ref] = job.key
+            if job.kind == "generate":
+                generate_refs[job.seed] = ref
+        pending = list(refs)
+        with tqdm(total=len(pending), desc="jobs (ray)", unit="job", disable=not config.progress) as bar:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                for ref in done:
+                    try:
+                        ray.get(ref)
+                    except ray.exceptions.RayError as err:
+                        cause = getattr(err, "cause", None) or err
+                        failures.append((refs[ref], _short(cause)))
+                    bar.update(1)
+    except BaseException:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        raise
+    finally:
+        if started:
+            ray.shutdown()
+    return failures
+
+
+def execute(paths: RunPaths, config: StudyConfig, jobs: Sequence[Job]) -> None:
+    """Run the unfinished ``jobs`` with the configured backend.
+
+    Raises:
+        JobFailure: some jobs failed (the others ran and their results are kept).
+    """
+    if not jobs:
+        return
+    run = _execute_ray if config.backend == "ray" else _execute_local
+    failures = run(paths, config, jobs)
+    if failures:
+        raise JobFailure(failures, paths.root)

@@ -1,0 +1,290 @@
+"""The OASIS study pipeline on a tiny simulated cohort: determinism, resumption, Ray, config checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from augmentor.config import ConfigError
+from pipelines import jobs as jobs_module
+from pipelines.classifier import OasisClassifier, TorchIOAugmentation, classification_metrics
+from pipelines.config import ClassifierConfig, SplitConfig, load_study_config
+from pipelines.data import split_subjects
+from pipelines.oasis_study import build_parser, config_from_args, main, run_study
+from pipelines.runner import JobFailure, RunDirectoryError
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+TINY = CONFIGS / "oasis_tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("sim-cache")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_study_config(TINY)
+
+
+@pytest.fixture(scope="module")
+def reference(tiny, cache, tmp_path_factory):
+    """An uninterrupted local run of the tiny study."""
+    return run_study(tiny, tmp_path_factory.mktemp("runs") / "reference", cache_dir=cache)
+
+
+def results(out: Path) -> dict[str, dict]:
+    """Every result JSON without its wall time (training curves included: bitwise determinism)."""
+    loaded = {str(p.relative_to(out)): json.loads(p.read_text()) for p in sorted((out / "results").rglob("*.json"))}
+    for value in loaded.values():
+        value.pop("seconds")
+    return loaded
+
+
+def result_files(out: Path) -> dict[str, int]:
+    return {str(p.relative_to(out)): p.stat().st_mtime_ns for p in sorted((out / "results").rglob("*.json"))}
+
+
+# --------------------------------------------------------------------------- full study
+
+
+def test_full_study_is_deterministic(reference, tiny, cache, tmp_path):
+    assert reference.jobs_run == 2 + 2 * 7 and reference.jobs_skipped == 0
+    assert list(reference.summary.index) == list(tiny.methods)
+    assert (reference.summary["runs"] == 2).all()
+    for name in ("summary.csv", "summary.md", "per_run.csv", "balanced_accuracy.png"):
+        assert (reference.out / "report" / name).is_file()
+    assert any((reference.out / "tensorboard" / "seed_0" / "original").iterdir())
+    assert (reference.out / "generate" / "seed_0" / "diagnostics_riemannian.json").is_file()
+    row = json.loads((reference.out / "results" / "seed_0" / "riemannian.json").read_text())
+    assert row["n_train"] == 2 * tiny.sampling.n_per_class  # synthetic only
+    assert set(row["test"]["per_class"]) == {"0", "1"}
+
+    again = run_study(tiny, tmp_path / "again", cache_dir=cache)
+    assert again.table == reference.table
+    assert again.per_run.equals(reference.per_run)
+    assert results(again.out) == results(reference.out)
+    summary = (reference.out / "report" / "summary.csv").read_bytes()
+    assert (again.out / "report" / "summary.csv").read_bytes() == summary
+
+
+def test_rerun_skips_everything(reference, tiny, cache):
+    before = result_files(reference.out)
+    result = run_study(tiny, reference.out, cache_dir=cache)
+    assert result.jobs_run == 0 and result.jobs_skipped == 16
+    assert result_files(reference.out) == before
+    assert result.table == reference.table
+
+
+def test_resume_after_interruption(reference, tiny, cache, tmp_path, monkeypatch):
+    real = jobs_module.run_classify
+    calls = {"n": 0}
+
+    def killed_after_five(root, config, job):
+        if calls["n"] == 5:
+            raise KeyboardInterrupt  # as if the process were killed here
+        calls["n"] += 1
+        return real(root, config, job)
+
+    monkeypatch.setattr(jobs_module, "run_classify", killed_after_five)
+    out = tmp_path / "interrupted"
+    with pytest.raises(KeyboardInterrupt):
+        run_study(tiny, out, cache_dir=cache)
+    finished = result_files(out)
+    assert len(finished) == 5
+    monkeypatch.setattr(jobs_module, "run_classify", real)
+
+    resumed = run_study(tiny, out, cache_dir=cache)
+    assert resumed.jobs_skipped == 1 + 5 and resumed.jobs_run == 16 - 6  # generate/seed_0 + 5 classifiers
+    after = result_files(out)
+    assert {k: after[k] for k in finished} == finished  # finished results untouched
+    assert resumed.table == reference.table
+    assert resumed.per_run.equals(reference.per_run)
+    assert results(out) == results(reference.out)
+
+
+def test_failed_job_is_reported_and_others_finish(reference, tiny, cache, tmp_path, monkeypatch):
+    real = jobs_module.run_classify
+
+    def broken_gmm(root, config, job):
+        if job.method == "gmm":
+            raise RuntimeError("simulated failure")
+        return real(root, config, job)
+
+    monkeypatch.setattr(jobs_module, "run_classify", broken_gmm)
+    config = tiny.replace(seeds=1)
+    out = tmp_path / "failing"
+    with pytest.raises(JobFailure, match=r"classify/seed_0/gmm: RuntimeError: simulated failure"):
+        run_study(config, out, cache_dir=cache)
+    assert len(result_files(out)) == len(config.methods) - 1
+    monkeypatch.setattr(jobs_module, "run_classify", real)
+    result = run_study(config, out, cache_dir=cache)
+    assert result.jobs_run == 1
+    expected = reference.per_run[reference.per_run["seed"] == 0].reset_index(drop=True)
+    assert result.per_run.equals(expected)
+
+
+def test_run_can_be_extended_with_seeds(reference, tiny, cache, tmp_path):
+    out = tmp_path / "extended"
+    run_study(tiny.replace(seeds=1, methods=("original", "riemannian")), out, cache_dir=cache)
+    more = run_study(tiny.replace(seeds=2, methods=("original", "riemannian")), out, cache_dir=cache)
+    assert more.jobs_skipped == 3 and more.jobs_run == 3
+    subset = reference.per_run[reference.per_run["method"].isin(["original", "riemannian"])].reset_index(drop=True)
+    assert more.per_run.equals(subset)
+
+
+def test_ray_backend_gives_the_same_table(reference, tiny, cache, tmp_path):
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        result = run_study(tiny.replace(backend="ray"), tmp_path / "ray", cache_dir=cache)
+    finally:
+        ray.shutdown()
+    assert result.jobs_run == 16
+    assert result.table == reference.table
+    assert result.per_run.equals(reference.per_run)
+    assert results(result.out) == results(reference.out)
+
+
+# --------------------------------------------------------------------------- run directories
+
+
+def test_run_directory_of_another_config_is_refused(reference, tiny, cache):
+    before = result_files(reference.out)
+    changed = tiny.replace(classifier=tiny.classifier.replace(epochs=3))
+    with pytest.raises(RunDirectoryError, match=r"different study configuration[\s\S]*classifier\.epochs: 4 .* 3 now"):
+        run_study(changed, reference.out, cache_dir=cache)
+    other_data = tiny.replace(data=tiny.data.replace(simulation=tiny.data.simulation.replace(seed=1)))
+    with pytest.raises(RunDirectoryError, match=r"data\.simulation\.seed"):
+        run_study(other_data, reference.out, cache_dir=cache)
+    assert result_files(reference.out) == before
+
+
+def test_foreign_folder_is_refused(tiny, cache, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(RunDirectoryError, match="not a study run directory"):
+        run_study(tiny, tmp_path, cache_dir=cache)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+# --------------------------------------------------------------------------- configuration and CLI
+
+
+def test_config_files_are_valid():
+    for name in ("tiny", "quick", "paper"):
+        config = load_study_config(CONFIGS / f"oasis_{name}.yaml")
+        assert config.name == name
+    paper = load_study_config(CONFIGS / "oasis_paper.yaml")
+    assert paper.seed_list == list(range(20)) and paper.sampling.n_per_class == 2000
+    assert paper.data.expected_image_size() == (208, 176)
+    assert paper.vae.trainer.epochs == 1000 and paper.vae.trainer.lr == 1e-4 and paper.vae.trainer.batch_size == 100
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("classifer: {}\n", r"unknown key\(s\) \['classifer'\]"),
+        ("classifier: {epochs: 0}\n", r"ClassifierConfig\.epochs: must be >= 1"),
+        ("classifier: {batch_size: many}\n", r"ClassifierConfig\.batch_size: expected an integer"),
+        ("methods: [original, magic]\n", r"unknown method\(s\) \['magic'\]"),
+        ("seeds: 0\n", r"StudyConfig\.seeds"),
+        ("backend: spark\n", r"StudyConfig\.backend: 'spark' is not one of"),
+        ("vae: {architecture: {latent_dims: 3}}\n", r"VAESection\.architecture: unknown key\(s\) \['latent_dims'\]"),
+        ("sampling: {hmc: {n_steps: -1}}\n", r"HMCConfig\.n_steps"),
+        ("data: {downsample: 16}\nclassifier: {padding: 0}\n", r"images of size \(13, 11\) vanish"),
+    ],
+)
+def test_config_errors_name_the_field(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_study_config(path)
+    assert str(path) in str(info.value)
+
+
+def test_cli_flags_override_the_config(tmp_path):
+    args = build_parser().parse_args(
+        [
+            "--config", str(TINY),
+            "--seeds", "0,3",
+            "--device", "cpu",
+            "--data-dir", str(tmp_path),
+            "--csv", str(tmp_path / "table.csv"),
+            "--backend", "ray",
+            "--methods", "original,riemannian",
+            "--set", "classifier.epochs=7",
+            "--set", "sampling.hmc.step_size=0.05",
+        ]
+    )
+    config = config_from_args(args)
+    assert config.seed_list == [0, 3]
+    assert config.data.data_dir == str(tmp_path) and config.data.csv == str(tmp_path / "table.csv")
+    assert config.backend == "ray" and config.methods == ("original", "riemannian")
+    assert config.classifier.epochs == 7 and config.sampling.hmc.step_size == 0.05
+    assert config.vae.trainer.epochs == 2  # untouched values come from the file
+    assert config_from_args(build_parser().parse_args(["--config", str(TINY), "--seeds", "5"])).seed_list == [0, 1, 2, 3, 4]
+    with pytest.raises(ConfigError, match="ClassifierConfig.epochs"):
+        config_from_args(build_parser().parse_args(["--config", str(TINY), "--set", "classifier.epochs=-1"]))
+
+
+def test_cli_end_to_end(cache, tmp_path, capsys):
+    out = tmp_path / "cli"
+    common = ["--config", str(TINY), "--out", str(out), "--cache-dir", str(cache), "--no-progress"]
+    assert main(common + ["--seeds", "1", "--methods", "original,resampled"]) == 0
+    printed = capsys.readouterr().out
+    assert "| Original (unbalanced) | 1 |" in printed and "| Original resampled | 1 |" in printed
+    assert main(common + ["--seeds", "1", "--methods", "original", "--set", "classifier.lr=0.01"]) == 1
+    assert "different study configuration" in capsys.readouterr().err
+    assert main(common + ["--set", "classifier.epochs=0"]) == 2
+    assert "ClassifierConfig.epochs" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+def test_classifier_matches_table_4():
+    model = OasisClassifier((1, 208, 176), ClassifierConfig())
+    assert model.flat_features == 256  # Linear(256 -> 100) of Table 4
+    assert model(torch.rand(2, 1, 208, 176)).shape == (2, 2)
+    small = ClassifierConfig(padding=1)
+    assert OasisClassifier((1, 52, 44), small)(torch.rand(3, 1, 52, 44)).shape == (3, 2)
+    with pytest.raises(ConfigError, match="vanish"):
+        OasisClassifier((1, 52, 44), ClassifierConfig())
+
+
+def test_split_is_stratified_disjoint_and_seeded():
+    ids = [f"S{i:03d}" for i in range(60)]
+    labels = torch.tensor([0] * 45 + [1] * 15)
+    split = split_subjects(ids, labels, seed=3, config=SplitConfig())
+    sizes = {k: len(v) for k, v in split.items()}
+    assert sizes == {"train": 42, "val": 6, "test": 12}
+    assert sorted(sum(split.values(), [])) == list(range(60))
+    for part in split.values():
+        assert 0 < int(labels[part].sum()) < len(part)  # both classes everywhere
+    assert split == split_subjects(ids, labels, seed=3, config=SplitConfig())
+    assert split != split_subjects(ids, labels, seed=4, config=SplitConfig())
+    # Several images of one subject stay together.
+    ids2 = [f"S{i // 2:03d}" for i in range(120)]
+    split2 = split_subjects(ids2, labels.repeat_interleave(2), seed=0, config=SplitConfig())
+    subjects = {k: {ids2[i] for i in v} for k, v in split2.items()}
+    assert not (subjects["train"] & subjects["test"]) and not (subjects["train"] & subjects["val"])
+
+
+def test_classical_augmentation_is_reproducible_per_epoch():
+    from pipelines.config import AugmentationConfig
+
+    images = torch.rand(4, 1, 26, 22)
+    augment = TorchIOAugmentation(AugmentationConfig(elastic_control_points=5), (26, 22), seed=1)
+    a, b, c = augment(images, 0), augment(images, 0), augment(images, 1)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert a.shape == images.shape and 0 <= a.min() and a.max() <= 1
+    assert not torch.equal(a, images)
+
+
+def test_metrics():
+    metrics = classification_metrics([0, 0, 0, 1], [0, 0, 1, 1])
+    assert metrics["balanced_accuracy"] == pytest.approx((2 / 3 + 1) / 2)
+    assert metrics["per_class"]["1"] == {"precision": 0.5, "recall": 1.0, "f1": pytest.approx(2 / 3), "support": 1}
