@@ -161,16 +161,17 @@ class RiemannianMetric:
         self._precompute()
 
     def _precompute(self) -> None:
-        # Fold every constant of the formulas into three (k, .) matrices so each
-        # evaluation is three matrix products plus one exp:
-        #   -dist / rho^2 = [z^2, z] @ Q^T + b,   Q = -[S, -2 S*C] / rho^2,
-        #   b = -rowsum(S*C*C) / rho^2,           R = [S, S*C] / rho^2.
+        # Fold every constant of the formulas into (k, .) matrices so each
+        # evaluation is four matrix products plus one exp:
+        #   -dist / rho^2 = [z^2, z, 1] @ Q^T,  Q = -[S, -2 S*C, rowsum(S*C*C)] / rho^2
+        #   (the constant column avoids broadcasting a bias into the (B, k) output),
+        #   R = [S, S*C] / rho^2 for the gradient.
         s = torch.exp(-self.centroid_log_var)
         sc = s * self.centroids
         inv_rho2 = 1.0 / self.rho**2
         self._s = s.contiguous()
-        self._q = (torch.cat([s, -2.0 * sc], dim=1) * -inv_rho2).contiguous()
-        self._b = (-(sc * self.centroids).sum(dim=1) * inv_rho2).contiguous()
+        offset = (sc * self.centroids).sum(dim=1, keepdim=True)
+        self._q = (torch.cat([s, -2.0 * sc, offset], dim=1) * -inv_rho2).contiguous()
         self._r = (torch.cat([s, sc], dim=1) * inv_rho2).contiguous()
 
     @classmethod
@@ -242,8 +243,8 @@ class RiemannianMetric:
         return [slice(a, min(a + size, self.n_centroids)) for a in range(0, self.n_centroids, size)]
 
     def _weights(self, zz: torch.Tensor, part: slice) -> torch.Tensor:
-        """``(B, chunk)`` weights ``omega_j(z)`` for the centroids in ``part``."""
-        exponent = torch.addmm(self._b[part], zz, self._q[part].T)
+        """``(B, chunk)`` weights ``omega_j(z)`` for the centroids in ``part``; ``zz = [z^2, z, 1]``."""
+        exponent = zz @ self._q[part].T
         # Mathematically <= 0; rounding can push it just above, which would give weights > 1.
         return exponent.clamp_(max=0.0).exp_()
 
@@ -255,7 +256,7 @@ class RiemannianMetric:
     def metric_diagonal(self, z: torch.Tensor) -> torch.Tensor:
         """``(B, d)`` diagonal ``g(z)`` of ``G(z)``."""
         z = self._check_points(z)
-        zz = torch.cat([z * z, z], dim=1)
+        zz = torch.cat([z * z, z, torch.ones_like(z[:, :1])], dim=1)
         g = torch.full_like(z, self.lam)
         for part in self._chunks(z.shape[0]):
             g.addmm_(self._weights(zz, part), self._s[part])
@@ -282,7 +283,7 @@ class RiemannianMetric:
 
     def _log_volume_and_grad(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``0.5 log det G(z)`` (unrestricted) and its gradient, for checked ``z``."""
-        zz = torch.cat([z * z, z], dim=1)
+        zz = torch.cat([z * z, z, torch.ones_like(z[:, :1])], dim=1)
         parts = self._chunks(z.shape[0])
         # With one chunk the weights are kept between the two passes; with several
         # they are recomputed, which bounds memory at the price of a second exp.
