@@ -14,11 +14,14 @@ built as a ``d x d`` matrix: with ``W`` the ``(B, k)`` matrix of weights and
 Target (paper Sec. 4.4): the Riemannian uniform law on a bounded set ``A``,
 ``p(z) ∝ sqrt(det G(z)) 1_A(z)``. Far from the codes ``g -> lambda``, so the
 density tends to a constant and would not be normalisable on all of ``R^d``.
-**Our choice of A:** the axis-aligned bounding box of the training codes,
-widened on each side by ``margin`` times its width in that dimension
-(default 0.1). ``log_density`` is ``-inf`` outside the box; the gradient is the
-smooth one, and HMC simply rejects a trajectory that ends outside, which keeps
-the chain exact for the restricted target.
+**Our choice of A:** the smallest axis-aligned box that holds every training
+code and every centroid's bump of the metric out to ``domain_widths`` (default
+3) bump widths: in dimension ``m`` the bump of centroid ``j`` has width
+``rho * sigma_jm`` (``sigma_jm = exp(log_var_jm / 2)``), and at 3 widths its
+weight is below ``exp(-9)``. So ``A`` holds all of the metric's structure and
+little of the flat floor. ``log_density`` is ``-inf`` outside the box; the
+gradient is the smooth one, and HMC simply rejects a trajectory that ends
+outside, which keeps the chain exact for the restricted target.
 
 Everything is a handful of ``(B, k) x (k, d)`` matrix products, evaluated in
 chunks over centroids so memory stays bounded for large ``k``.
@@ -52,15 +55,15 @@ class MetricConfig(Config):
         n_centroids: number of centroids chosen by k-medoids; None uses every code.
         lam: the floor ``lambda`` added to the metric (paper: 1e-2 typical).
         rho: bandwidth; None applies the paper's rule (max nearest-centroid distance).
-        margin: the bounded domain is the codes' bounding box widened by this
-            fraction of its width on every side.
+        domain_widths: the bounded domain holds every code and every centroid's
+            bump out to this many bump widths ``rho * sigma`` per dimension.
         seed: seed of the k-medoids initialisation.
     """
 
     n_centroids: int | None = None
     lam: float = 1e-2
     rho: float | None = None
-    margin: float = 0.1
+    domain_widths: float = 3.0
     seed: int = 0
 
     def validate(self) -> None:
@@ -70,8 +73,8 @@ class MetricConfig(Config):
             self._fail("lam", f"must be > 0, got {self.lam}")
         if self.rho is not None and not self.rho > 0:
             self._fail("rho", f"must be None or > 0, got {self.rho}")
-        if not self.margin >= 0:
-            self._fail("margin", f"must be >= 0, got {self.margin}")
+        if not self.domain_widths >= 0:
+            self._fail("domain_widths", f"must be >= 0, got {self.domain_widths}")
 
 
 def _check_codes(mu: torch.Tensor, log_var: torch.Tensor) -> None:
@@ -183,7 +186,7 @@ class RiemannianMetric:
         lam: float = 1e-2,
         rho: float | None = None,
         seed: int = 0,
-        margin: float = 0.1,
+        domain_widths: float = 3.0,
     ) -> "RiemannianMetric":
         """Build the metric from a trained model's codes (paper Alg. 1).
 
@@ -194,10 +197,10 @@ class RiemannianMetric:
             lam: floor ``lambda``.
             rho: bandwidth; None uses ``max_j min_{l != j} ||c_j - c_l||``.
             seed: k-medoids seed.
-            margin: widening of the bounding box of the codes that forms ``A``.
+            domain_widths: extent of the domain ``A`` in bump widths (see module doc).
         """
         _check_codes(mu, log_var)
-        MetricConfig(n_centroids=n_centroids, lam=lam, rho=rho, margin=margin, seed=seed)
+        MetricConfig(n_centroids=n_centroids, lam=lam, rho=rho, domain_widths=domain_widths, seed=seed)
         mu, log_var = mu.detach(), log_var.detach()
         index = select_centroids(mu, n_centroids, seed).to(mu.device)
         centroids, centroid_log_var = mu[index], log_var[index]
@@ -205,9 +208,10 @@ class RiemannianMetric:
             rho = max_nearest_neighbour_distance(centroids)
             if rho == 0.0:
                 raise ValueError("all centroids coincide: rho would be 0; pass rho explicitly")
-        low, high = mu.min(dim=0).values, mu.max(dim=0).values
-        pad = margin * (high - low)
-        return cls(centroids, centroid_log_var, lam, rho, low - pad, high + pad)
+        reach = domain_widths * rho * torch.exp(0.5 * centroid_log_var)
+        lower = torch.minimum(mu.min(dim=0).values, (centroids - reach).min(dim=0).values)
+        upper = torch.maximum(mu.max(dim=0).values, (centroids + reach).max(dim=0).values)
+        return cls(centroids, centroid_log_var, lam, rho, lower, upper)
 
     @property
     def dim(self) -> int:

@@ -442,7 +442,8 @@ class RiemannianSampler(LatentSampler):
         cfg = self.metric_config
         self.metric = RiemannianMetric.from_codes(
             mu.detach().float(), log_var.detach().float(),
-            n_centroids=cfg.n_centroids, lam=cfg.lam, rho=cfg.rho, seed=cfg.seed, margin=cfg.margin,
+            n_centroids=cfg.n_centroids, lam=cfg.lam, rho=cfg.rho, seed=cfg.seed,
+            domain_widths=cfg.domain_widths,
         )
         return self
 

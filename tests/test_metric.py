@@ -27,7 +27,7 @@ def _reference_log_density(z, centroids, log_var, lam, rho):
 
 def test_log_density_matches_dense_determinant():
     mu, log_var = _codes()
-    metric = RiemannianMetric.from_codes(mu, log_var, lam=1e-2, margin=1.0)
+    metric = RiemannianMetric.from_codes(mu, log_var, lam=1e-2, domain_widths=10.0)
     z = mu[:7] + 0.3 * torch.randn(7, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     expected = _reference_log_density(z, metric.centroids, metric.centroid_log_var, metric.lam, metric.rho)
     torch.testing.assert_close(metric.log_density(z), expected, rtol=1e-12, atol=1e-12)
@@ -36,7 +36,7 @@ def test_log_density_matches_dense_determinant():
 @pytest.mark.parametrize("chunk_elements", [2**24, 7])  # one chunk, and many chunks of 1 centroid
 def test_gradient_matches_autograd_float64(chunk_elements):
     mu, log_var = _codes()
-    metric = RiemannianMetric.from_codes(mu, log_var, lam=1e-2, margin=1.0)
+    metric = RiemannianMetric.from_codes(mu, log_var, lam=1e-2, domain_widths=10.0)
     metric.chunk_elements = chunk_elements
     z = (mu[:6] + 0.5 * torch.randn(6, 5, generator=torch.Generator().manual_seed(2), dtype=torch.float64))
     z = z.requires_grad_()
@@ -66,11 +66,13 @@ def test_kmedoids_centroids_are_codes():
     torch.testing.assert_close(metric.centroid_log_var, log_var[index])
 
 
-def test_domain_is_widened_bounding_box_and_density_is_minus_inf_outside():
+def test_domain_holds_codes_and_metric_bumps_and_density_is_minus_inf_outside():
     mu, log_var = _codes(n=20, d=2)
-    metric = RiemannianMetric.from_codes(mu, log_var, margin=0.1)
-    width = mu.max(0).values - mu.min(0).values
-    torch.testing.assert_close(metric.lower, mu.min(0).values - 0.1 * width)
+    metric = RiemannianMetric.from_codes(mu, log_var, n_centroids=4, domain_widths=3.0)
+    reach = 3.0 * metric.rho * torch.exp(0.5 * metric.centroid_log_var)
+    expected = torch.minimum(mu.min(0).values, (metric.centroids - reach).min(0).values)
+    torch.testing.assert_close(metric.lower, expected)
+    assert metric.in_domain(mu).all()  # also the codes that are not centroids
     outside = (metric.upper + 1e-3)[None]
     assert metric.log_density(outside).item() == -math.inf
     assert torch.isfinite(metric.log_density(mu)).all()

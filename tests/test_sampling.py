@@ -24,7 +24,7 @@ def _toy_metric():
     """A 2-D metric with four anisotropic centroids; its density is known on a grid."""
     centroids = torch.tensor([[-1.0, 0.0], [1.0, 0.5], [0.0, -1.0], [0.3, 1.2]], dtype=torch.float64)
     variances = torch.tensor([[0.05, 0.2], [0.3, 0.05], [0.1, 0.1], [0.02, 0.4]], dtype=torch.float64)
-    return RiemannianMetric.from_codes(centroids, variances.log(), lam=1e-1, margin=0.3)
+    return RiemannianMetric.from_codes(centroids, variances.log(), lam=1e-1, domain_widths=1.0)
 
 
 def _exact_bin_probabilities(metric, sub=10):
