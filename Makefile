@@ -1,4 +1,5 @@
-# The two commands of the README: `make demo` (main job) and `make test`.
+# The two commands of the README: `make study` (main job) and `make test`;
+# `make demo` is the quick-start demo.
 # Both create the virtual environment in .venv on first use.
 PYTHON ?= python3
 VENV ?= .venv
@@ -6,7 +7,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: demo test install
+.PHONY: study demo test install
 
 install: $(VENV)/.installed
 
@@ -15,6 +16,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $@
+
+study: $(VENV)/.installed
+	$(BIN)/python -m augmentor.oasis
 
 demo: $(VENV)/.installed
 	$(BIN)/python -m augmentor.demo

@@ -15,7 +15,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
-__all__ = ["Config", "ConfigError", "load_config_file"]
+__all__ = ["Config", "ConfigError", "load_config_file", "read_config_data"]
 
 C = TypeVar("C", bound="Config")
 
@@ -147,8 +147,8 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
-def load_config_file(path: str | Path, cls: type[C]) -> C:
-    """Read a ``.json`` or ``.yaml`` file into ``cls``, with errors naming the file."""
+def read_config_data(path: str | Path) -> dict[str, Any]:
+    """The raw mapping in a ``.json`` or ``.yaml`` file, with errors naming the file."""
     import yaml
 
     path = Path(path)
@@ -158,8 +158,18 @@ def load_config_file(path: str | Path, cls: type[C]) -> C:
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as err:
-        raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {err}")
+        raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def load_config_file(path: str | Path, cls: type[C]) -> C:
+    """Read a ``.json`` or ``.yaml`` file into ``cls``, with errors naming the file."""
+    data = read_config_data(path)
     try:
-        return cls.from_dict(data or {})
+        return cls.from_dict(data)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None

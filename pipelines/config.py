@@ -38,7 +38,7 @@ from typing import Any, Literal
 
 import yaml
 
-from augmentor.config import Config, ConfigError, load_config_file
+from augmentor.config import Config, ConfigError, load_config_file, read_config_data
 from augmentor.metric import MetricConfig
 from augmentor.models import VAE_PRESETS, VAEConfig, vae_preset
 from augmentor.sampling import HMCConfig
@@ -479,23 +479,6 @@ def parse_override(text: str) -> tuple[str, Any]:
     except yaml.YAMLError as err:
         raise ConfigError(f"override {text!r}: value is not valid YAML ({err})") from None
     return key, value
-
-
-def read_config_data(path: str | Path) -> dict[str, Any]:
-    """The raw mapping of a YAML/JSON config file (validated later by :class:`StudyConfig`)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    text = path.read_text()
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as err:
-        raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {err}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
-    return data
 
 
 def load_study_config(path: str | Path, overrides: dict[str, Any] | None = None) -> StudyConfig:
