@@ -37,7 +37,7 @@ from augmentor.training import resolve_device
 from .config import StudyConfig, load_study_config, parse_override
 from .data import CACHE_ENV, load_study_data
 from .jobs import RunPaths
-from .report import write_report
+from .report import PROTOCOL, write_report
 from .runner import StudyError, check_run_directory, execute, plan_jobs, prepare_run_directory
 
 __all__ = ["DEFAULT_CONFIG", "StudyResult", "build_parser", "main", "run_study"]
@@ -92,6 +92,7 @@ def run_study(config: StudyConfig, out: str | Path, cache_dir: str | Path | None
     seconds = time.perf_counter() - start
     print()
     print(table)
+    print(f"\n{PROTOCOL}")
     print(f"\nReport: {paths.report} (summary.csv, summary.md, per_run.csv, balanced_accuracy.png); "
           f"TensorBoard: tensorboard --logdir {paths.root / 'tensorboard'}")
     return StudyResult(paths.root, per_run, summary, table, len(todo), len(jobs) - len(todo), seconds)

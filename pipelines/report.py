@@ -40,6 +40,14 @@ METHOD_LABELS = {
 _PER_CLASS = ("f1", "precision", "recall")
 
 
+PROTOCOL = (
+    "Protocol: each seed draws its own stratified 70/10/20 subject-level split; the per-class VAEs "
+    "and the latent samplers are refitted for every seed on that seed's training subjects only "
+    "(no generative model sees its seed's validation or test subjects); the classifier keeps the "
+    "epoch with the best validation balanced accuracy."
+)
+
+
 def _class_name(label: str | int) -> str:
     return CLASS_NAMES.get(int(label), f"class{label}")
 
@@ -136,7 +144,10 @@ def write_report(
     folder = paths.report
     write_bytes(folder / "per_run.csv", per_run.to_csv(index=False, float_format="%.6f").encode())
     write_bytes(folder / "summary.csv", summary.to_csv(float_format="%.6f").encode())
-    header = f"# {title}\n\nTest balanced accuracy and per-class F1 / precision / recall (%), mean ± std over {len(seeds)} seed(s).\n\n"
+    header = (
+        f"# {title}\n\nTest balanced accuracy and per-class F1 / precision / recall (%), "
+        f"mean ± std over {len(seeds)} seed(s).\n\n{PROTOCOL}\n\n"
+    )
     write_bytes(folder / "summary.md", (header + table + "\n").encode())
     png = box_plot(per_run, methods, title)
     write_bytes(folder / "balanced_accuracy.png", png)
