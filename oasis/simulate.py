@@ -132,8 +132,7 @@ class SimulationConfig(Config):
     intensity_scale_std: float = 0.1
     bias_field: float = 0.1
     young_cn_fraction: float = 0.5
-    # tuple[int, ...] (checked to hold 3 sizes): augmentor.config mis-handles fixed-length tuples.
-    shape: tuple[int, ...] = T88_SHAPE
+    shape: tuple[int, int, int] = T88_SHAPE
     subjects_per_disc: int = 40
 
     def validate(self) -> None:
@@ -152,8 +151,9 @@ class SimulationConfig(Config):
             self._fail("intensity_scale_std", "must be <= 0.3 (gains are clipped to [0.5, 1.5])")
         if not 0 <= self.young_cn_fraction <= 1:
             self._fail("young_cn_fraction", "must be in [0, 1]")
-        if len(self.shape) != 3 or min(self.shape) < 8 or any(s > t for s, t in zip(self.shape, T88_SHAPE)):
-            self._fail("shape", f"3 sizes, each between 8 and the T88 grid {T88_SHAPE}")
+        # Below about T88 / 9 per axis the ventricles vanish and every image comes out empty.
+        if min(self.shape) < 18 or any(s > t for s, t in zip(self.shape, T88_SHAPE)):
+            self._fail("shape", f"3 sizes, each between 18 and the T88 grid {T88_SHAPE}")
         if self.subjects_per_disc < 1:
             self._fail("subjects_per_disc", "must be >= 1")
 
