@@ -129,6 +129,14 @@ def max_nearest_neighbour_distance(points: torch.Tensor, chunk_rows: int = 1024)
     return float(nearest.max())
 
 
+def _add_product(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
+    """``out += a @ b``, in place when the dtypes agree (no temporary)."""
+    if a.dtype == out.dtype:
+        out.addmm_(a, b)
+    else:
+        out += a @ b
+
+
 class RiemannianMetric:
     """Diagonal Riemannian metric of Eq. 7 and the log of the Riemannian-uniform density.
 
@@ -176,6 +184,7 @@ class RiemannianMetric:
         offset = (sc * self.centroids).sum(dim=1, keepdim=True)
         self._q = (torch.cat([s, -2.0 * sc, offset], dim=1) * -inv_rho2).contiguous()
         self._r = (torch.cat([s, sc], dim=1) * inv_rho2).contiguous()
+        self._cast: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @classmethod
     def from_codes(
@@ -285,28 +294,56 @@ class RiemannianMetric:
         log_volume, grad = self._log_volume_and_grad(z)
         return self._restrict(log_volume, z), grad
 
-    def _log_volume_and_grad(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``0.5 log det G(z)`` (unrestricted) and its gradient, for checked ``z``."""
+    def _factors(self, dtype: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``S`` and ``R`` in the compute dtype of the products after the weights (cached)."""
+        if dtype is None or dtype == self.dtype:
+            return self._s, self._r
+        if dtype not in self._cast:
+            self._cast[dtype] = (self._s.to(dtype), self._r.to(dtype))
+        return self._cast[dtype]
+
+    def _log_volume_and_grad(
+        self, z: torch.Tensor, dtype: torch.dtype | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``0.5 log det G(z)`` (unrestricted) and its gradient, for checked ``z``.
+
+        With ``dtype`` (e.g. bfloat16) the products after the weights run in that
+        precision with float32 accumulation; the distances and weights stay in
+        the metric's dtype, where cancellation would hurt.
+        """
+        s, r = self._factors(dtype)
         zz = torch.cat([z * z, z, torch.ones_like(z[:, :1])], dim=1)
         parts = self._chunks(z.shape[0])
+
+        def weights(part: slice) -> torch.Tensor:
+            w = self._weights(zz, part)
+            return w if dtype is None else w.to(dtype)
+
         # With one chunk the weights are kept between the two passes; with several
         # they are recomputed, which bounds memory at the price of a second exp.
-        kept = self._weights(zz, parts[0]) if len(parts) == 1 else None
+        kept = weights(parts[0]) if len(parts) == 1 else None
         g = torch.full_like(z, self.lam)
         for part in parts:
-            g.addmm_(kept if kept is not None else self._weights(zz, part), self._s[part])
-        inv_g = g.reciprocal()
+            _add_product(g, kept if kept is not None else weights(part), s[part])
+        inv_g = g.reciprocal().to(s.dtype)
         p = torch.zeros(z.shape[0], 2 * self.dim, dtype=z.dtype, device=z.device)
         for part in parts:
-            w = kept if kept is not None else self._weights(zz, part)
-            a = w.mul_(inv_g @ self._s[part].T)
-            p.addmm_(a, self._r[part])
+            w = kept if kept is not None else weights(part)
+            _add_product(p, w.mul_(inv_g @ s[part].T), r[part])
         d = self.dim
         return 0.5 * g.log().sum(dim=1), p[:, d:] - z * p[:, :d]
 
-    def grad_log_density(self, z: torch.Tensor) -> torch.Tensor:
-        """``(B, d)`` gradient of ``0.5 log det G(z)`` (closed form, also outside the domain)."""
-        return self._log_volume_and_grad(self._check_points(z))[1]
+    def grad_log_density(self, z: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """``(B, d)`` gradient of ``0.5 log det G(z)`` (closed form, also outside the domain).
+
+        Args:
+            z: ``(B, d)`` points.
+            dtype: optional lower precision (``torch.bfloat16``) for the products
+                after the weights: about twice as fast on CPUs with AVX-512 BF16
+                and on GPUs, relative error ~1e-3. HMC may use it for the inner
+                leapfrog steps and stays exact (see :class:`~augmentor.sampling.HMCConfig`).
+        """
+        return self._log_volume_and_grad(self._check_points(z), dtype)[1]
 
     def state_dict(self) -> dict[str, Any]:
         """Tensors and plain values only (loadable with ``weights_only=True``)."""

@@ -59,20 +59,23 @@ class _WrongMomentumHMC(HMCSampler):
         return 2.0 * super()._draw_momentum(like, generator)
 
 
-def _tv_to_exact(sampler_cls):
+def _tv_to_exact(sampler_cls, inner_gradient="exact"):
     metric = _toy_metric()
     exact = _exact_bin_probabilities(metric)
-    sampler = sampler_cls(n_steps=200, n_leapfrog=10, step_size=0.05)
+    config = HMCConfig(n_steps=200, n_leapfrog=10, step_size=0.05, inner_gradient=inner_gradient)
+    sampler = sampler_cls(config=config)
     z = sampler.sample(metric, N_CHAINS, seed=1)
     return 0.5 * np.abs(_histogram(z, metric) - exact).sum(), _noise_floor(exact), sampler
 
 
-def test_hmc_matches_exact_density_at_noise_floor():
+@pytest.mark.parametrize("inner_gradient", ["exact", "bfloat16"])
+def test_hmc_matches_exact_density_at_noise_floor(inner_gradient):
     # The final states of 4000 chains of 200 iterations are close to independent
     # draws, so their TV distance to the exact bin masses should sit at the
     # Monte-Carlo noise floor of 4000 i.i.d. draws (mean ~0.10 here); 15% slack
     # over that floor's 99th percentile allows the chains' small residual memory.
-    tv, floor, sampler = _tv_to_exact(HMCSampler)
+    # With bfloat16 inner gradients the chain must stay exact too.
+    tv, floor, sampler = _tv_to_exact(HMCSampler, inner_gradient)
     assert tv <= 1.15 * floor, (tv, floor)
     assert 0.5 < sampler.acceptance_rate <= 1.0
     assert sampler.diagnostics.split_rhat < 1.1
@@ -173,3 +176,13 @@ def test_riemannian_sampler_uses_metric_config():
     assert sampler.metric.n_centroids == 6 and sampler.metric.lam == 0.5
     sampler.sample(10)
     assert sampler.diagnostics.n_chains == 10
+
+
+def test_bfloat16_inner_gradient_is_close_to_exact():
+    g = torch.Generator().manual_seed(0)
+    mu, log_var = torch.randn(300, 16, generator=g), -(1 + 0.5 * torch.randn(300, 16, generator=g))
+    metric = RiemannianMetric.from_codes(mu, log_var)
+    z = mu[:50] + 0.1 * torch.randn(50, 16, generator=g)
+    exact, approx = metric.grad_log_density(z), metric.grad_log_density(z, dtype=torch.bfloat16)
+    relative = (approx - exact).norm(dim=1) / exact.norm(dim=1)
+    assert relative.max() < 2e-2 and approx.dtype == torch.float32
