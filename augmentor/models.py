@@ -236,23 +236,21 @@ class VAE(_BaseVAE):
         norm = None if config.norm == "none" else config.norm
         in_channels = config.in_shape[0]
 
-        encoder: list[nn.Module] = []
-        previous = in_channels
-        for out, stride in zip(config.channels, config.strides):
-            encoder.append(
-                Convolution(
-                    dims,
-                    previous,
-                    out,
-                    strides=stride,
-                    kernel_size=k,
-                    padding=_same_padding(k),
-                    act=config.act,
-                    norm=norm,
+        def stack(channels: list[int], strides: list[int], start: int, transposed: bool) -> list[nn.Module]:
+            """Strided (transposed) convolutions with norm and activation, ``start`` input channels."""
+            layers: list[nn.Module] = []
+            for out, stride in zip(channels, strides):
+                extra = {"output_padding": _transposed_output_padding(k, stride)} if transposed else {}
+                layers.append(
+                    Convolution(
+                        dims, start, out, strides=stride, kernel_size=k, padding=_same_padding(k),
+                        act=config.act, norm=norm, is_transposed=transposed, **extra,
+                    )
                 )
-            )
-            previous = out
-        self.encoder = nn.Sequential(*encoder)
+                start = out
+            return layers
+
+        self.encoder = nn.Sequential(*stack(list(config.channels), list(config.strides), in_channels, False))
         flat = config.channels[-1] * math.prod(config.encoder_grid())
         self.mu_head = nn.Linear(flat, config.latent_dim)
         self.log_var_head = nn.Linear(flat, config.latent_dim)
@@ -264,28 +262,11 @@ class VAE(_BaseVAE):
         # outermost one keeps channels[0] so the output head below sees as many
         # feature maps as the first encoder layer produced.
         outs = list(config.channels[-2::-1]) + [config.channels[0]]
-        decoder: list[nn.Module] = []
-        previous = config.channels[-1]
-        for out, stride in zip(outs, reversed(config.strides)):
-            decoder.append(
-                Convolution(
-                    dims,
-                    previous,
-                    out,
-                    strides=stride,
-                    kernel_size=k,
-                    padding=_same_padding(k),
-                    output_padding=_transposed_output_padding(k, stride),
-                    act=config.act,
-                    norm=norm,
-                    is_transposed=True,
-                )
-            )
-            previous = out
+        decoder = stack(outs, list(reversed(config.strides)), config.channels[-1], True)
         decoder.append(
             Convolution(
                 dims,
-                previous,
+                config.channels[0],
                 in_channels,
                 strides=1,
                 kernel_size=k,
