@@ -111,7 +111,7 @@ def select_centroids(mu: torch.Tensor, n_centroids: int | None, seed: int = 0) -
 
     rng = np.random.default_rng(seed)
     pool = np.arange(n) if n <= MAX_KMEDOIDS_POINTS else np.sort(rng.choice(n, MAX_KMEDOIDS_POINTS, replace=False))
-    points = mu[torch.as_tensor(pool)].detach().double().cpu()
+    points = mu[torch.as_tensor(pool, device=mu.device)].detach().cpu().double()  # MPS has no float64
     dissimilarity = torch.cdist(points, points).numpy()
     result = kmedoids.fasterpam(dissimilarity, n_centroids, random_state=seed, n_cpu=1)
     return torch.as_tensor(pool[np.sort(np.asarray(result.medoids))], dtype=torch.int64)

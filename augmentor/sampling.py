@@ -300,7 +300,7 @@ class HMCSampler:
             bar.set_postfix(accept=f"{float(accept_prob.mean()):.2f}", refresh=False)
         bar.close()
 
-        trace_np = torch.stack(trace).double().cpu().numpy()
+        trace_np = torch.stack(trace).cpu().double().numpy()
         self.diagnostics = HMCDiagnostics(
             acceptance_rate=float(torch.stack(acceptance).mean()),
             step_size=step_size,
@@ -388,7 +388,7 @@ class GaussianMixtureSampler(LatentSampler):
     def fit(self, mu: torch.Tensor, log_var: torch.Tensor) -> "GaussianMixtureSampler":
         from sklearn.mixture import GaussianMixture
 
-        codes = mu.detach().double().cpu().numpy()
+        codes = mu.detach().cpu().double().numpy()
         k = min(self.n_components, codes.shape[0])
         gmm = GaussianMixture(k, covariance_type="full", random_state=self.seed, reg_covar=1e-6).fit(codes)
         self.weights = torch.as_tensor(gmm.weights_, dtype=torch.float64)
