@@ -267,9 +267,8 @@ class GeometricAugmentor:
             raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
         chosen = self.samplers[label][sampler]
         if isinstance(chosen, RiemannianSampler):
-            chosen = RiemannianSampler(chosen.metric_config, hmc or chosen.hmc.config, device=self.device)
-            chosen.metric = self.samplers[label]["riemannian"].metric
-            z = chosen.sample(n, seed=seed)
+            chosen.device = self.device
+            z = chosen.sample(n, seed=seed, hmc_config=hmc or self.config.hmc)
             self.diagnostics[label] = chosen.diagnostics
             return z
         return chosen.sample(n, seed=seed)

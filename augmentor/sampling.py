@@ -456,8 +456,11 @@ class RiemannianSampler(LatentSampler):
         )
         return self
 
-    def sample(self, n: int, seed: int = 0) -> torch.Tensor:
+    def sample(self, n: int, seed: int = 0, hmc_config: HMCConfig | None = None) -> torch.Tensor:
+        """``(n, d)`` latents on the CPU; ``hmc_config`` overrides the chains' settings for this call."""
         self._require_fitted("metric")
+        if hmc_config is not None:
+            self.hmc = HMCSampler(config=hmc_config)
         metric = self.metric if self.device is None else self.metric.to(device=self.device)
         return self.hmc.sample(metric, n, seed=seed).cpu()
 
