@@ -11,7 +11,8 @@ sampler, and writes to a new output folder:
 * ``summary.json``: the fidelity table printed at the end;
 * ``latent_geometry_{disks,rings}.png``: the paper's rings-and-disks toy with a
   2-D latent space per class: the volume element ``0.5 log det G(z)`` in grey,
-  the training codes and 300 Riemannian samples (paper Fig. 1).
+  the training codes, 300 Riemannian samples, and an interpolation along the
+  metric next to the straight line between the two most distant codes (paper Fig. 1).
 
 Fidelity: a logistic regression trained on the held-out real digits labels each
 synthetic image; the share that gets the class it was generated for says how
@@ -35,6 +36,7 @@ from .augmentor import AugmentorConfig, GeometricAugmentor
 from .io import atomic_write, ensure_new_output_dir, export_npz, write_json
 from .models import VAEConfig
 from .sampling import HMCConfig
+from .interpolation import geodesic_interpolation
 from .toy import plot_latent_geometry, rings_and_disks
 from .training import TrainerConfig
 
@@ -91,7 +93,13 @@ def toy_latent_geometry(out: Path, epochs: int, hmc: HMCConfig, device: str, see
         sampler = augmentor.samplers[label]["riemannian"]
         samples = augmentor.sample_latents(label, 300, seed=seed)
         codes = sampler.metric.centroids.cpu()  # every training code is a centroid here
-        plot_latent_geometry(sampler.metric, codes, out / f"latent_geometry_{name}.png", samples=samples)
+        # Interpolate between the two codes farthest apart, along the metric and straight.
+        first, last = divmod(int(torch.cdist(codes, codes).argmax()), len(codes))
+        curves = {
+            "geodesic interpolation": geodesic_interpolation(sampler.metric, codes[first], codes[last]),
+            "straight line": torch.stack([codes[first], codes[last]]),
+        }
+        plot_latent_geometry(sampler.metric, codes, out / f"latent_geometry_{name}.png", samples=samples, curves=curves)
         acceptance[name] = augmentor.diagnostics[label].acceptance_rate
     return acceptance
 

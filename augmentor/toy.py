@@ -47,6 +47,7 @@ def plot_latent_geometry(
     path: str | Path,
     samples: torch.Tensor | None = None,
     code_colours: torch.Tensor | None = None,
+    curves: dict[str, torch.Tensor] | None = None,
     resolution: int = 200,
 ) -> Path:
     """PNG of ``0.5 log det G(z)`` over the domain of a 2-D metric, with codes and samples.
@@ -57,6 +58,7 @@ def plot_latent_geometry(
         path: PNG file to write (atomically).
         samples: ``(M, 2)`` latents drawn by a sampler (crosses).
         code_colours: ``(N,)`` values colouring the codes (e.g. a size parameter).
+        curves: named ``(n, 2)`` polylines to draw (e.g. interpolations).
         resolution: grid points per axis.
     """
     if metric.dim != 2:
@@ -79,6 +81,8 @@ def plot_latent_geometry(
     ax.scatter(codes[:, 0], codes[:, 1], s=8, label="training codes", **colours)
     if samples is not None:
         ax.scatter(samples[:, 0], samples[:, 1], s=10, marker="x", c="tab:red", label="samples")
+    for (name, curve), colour in zip((curves or {}).items(), ("tab:orange", "tab:cyan", "tab:green")):
+        ax.plot(curve[:, 0].cpu(), curve[:, 1].cpu(), "-", color=colour, linewidth=2, label=name)
     ax.set_xlabel("z1")
     ax.set_ylabel("z2")
     ax.legend(loc="upper right", fontsize=8)
