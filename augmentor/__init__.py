@@ -17,3 +17,28 @@ from .models import VAE, MLPVAE, VAEConfig, build_vae, vae_preset
 from .training import TrainerConfig, train_vae
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "AugmentorConfig",
+    "Config",
+    "ConfigError",
+    "GaussianMixtureSampler",
+    "GeometricAugmentor",
+    "HMCConfig",
+    "HMCDiagnostics",
+    "HMCSampler",
+    "LatentSampler",
+    "MLPVAE",
+    "MetricConfig",
+    "NormalSampler",
+    "RiemannianMetric",
+    "RiemannianSampler",
+    "TrainerConfig",
+    "VAE",
+    "VAEConfig",
+    "build_vae",
+    "default_vae_config",
+    "load_data_dicts",
+    "train_vae",
+    "vae_preset",
+]

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .config import Config, ConfigError
-from .io import load_tensors, read_saved_folder, save_tensors, saved_folder, write_json
+from .io import CorruptSaveError, load_tensors, read_saved_folder, save_tensors, saved_folder, write_json
 from .metric import MetricConfig
 from .models import VAEConfig, build_vae
 from .sampling import (
@@ -328,8 +328,6 @@ class GeometricAugmentor:
             path: the saved folder.
             device: overrides the saved ``device`` setting (e.g. ``"cpu"``).
         """
-        from .io import CorruptSaveError
-
         folder = read_saved_folder(path, SAVE_KIND)
         try:
             config = AugmentorConfig.from_json((folder / "config.json").read_text())

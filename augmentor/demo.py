@@ -24,7 +24,6 @@ Run:  python -m augmentor.demo [--out DIR] [--epochs N] [--n-per-class N]
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from datetime import datetime
 from pathlib import Path

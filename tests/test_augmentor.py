@@ -9,7 +9,7 @@ import pytest
 import torch
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, Resized, ScaleIntensityd
 
-from augmentor import AugmentorConfig, GeometricAugmentor, HMCConfig, MetricConfig
+from augmentor import GeometricAugmentor, HMCConfig, MetricConfig
 from augmentor.io import CorruptSaveError, OutputExistsError
 from conftest import blobs, tiny_config
 
