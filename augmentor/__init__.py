@@ -11,6 +11,7 @@ from .sampling import (
     LatentSampler,
     NormalSampler,
     RiemannianSampler,
+    native_bfloat16,
 )
 
 from .models import VAE, MLPVAE, VAEConfig, build_vae, vae_preset
@@ -39,6 +40,7 @@ __all__ = [
     "build_vae",
     "default_vae_config",
     "load_data_dicts",
+    "native_bfloat16",
     "train_vae",
     "vae_preset",
 ]

@@ -36,8 +36,32 @@ __all__ = [
     "RiemannianSampler",
     "SAMPLERS",
     "effective_sample_size",
+    "native_bfloat16",
     "split_rhat",
 ]
+
+
+def native_bfloat16(device: torch.device | str) -> bool:
+    """Whether ``device`` multiplies bfloat16 matrices in hardware.
+
+    CPUs with AVX-512 BF16 or AMX tiles, CUDA GPUs of compute capability 8.0
+    (Ampere) or newer. Elsewhere bfloat16 products are emulated and slower than
+    float32, so ``inner_gradient="auto"`` keeps exact gradients there.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_capability(device)[0] >= 8
+    if device.type == "cpu":
+        probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, so probe defensively
+        return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+    return False
+
+
+def _inner_dtype(inner_gradient: str, device: torch.device) -> torch.dtype | None:
+    """The dtype of the inner leapfrog gradients (None: the metric's own)."""
+    if inner_gradient == "bfloat16" or (inner_gradient == "auto" and native_bfloat16(device)):
+        return torch.bfloat16
+    return None
 
 
 @dataclasses.dataclass
@@ -53,12 +77,15 @@ class HMCConfig(Config):
         n_warmup: warm-up iterations before the ``n_steps`` kept ones.
         target_accept: mean acceptance rate aimed at by the adaptation.
         inner_gradient: precision of the gradients of the inner leapfrog steps:
-            ``"exact"`` (the metric's dtype) or ``"bfloat16"`` (products after the
-            weights in bfloat16, about 1.5-2x faster on CPUs with AVX-512 BF16 and
-            on GPUs). The chain stays exact either way: the first and last
-            half-steps and the acceptance use the exact target, and any
-            deterministic inner gradient keeps the leapfrog map reversible and
-            volume-preserving; a less accurate gradient can only lower acceptance.
+            ``"exact"`` (the metric's dtype), ``"bfloat16"`` (every product in
+            bfloat16 with float32 accumulation, about 1.6x faster where the
+            hardware multiplies bfloat16 natively, much slower where it does
+            not), or ``"auto"``: bfloat16 on such hardware (see
+            :func:`native_bfloat16`), exact elsewhere. The chain stays exact
+            either way: the first and last half-steps and the acceptance use the
+            exact target, and any deterministic inner gradient keeps the
+            leapfrog map reversible and volume-preserving; a less accurate
+            gradient can only lower acceptance.
         progress: show a progress bar.
     """
 
@@ -68,7 +95,7 @@ class HMCConfig(Config):
     adapt_step_size: bool = False
     n_warmup: int = 0
     target_accept: float = 0.65
-    inner_gradient: Literal["exact", "bfloat16"] = "exact"
+    inner_gradient: Literal["auto", "exact", "bfloat16"] = "auto"
     progress: bool = False
 
     def validate(self) -> None:
@@ -96,6 +123,8 @@ class HMCDiagnostics:
         ess: multi-chain effective sample size of the log-density traces.
         n_chains, n_steps, n_leapfrog: the run's sizes.
         outside_domain_rate: fraction of proposals that ended outside the domain.
+        inner_gradient: the precision the inner leapfrog gradients ran in
+            (``"exact"`` or ``"bfloat16"``, ``"auto"`` resolved).
     """
 
     acceptance_rate: float
@@ -106,6 +135,7 @@ class HMCDiagnostics:
     n_steps: int
     n_leapfrog: int
     outside_domain_rate: float
+    inner_gradient: str
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -223,12 +253,12 @@ class HMCSampler:
         grad: torch.Tensor,
         step_size: float,
         generator: torch.Generator,
+        inner_dtype: torch.dtype | None,
     ) -> tuple[torch.Tensor, ...]:
         """One HMC iteration on every chain; returns the new state and per-chain acceptance."""
         v = self._draw_momentum(z, generator)
         h0 = -log_p + 0.5 * (v * v).sum(dim=1)
         z_new, v_new, grad_new = z, v + 0.5 * step_size * grad, grad
-        inner_dtype = torch.bfloat16 if self.config.inner_gradient == "bfloat16" else None
         for _ in range(self.config.n_leapfrog - 1):
             z_new = z_new + step_size * v_new
             v_new = v_new + step_size * metric.grad_log_density(z_new, dtype=inner_dtype)
@@ -280,6 +310,7 @@ class HMCSampler:
         if not torch.isfinite(log_p).all():
             raise ValueError("some initial points lie outside the metric's domain")
 
+        inner_dtype = _inner_dtype(cfg.inner_gradient, metric.device)
         step_size = cfg.step_size
         adapter = _DualAveraging(step_size, cfg.target_accept) if cfg.adapt_step_size else None
         n_warmup = cfg.n_warmup
@@ -287,7 +318,9 @@ class HMCSampler:
         bar = tqdm(total=n_warmup + cfg.n_steps, desc="HMC", disable=not cfg.progress, leave=False)
         for it in range(n_warmup + cfg.n_steps):
             warm = it < n_warmup
-            z, log_p, grad, accept_prob, out = self._iteration(metric, z, log_p, grad, step_size, generator)
+            z, log_p, grad, accept_prob, out = self._iteration(
+                metric, z, log_p, grad, step_size, generator, inner_dtype
+            )
             if warm and adapter is not None:
                 step_size = adapter.update(float(accept_prob.mean()))
                 if it == n_warmup - 1:
@@ -310,6 +343,7 @@ class HMCSampler:
             n_steps=cfg.n_steps,
             n_leapfrog=cfg.n_leapfrog,
             outside_domain_rate=float(torch.stack(outside).mean()),
+            inner_gradient="exact" if inner_dtype is None else "bfloat16",
         )
         return z
 

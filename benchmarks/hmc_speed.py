@@ -8,8 +8,9 @@ d = 64, k = 1000 centroids (every code), rho by the paper's rule, 1000 chains of
 
 * ours: :class:`augmentor.HMCSampler` on :class:`augmentor.RiemannianMetric`
   (diagonal closed form, ``(B, k) x (k, d)`` products), with exact inner
-  gradients (the default) and with bfloat16 inner gradients
-  (``HMCConfig(inner_gradient="bfloat16")``, still an exact chain).
+  gradients and with bfloat16 inner gradients (still an exact chain). The
+  default, ``inner_gradient="auto"``, is bfloat16 where the device multiplies
+  bfloat16 natively (:func:`augmentor.native_bfloat16`) and exact elsewhere.
 * dense: the straightforward formulation (as in public implementations): the
   ``(B, k, d, d)`` tensor of weighted inverse covariances summed into ``d x d``
   matrices, ``det``, and autograd for the gradient. It is far too slow and too
@@ -33,7 +34,7 @@ import time
 
 import torch
 
-from augmentor import HMCConfig, HMCSampler, RiemannianMetric
+from augmentor import HMCConfig, HMCSampler, RiemannianMetric, native_bfloat16
 
 D, K, N_CHAINS, N_STEPS, N_LEAPFROG, STEP = 64, 1000, 1000, 100, 10, 0.01
 
@@ -129,6 +130,8 @@ def main() -> None:
     mu, log_var = make_codes(K)
     metric = RiemannianMetric.from_codes(mu.to(device), log_var.to(device))
     print(f"d={D} k={K} rho={metric.rho:.3f} lambda={metric.lam}; {N_CHAINS} chains x {N_STEPS} x {N_LEAPFROG} steps of {STEP}")
+    default = "bfloat16" if native_bfloat16(device) else "exact"
+    print(f"native bfloat16 products on {device}: {native_bfloat16(device)} -> the default inner gradient is {default}")
 
     medians = {}
     for inner_gradient in ("exact", "bfloat16"):

@@ -186,3 +186,23 @@ def test_bfloat16_inner_gradient_is_close_to_exact():
     exact, approx = metric.grad_log_density(z), metric.grad_log_density(z, dtype=torch.bfloat16)
     relative = (approx - exact).norm(dim=1) / exact.norm(dim=1)
     assert relative.max() < 2e-2 and approx.dtype == torch.float32
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_inner_gradient_follows_the_hardware(monkeypatch, native):
+    import augmentor.sampling as sampling
+
+    monkeypatch.setattr(sampling, "native_bfloat16", lambda device: native)
+    sampler = HMCSampler(config=HMCConfig(n_steps=3, n_leapfrog=2))
+    sampler.sample(_toy_metric(), 8, seed=0)
+    assert sampler.diagnostics.inner_gradient == ("bfloat16" if native else "exact")
+    explicit = HMCSampler(config=HMCConfig(n_steps=3, n_leapfrog=2, inner_gradient="exact"))
+    explicit.sample(_toy_metric(), 8, seed=0)
+    assert explicit.diagnostics.inner_gradient == "exact"
+
+
+def test_native_bfloat16_is_false_on_devices_without_a_probe():
+    from augmentor.sampling import native_bfloat16
+
+    assert native_bfloat16("meta") is False
+    assert isinstance(native_bfloat16("cpu"), bool)
