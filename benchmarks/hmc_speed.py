@@ -66,6 +66,24 @@ def time_ours(
     return times, sampler.acceptance_rate
 
 
+def acceptance_by_precision(metric: RiemannianMetric, step_sizes=(0.1, 0.5, 1.0), n_chains: int = 500):
+    """Acceptance of short runs with exact and with bfloat16 inner gradients, same seeds.
+
+    The benchmark's step of 0.01 accepts everything, so larger steps show whether
+    the cheaper inner gradients cost acceptance.
+    """
+    rows = []
+    for step in step_sizes:
+        rates = []
+        for inner_gradient in ("exact", "bfloat16"):
+            sampler = HMCSampler(config=HMCConfig(n_steps=10, n_leapfrog=N_LEAPFROG, step_size=step,
+                                                  inner_gradient=inner_gradient))
+            sampler.sample(metric, n_chains, seed=0)
+            rates.append(sampler.acceptance_rate)
+        rows.append((step, *rates))
+    return rows
+
+
 def dense_log_density(z: torch.Tensor, centroids: torch.Tensor, inv_cov: torch.Tensor, lam: float, rho: float):
     """0.5 log det G(z) with explicit d x d matrices and a determinant."""
     diff = z[:, None, :] - centroids[None]
@@ -140,6 +158,8 @@ def main() -> None:
         print(f"ours ({inner_gradient} inner gradients): {N_CHAINS} samples in {medians[inner_gradient]:.2f} s "
               f"(median of {len(times)}; min {min(times):.2f} s) = {N_CHAINS / medians[inner_gradient]:.0f} "
               f"samples/s (acceptance {acceptance:.3f})")
+    for step, exact, approx in acceptance_by_precision(metric):
+        print(f"acceptance at step size {step}: exact inner gradients {exact:.4f}, bfloat16 {approx:.4f}")
     per_step = medians["exact"] / (N_CHAINS * N_STEPS * N_LEAPFROG)
     dense_per_step = time_dense(metric, device)
     print(f"dense: {dense_per_step * 1e3:.2f} ms per chain-leapfrog step -> {N_CHAINS} samples would take "
