@@ -66,6 +66,37 @@ def time_ours(
     return times, sampler.acceptance_rate
 
 
+def _per_call_ms(fn, device: torch.device, calls: int = 30) -> float:
+    fn()  # warm-up
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - start) / calls * 1e3
+
+
+def kernel_timings(metric: RiemannianMetric, device: torch.device) -> None:
+    """Where the time goes: one gradient evaluation, the products, exp against exp2."""
+    z = metric.centroids[:N_CHAINS] + 0.01
+    exact = _per_call_ms(lambda: metric.log_density_and_grad(z), device)
+    low = _per_call_ms(lambda: metric.grad_log_density(z, dtype=torch.bfloat16), device)
+    print(f"one gradient evaluation, {N_CHAINS} points: exact {exact:.2f} ms, bfloat16 {low:.2f} ms")
+    weights = torch.rand(N_CHAINS, K, device=device)
+    factor = torch.rand(K, D, device=device)
+    flop = 2 * N_CHAINS * K * D
+    for dtype in (torch.float32, torch.bfloat16):
+        w, f = weights.to(dtype), factor.to(dtype)
+        ms = _per_call_ms(lambda: w @ f, device)
+        print(f"({N_CHAINS} x {K}) @ ({K} x {D}) in {str(dtype)[6:]}: {ms:.3f} ms = {flop / ms / 1e6:.0f} GFLOP/s")
+    exponent = -20 * torch.rand(N_CHAINS, K, dtype=torch.float64, device=device)
+    for name, fn in (("exp", torch.exp), ("exp2", torch.exp2)):
+        x = exponent.float()
+        ms = _per_call_ms(lambda: fn(x), device)
+        error = ((fn(x).double() - fn(exponent)) / fn(exponent)).abs().max()
+        print(f"{name} over {N_CHAINS} x {K} float32: {ms:.3f} ms, max relative error {error:.1e}")
+
+
 def acceptance_by_precision(metric: RiemannianMetric, step_sizes=(0.1, 0.5, 1.0), n_chains: int = 500):
     """Acceptance of short runs with exact and with bfloat16 inner gradients, same seeds.
 
@@ -151,6 +182,7 @@ def main() -> None:
     default = "bfloat16" if native_bfloat16(device) else "exact"
     print(f"native bfloat16 products on {device}: {native_bfloat16(device)} -> the default inner gradient is {default}")
 
+    kernel_timings(metric, device)
     medians = {}
     for inner_gradient in ("exact", "bfloat16"):
         times, acceptance = time_ours(metric, device, args.repeats, inner_gradient)
