@@ -294,8 +294,8 @@ class RiemannianMetric:
         the smooth gradient, also outside the domain.
         """
         z = self._check_points(z)
-        log_volume, grad = self._log_volume_and_grad(z)
-        return self._restrict(log_volume, z), grad
+        g, grad = self._diagonal_and_grad(z)
+        return self._restrict(0.5 * g.log().sum(dim=1), z), grad
 
     def _factors(self, dtype: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``Q``, ``S`` and ``R`` in ``dtype`` (default: the metric's), cast once and cached."""
@@ -309,10 +309,13 @@ class RiemannianMetric:
         """``(B, 2d + 1)`` rows ``[z^2, z, 1]``, the left factor of the exponent product."""
         return torch.cat([z * z, z, torch.ones_like(z[:, :1])], dim=1)
 
-    def _log_volume_and_grad(
+    def _diagonal_and_grad(
         self, z: torch.Tensor, dtype: torch.dtype | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``0.5 log det G(z)`` (unrestricted) and its gradient, for checked ``z``.
+        """Diagonal ``g(z)`` and the gradient of ``0.5 log det G(z)``, for checked ``z``.
+
+        ``g`` rather than the log-volume, so that the inner HMC steps, which need
+        the gradient only, skip the log.
 
         With ``dtype`` (e.g. bfloat16) every product runs in that precision with
         float32 accumulation; ``g`` and the gradient are accumulated in the
@@ -333,7 +336,7 @@ class RiemannianMetric:
             w = kept if kept is not None else self._weights(zz, q[part])
             _add_product(p, w.mul_(inv_g @ s[part].T), r[part])
         d = self.dim
-        return 0.5 * g.log().sum(dim=1), p[:, d:] - z * p[:, :d]
+        return g, p[:, d:] - z * p[:, :d]
 
     def grad_log_density(self, z: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
         """``(B, d)`` gradient of ``0.5 log det G(z)`` (closed form, also outside the domain).
@@ -347,7 +350,7 @@ class RiemannianMetric:
                 for the inner leapfrog steps and stays exact (see
                 :class:`~augmentor.sampling.HMCConfig`).
         """
-        return self._log_volume_and_grad(self._check_points(z), dtype)[1]
+        return self._diagonal_and_grad(self._check_points(z), dtype)[1]
 
     def state_dict(self) -> dict[str, Any]:
         """Tensors and plain values only (loadable with ``weights_only=True``)."""
