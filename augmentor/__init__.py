@@ -3,18 +3,11 @@
 from .augmentor import AugmentorConfig, GeometricAugmentor, default_vae_config, load_data_dicts
 from .config import Config, ConfigError
 from .metric import MetricConfig, RiemannianMetric
-from .sampling import (
-    GaussianMixtureSampler,
-    HMCConfig,
-    HMCDiagnostics,
-    HMCSampler,
-    LatentSampler,
-    NormalSampler,
-    RiemannianSampler,
-    native_bfloat16,
-)
-
+from .diagnostics import HMCDiagnostics
+from .hardware import native_bfloat16
+from .hmc import HMCConfig, HMCSampler
 from .models import VAE, MLPVAE, VAEConfig, build_vae, vae_preset
+from .samplers import GaussianMixtureSampler, LatentSampler, NormalSampler, RiemannianSampler
 from .training import TrainerConfig, train_vae
 
 __version__ = "0.1.0"

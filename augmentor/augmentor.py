@@ -22,15 +22,9 @@ from .config import Config, ConfigError
 from .io import CorruptSaveError, load_tensors, read_saved_folder, save_tensors, saved_folder, write_json
 from .metric import MetricConfig
 from .models import VAEConfig, build_vae
-from .sampling import (
-    SAMPLERS,
-    GaussianMixtureSampler,
-    HMCConfig,
-    HMCDiagnostics,
-    LatentSampler,
-    NormalSampler,
-    RiemannianSampler,
-)
+from .diagnostics import HMCDiagnostics
+from .hmc import HMCConfig
+from .samplers import SAMPLERS, GaussianMixtureSampler, LatentSampler, NormalSampler, RiemannianSampler
 from .training import (
     DEVICE_PATTERN,
     TrainerConfig,

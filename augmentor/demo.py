@@ -34,7 +34,7 @@ import torch
 from .augmentor import AugmentorConfig, GeometricAugmentor
 from .io import atomic_write, ensure_new_output_dir, export_npz, write_json
 from .models import VAEConfig
-from .sampling import HMCConfig
+from .hmc import HMCConfig
 from .interpolation import geodesic_interpolation
 from .toy import plot_latent_geometry, rings_and_disks
 from .training import TrainerConfig

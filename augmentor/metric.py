@@ -37,8 +37,15 @@ import numpy as np
 import torch
 
 from .config import Config
+from .hardware import linear, native_bfloat16
 
-__all__ = ["MetricConfig", "RiemannianMetric", "select_centroids", "max_nearest_neighbour_distance"]
+__all__ = [
+    "MetricConfig",
+    "RiemannianMetric",
+    "max_nearest_neighbour_distance",
+    "reference_log_density_and_grad",
+    "select_centroids",
+]
 
 # Largest (B x chunk) working matrix, in elements: 2**24 float32 = 64 MiB.
 DEFAULT_CHUNK_ELEMENTS = 2**24
@@ -129,16 +136,27 @@ def max_nearest_neighbour_distance(points: torch.Tensor, chunk_rows: int = 1024)
     return float(nearest.max())
 
 
-def _add_product(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
-    """``out += a @ b``, in place when the dtypes agree (no temporary)."""
-    if a.dtype == out.dtype:
-        out.addmm_(a, b)
-    else:
-        out += a @ b
-
-
 class RiemannianMetric:
     """Diagonal Riemannian metric of Eq. 7 and the log of the Riemannian-uniform density.
+
+    **Accuracy.** Expanding ``s (z - c)^2`` into matrix products cancels badly when
+    the posterior variances are small (large ``s``) and the codes lie far from the
+    origin: the three expanded terms are huge and nearly equal. Two measures keep
+    the log-density and the gradient within 1e-3 of float64 wherever the codes
+    lie (``benchmarks/hmc_regimes.py``):
+
+    * every computation runs in coordinates centred on the centroids' mean, which
+      removes any common shift of the codes;
+    * where the bumps are narrow (small variances), each point's weights come from
+      a few nearby centroids. The *local* evaluation then picks, with one cheap
+      exponent product, every centroid whose weight can exceed ``2**-60`` times
+      the largest one (a guaranteed margin covers the product's rounding) and
+      computes those weights and the gradient exactly, from the differences
+      ``z - c_j``. The centroids left out change ``g`` by less than ``2**-60``
+      relative per centroid, far below float32 rounding, so the target is the
+      same ``sqrt(det G)``. Where the bumps are wide (large variances), every
+      centroid counts and the expanded products are accurate: the *dense*
+      evaluation runs.
 
     Args:
         centroids: ``(k, d)`` centroid codes ``c_j``.
@@ -148,6 +166,13 @@ class RiemannianMetric:
         lower, upper: ``(d,)`` corners of the bounded domain ``A``.
         chunk_elements: largest ``(B, chunk)`` working matrix, in elements.
     """
+
+    # A centroid is evaluated exactly when its exponent (log2 of its weight) can lie
+    # within this many units of the largest one, or its weight times its largest
+    # inverse variance can exceed lambda * 2**-NEGLIGIBLE_LOG2.
+    NEGLIGIBLE_LOG2 = 60.0
+    # Beyond this many such centroids per point the dense evaluation is cheaper.
+    MAX_LOCAL_CENTROIDS = 48
 
     def __init__(
         self,
@@ -170,22 +195,45 @@ class RiemannianMetric:
         self.upper = upper.to(centroids)
         self.chunk_elements = int(chunk_elements)
         self._precompute()
+        self.local = self._prefers_local()
 
     def _precompute(self) -> None:
-        # Fold every constant of the formulas into (k, .) matrices so each
-        # evaluation is four matrix products plus one exp2:
+        # Centred coordinates: a common shift of the codes costs no accuracy.
+        self.origin = self.centroids.mean(dim=0)
+        c = self.centroids - self.origin
+        s = torch.exp(-self.centroid_log_var)
+        sc = s * c
+        inv_rho2 = 1.0 / self.rho**2
+        # Fold every constant into (k, .) matrices so a dense evaluation is four
+        # matrix products plus one exp2:
         #   -log2(e) dist / rho^2 = [z^2, z, 1] @ Q^T,
         #   Q = -log2(e) [S, -2 S*C, rowsum(S*C*C)] / rho^2
-        #   (base 2 because exp2 is about three times faster than exp on CPUs, and
-        #   as accurate; the constant column avoids broadcasting a bias into the
+        #   (base 2 because exp2 is about twice as fast as exp on CPUs, and as
+        #   accurate; the constant column avoids broadcasting a bias into the
         #   (B, k) output), and R = [S, S*C] / rho^2 for the gradient.
-        s = torch.exp(-self.centroid_log_var)
-        sc = s * self.centroids
-        inv_rho2 = 1.0 / self.rho**2
-        offset = (sc * self.centroids).sum(dim=1, keepdim=True)
+        offset = (sc * c).sum(dim=1, keepdim=True)
         q = torch.cat([s, -2.0 * sc, offset], dim=1) * (-math.log2(math.e) * inv_rho2)
         r = torch.cat([s, sc], dim=1) * inv_rho2
-        self._factors_by_dtype = {self.dtype: (q.contiguous(), s.contiguous(), r.contiguous())}
+        self._centred = c.contiguous()
+        self._inv_var = s.contiguous()
+        # Stored as the (N, K) right-hand factors of `linear` (x @ w.T): Q, S^T, S, R^T.
+        self._factors_by_dtype = {self.dtype: (q.contiguous(), s.T.contiguous(), s.contiguous(), r.T.contiguous())}
+        # Per-dimension bounds of |Q|'s three blocks over the centroids: they bound the
+        # rounding error of the exponent product (see _candidates).
+        d = self.dim
+        self._q_abs_max = (q[:, :d].abs().max(dim=0).values, q[:, d : 2 * d].abs().max(dim=0).values,
+                           q[:, 2 * d].abs().max())
+        # Exponent below which a centroid's weight times its largest s is < lambda 2^-60.
+        self._floor_log2 = math.log2(self.lam) - s.max(dim=1).values.log2() - self.NEGLIGIBLE_LOG2
+        self._floor_min = float(self._floor_log2.min())
+        # Candidates searched per point; grows when a search finds more (see _candidates).
+        self._width = 1
+
+    def _prefers_local(self) -> bool:
+        """Whether the local evaluation pays off: few centroids count at the centroids themselves."""
+        probe = self.centroids[:: max(1, self.n_centroids // 512)]
+        index = self._candidates(probe - self.origin, self._selection_dtype())
+        return index is not None and index.shape[1] <= self.MAX_LOCAL_CENTROIDS // 2
 
     @classmethod
     def from_codes(
@@ -257,11 +305,15 @@ class RiemannianMetric:
         return [slice(a, min(a + size, self.n_centroids)) for a in range(0, self.n_centroids, size)]
 
     @staticmethod
-    def _weights(zz: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-        """``(B, chunk)`` weights ``omega_j(z)`` for the centroids in ``q``; ``zz = [z^2, z, 1]``."""
-        exponent = zz @ q.T
+    def _exponents(zz: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        """``(B, chunk)`` exponents ``log2 omega_j(z)`` for the centroids in ``q``; ``zz = [z^2, z, 1]``."""
+        return linear(zz, q)
+
+    @classmethod
+    def _weights(cls, zz: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        """``(B, chunk)`` weights ``omega_j(z)`` for the centroids in ``q``."""
         # Mathematically <= 0; rounding can push it just above, which would give weights > 1.
-        return exponent.clamp_(max=0.0).exp2_()
+        return cls._exponents(zz, q).clamp_(max=0.0).exp2_()
 
     def in_domain(self, z: torch.Tensor) -> torch.Tensor:
         """``(B,)`` bool: whether each point lies in the bounded domain ``A``."""
@@ -270,13 +322,7 @@ class RiemannianMetric:
 
     def metric_diagonal(self, z: torch.Tensor) -> torch.Tensor:
         """``(B, d)`` diagonal ``g(z)`` of ``G(z)``."""
-        z = self._check_points(z)
-        q, s, _ = self._factors(None)
-        zz = self._augmented(z)
-        g = torch.full_like(z, self.lam)
-        for part in self._chunks(z.shape[0]):
-            g.addmm_(self._weights(zz, q[part]), s[part])
-        return g
+        return self._diagonal_and_grad(self._check_points(z))[0]
 
     def _restrict(self, log_p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return torch.where(self.in_domain(z), log_p, torch.full_like(log_p, -math.inf))
@@ -290,15 +336,15 @@ class RiemannianMetric:
         """Log target ``(B,)`` and its gradient ``(B, d)`` in one pass.
 
         The gradient is the closed form of SPEC section 1,
-        ``-(1/rho^2) (z * (A S) - A (S*C))`` with ``A = W * ((1/g) S^T)``; it is
+        ``-(1/rho^2) sum_j A_j s_j (z - c_j)`` with ``A = W * ((1/g) S^T)``; it is
         the smooth gradient, also outside the domain.
         """
         z = self._check_points(z)
         g, grad = self._diagonal_and_grad(z)
         return self._restrict(0.5 * g.log().sum(dim=1), z), grad
 
-    def _factors(self, dtype: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``Q``, ``S`` and ``R`` in ``dtype`` (default: the metric's), cast once and cached."""
+    def _factors(self, dtype: torch.dtype | None) -> tuple[torch.Tensor, ...]:
+        """``Q``, ``S^T``, ``S`` and ``R^T`` in ``dtype`` (default: the metric's), cast once and cached."""
         dtype = dtype or self.dtype
         if dtype not in self._factors_by_dtype:
             self._factors_by_dtype[dtype] = tuple(t.to(dtype) for t in self._factors_by_dtype[self.dtype])
@@ -309,6 +355,94 @@ class RiemannianMetric:
         """``(B, 2d + 1)`` rows ``[z^2, z, 1]``, the left factor of the exponent product."""
         return torch.cat([z * z, z, torch.ones_like(z[:, :1])], dim=1)
 
+    def _selection_dtype(self) -> torch.dtype:
+        # The candidate search only needs a bound, so it runs in bfloat16 where the
+        # hardware multiplies it natively; the margin below covers its rounding.
+        return torch.bfloat16 if native_bfloat16(self.device) else self.dtype
+
+    def _candidates(self, zc: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
+        """``(B, m)`` indices of every centroid whose weight can matter at centred ``zc``.
+
+        A centroid is left out only when its exponent is provably more than
+        ``NEGLIGIBLE_LOG2`` below the largest one, or below the floor where its
+        term is ``< lambda 2^-60``. The exponent product runs in ``dtype``; its
+        rounding error is at most ``u * sum |terms|`` with ``u = 2^-8`` for
+        bfloat16 (inputs and output rounded) and ``2^-20`` for float32, and
+        ``sum |terms|`` is bounded per point by the per-dimension maxima of
+        ``|Q|``. The ``m + 1`` largest exponents of each point are found; if the
+        ``(m + 1)``-th can still matter, ``m`` doubles. Entries of ``-1`` pad rows
+        with fewer candidates. Returns None when some point has more than
+        ``MAX_LOCAL_CENTROIDS`` candidates (the dense evaluation is then cheaper).
+        """
+        q = self._factors(dtype)[0]
+        unit = 2.0**-6 if dtype == torch.bfloat16 else 2.0**-18  # 4x the bounds above, for safety
+        qs, qz, qo = self._q_abs_max
+        margin = unit * ((zc * zc) @ qs + zc.abs() @ qz + qo)  # (B,)
+        zz = self._augmented(zc).to(dtype)
+        parts = self._chunks(zc.shape[0])
+        kept = self._exponents(zz, q).float() if len(parts) == 1 else None
+        width = self._width
+        while width <= self.MAX_LOCAL_CENTROIDS:
+            values, index = self._largest_exponents(zz, q, parts, kept, width + 1)
+            # Every centroid below `threshold` is negligible (see the docstring).
+            threshold = torch.maximum(values[:, 0] - self.NEGLIGIBLE_LOG2 - 2 * margin, self._floor_min - margin)
+            if values.shape[1] <= width or not (values[:, width] >= threshold).any():
+                self._width = width
+                values, index = values[:, :width], index[:, :width]
+                negligible = (values < threshold[:, None]) | (values < self._floor_log2[index] - margin[:, None])
+                return index.masked_fill(negligible, -1)
+            width *= 2
+        return None
+
+    def _largest_exponents(
+        self, zz: torch.Tensor, q: torch.Tensor, parts: list[slice], kept: torch.Tensor | None, m: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``m`` largest exponents of each row and their centroid indices, over all chunks."""
+        if kept is not None:
+            return kept.topk(min(m, kept.shape[1]), dim=1)
+        values, index = [], []
+        for part in parts:
+            top = self._exponents(zz, q[part]).float().topk(min(m, part.stop - part.start), dim=1)
+            values.append(top.values)
+            index.append(top.indices + part.start)
+        values, index = torch.cat(values, dim=1), torch.cat(index, dim=1)
+        best = values.topk(min(m, values.shape[1]), dim=1)
+        return best.values, index.gather(1, best.indices)
+
+    def _local_diagonal_and_grad(self, zc: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``g`` and the gradient from the centroids in ``index`` only, exactly, from differences."""
+        valid = index >= 0
+        safe = index.clamp(min=0)
+        diff = zc.unsqueeze(1) - self._centred[safe]  # (B, m, d)
+        s = self._inv_var[safe]
+        exponent = -(s * diff * diff).sum(dim=2) / self.rho**2
+        w = exponent.masked_fill(~valid, -math.inf).exp()  # (B, m)
+        g = torch.baddbmm(torch.full_like(zc, self.lam).unsqueeze(1), w.unsqueeze(1), s).squeeze(1)
+        a = w * torch.bmm(s, g.reciprocal().unsqueeze(2)).squeeze(2)
+        grad = torch.bmm(a.unsqueeze(1), s * diff).squeeze(1) * (-1.0 / self.rho**2)
+        return g, grad
+
+    def _dense_diagonal_and_grad(
+        self, zc: torch.Tensor, dtype: torch.dtype | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``g`` and the gradient from every centroid, by the expanded matrix products."""
+        q, s_t, s, r_t = self._factors(dtype)
+        zz = self._augmented(zc).to(q.dtype)
+        parts = self._chunks(zc.shape[0])
+        # With one chunk the weights are kept between the two passes; with several
+        # they are recomputed, which bounds memory at the price of a second exp2.
+        kept = self._weights(zz, q) if len(parts) == 1 else None
+        g = torch.full_like(zc, self.lam)
+        for part in parts:
+            g += linear(kept if kept is not None else self._weights(zz, q[part]), s_t[:, part])
+        inv_g = g.reciprocal().to(s.dtype)
+        p = torch.zeros(zc.shape[0], 2 * self.dim, dtype=zc.dtype, device=zc.device)
+        for part in parts:
+            w = kept if kept is not None else self._weights(zz, q[part])
+            p += linear(w.mul_(linear(inv_g, s[part])), r_t[:, part])
+        d = self.dim
+        return g, p[:, d:] - zc * p[:, :d]
+
     def _diagonal_and_grad(
         self, z: torch.Tensor, dtype: torch.dtype | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -317,26 +451,15 @@ class RiemannianMetric:
         ``g`` rather than the log-volume, so that the inner HMC steps, which need
         the gradient only, skip the log.
 
-        With ``dtype`` (e.g. bfloat16) every product runs in that precision with
-        float32 accumulation; ``g`` and the gradient are accumulated in the
-        metric's dtype.
+        With ``dtype`` (e.g. bfloat16) the dense products run in that precision
+        (an opt-in approximation, see :meth:`grad_log_density`).
         """
-        q, s, r = self._factors(dtype)
-        zz = self._augmented(z).to(q.dtype)
-        parts = self._chunks(z.shape[0])
-        # With one chunk the weights are kept between the two passes; with several
-        # they are recomputed, which bounds memory at the price of a second exp2.
-        kept = self._weights(zz, q[parts[0]]) if len(parts) == 1 else None
-        g = torch.full_like(z, self.lam)
-        for part in parts:
-            _add_product(g, kept if kept is not None else self._weights(zz, q[part]), s[part])
-        inv_g = g.reciprocal().to(s.dtype)
-        p = torch.zeros(z.shape[0], 2 * self.dim, dtype=z.dtype, device=z.device)
-        for part in parts:
-            w = kept if kept is not None else self._weights(zz, q[part])
-            _add_product(p, w.mul_(inv_g @ s[part].T), r[part])
-        d = self.dim
-        return g, p[:, d:] - z * p[:, :d]
+        zc = z - self.origin
+        if self.local and dtype is None:
+            index = self._candidates(zc, self._selection_dtype())
+            if index is not None:
+                return self._local_diagonal_and_grad(zc, index)
+        return self._dense_diagonal_and_grad(zc, dtype)
 
     def grad_log_density(self, z: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
         """``(B, d)`` gradient of ``0.5 log det G(z)`` (closed form, also outside the domain).
@@ -344,11 +467,11 @@ class RiemannianMetric:
         Args:
             z: ``(B, d)`` points.
             dtype: optional lower precision (``torch.bfloat16``) for every matrix
-                product (float32 accumulation): about twice as fast where the
-                hardware multiplies bfloat16 natively (CPUs with AVX-512 BF16 or
-                AMX, recent GPUs), relative error ~1e-2 at most. HMC may use it
-                for the inner leapfrog steps and stays exact (see
-                :class:`~augmentor.sampling.HMCConfig`).
+                product of the dense evaluation: faster where the hardware
+                multiplies bfloat16 natively, but with relative errors of 1e-2
+                and more where the posterior variances are small. Never the
+                default; HMC may use it for its inner leapfrog steps when asked
+                (see :class:`~augmentor.sampling.HMCConfig`).
         """
         return self._diagonal_and_grad(self._check_points(z), dtype)[1]
 
@@ -370,3 +493,23 @@ class RiemannianMetric:
         if missing:
             raise ValueError(f"metric state is missing {sorted(missing)}")
         return cls(**{k: state[k] for k in keys})
+
+
+def reference_log_density_and_grad(metric: RiemannianMetric, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The smooth log target ``0.5 log det G(z)`` and its gradient, directly in float64.
+
+    The formula as written, from the differences ``z - c_j`` and autograd, with
+    ``(B, k, d)`` memory: slow, but free of the expansions and the locality of
+    :class:`RiemannianMetric`, so tests and benchmarks measure it against this.
+
+    Returns:
+        ``(B,)`` log-densities (not restricted to the domain) and ``(B, d)`` gradients, float64.
+    """
+    c = metric.centroids.double()
+    s = torch.exp(-metric.centroid_log_var.double())
+    z = z.detach().to(c).requires_grad_(True)
+    with torch.enable_grad():
+        weights = torch.exp(-(s * (z[:, None, :] - c) ** 2).sum(dim=2) / metric.rho**2)
+        log_p = 0.5 * (metric.lam + weights @ s).log().sum(dim=1)
+        (grad,) = torch.autograd.grad(log_p.sum(), z)
+    return log_p.detach(), grad

@@ -41,7 +41,7 @@ import yaml
 from augmentor.config import Config, ConfigError, load_config_file, read_config_data
 from augmentor.metric import MetricConfig
 from augmentor.models import VAE_PRESETS, VAEConfig, vae_preset
-from augmentor.sampling import HMCConfig
+from augmentor.hmc import HMCConfig
 from augmentor.training import TrainerConfig
 from oasis.simulate import SimulationConfig
 

@@ -5,7 +5,13 @@ import math
 import pytest
 import torch
 
-from augmentor.metric import RiemannianMetric, max_nearest_neighbour_distance, select_centroids
+import augmentor.metric as metric_module
+from augmentor.metric import (
+    RiemannianMetric,
+    max_nearest_neighbour_distance,
+    reference_log_density_and_grad,
+    select_centroids,
+)
 
 
 def _codes(n=40, d=5, seed=0):
@@ -121,3 +127,57 @@ def test_state_dict_round_trip():
     again = RiemannianMetric.from_state_dict(metric.state_dict())
     z = mu[:5] + 0.1
     torch.testing.assert_close(again.log_density_and_grad(z), metric.log_density_and_grad(z))
+
+
+def _shifted_codes(shift, log_var, n=400, d=16, seed=0, dtype=torch.float32):
+    """Codes as a VAE with a small KL weight gives them: away from the origin, small variances."""
+    g = torch.Generator().manual_seed(seed)
+    mu = shift + torch.randn(n, d, generator=g, dtype=dtype)
+    return mu, log_var + 0.3 * torch.randn(n, d, generator=g, dtype=dtype)
+
+
+def _points_in_bumps(metric, n=200, seed=1):
+    """Points within the centroids' bumps, where the chains run and the gradient is not zero."""
+    g = torch.Generator().manual_seed(seed)
+    j = torch.randint(metric.n_centroids, (n,), generator=g)
+    width = metric.rho * torch.exp(0.5 * metric.centroid_log_var[j])
+    return metric.centroids[j] + 0.5 * width * torch.randn(n, metric.dim, generator=g, dtype=metric.dtype)
+
+
+@pytest.mark.parametrize("shift, log_var", [(0.0, -1.0), (3.0, -6.0), (10.0, -8.0), (20.0, -10.0)])
+def test_float32_log_density_and_gradient_within_1e3_of_float64(shift, log_var):
+    # The expanded distance of the first implementation was off by 0.58 at (10, -8) in float32.
+    metric = RiemannianMetric.from_codes(*_shifted_codes(shift, log_var))
+    z = _points_in_bumps(metric)
+    expected_log_p, expected_grad = reference_log_density_and_grad(metric, z)
+    log_p, grad = metric.log_density_and_grad(z)
+    assert (log_p.double() - expected_log_p).abs().max() <= 1e-3
+    relative = (grad.double() - expected_grad).norm(dim=1) / expected_grad.norm(dim=1)
+    assert relative.max() <= 1e-3
+
+
+def test_small_variances_take_the_local_evaluation_and_large_ones_the_dense():
+    assert RiemannianMetric.from_codes(*_shifted_codes(3.0, -6.0)).local
+    assert not RiemannianMetric.from_codes(*_shifted_codes(0.0, -1.0)).local
+
+
+@pytest.mark.parametrize("chunk_elements", [2**24, 1000])  # one chunk, and chunks of 5 centroids
+def test_local_evaluation_equals_the_dense_one_in_float64(chunk_elements):
+    mu, log_var = _shifted_codes(2.0, -8.0, n=60, d=4, dtype=torch.float64)
+    metric = RiemannianMetric.from_codes(mu, log_var)
+    metric.chunk_elements = chunk_elements
+    assert metric.local
+    z = _points_in_bumps(metric)
+    g_local, grad_local = metric._diagonal_and_grad(z)
+    g_dense, grad_dense = metric._dense_diagonal_and_grad(z - metric.origin, None)
+    torch.testing.assert_close(g_local, g_dense, rtol=1e-9, atol=0)
+    torch.testing.assert_close(grad_local, grad_dense, rtol=1e-7, atol=1e-9)
+
+
+def test_kmedoids_beyond_the_subset_size_draws_medoids_from_a_seeded_subset(monkeypatch):
+    monkeypatch.setattr(metric_module, "MAX_KMEDOIDS_POINTS", 50)
+    mu, _ = _codes(n=200, d=3)
+    index = select_centroids(mu, 8, seed=3)
+    assert index.shape == (8,) and len(set(index.tolist())) == 8 and index.max() < 200
+    torch.testing.assert_close(index, select_centroids(mu, 8, seed=3))
+    assert not torch.equal(index, select_centroids(mu, 8, seed=4))
