@@ -51,7 +51,7 @@ class StudyResult:
     """What :func:`run_study` returns: the tables and where everything was written."""
 
     out: Path
-    per_run: Any  # pandas.DataFrame, one row per (method, seed)
+    per_run: Any  # pandas.DataFrame, one row per finished (method, seed) of the run directory
     summary: Any  # pandas.DataFrame, mean / std per method
     table: str  # the Markdown table printed to the terminal
     jobs_run: int
@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Flags override the config file. Without --data-dir (and data.data_dir null) the study runs on "
             "the embedded simulated cohort, cached under --cache-dir, data.cache_dir, $"
             f"{CACHE_ENV}, or ~/.cache/geometric-augmentor/oasis-sim (first found). "
-            "Rerunning with the same --out resumes; a run directory of other settings is refused."
+            "Rerunning with the same --out resumes; a run directory of other settings, or one in use by "
+            "another run, is refused. The report covers every finished result of the run directory."
         ),
     )
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="study YAML/JSON (default: %(default)s)")
