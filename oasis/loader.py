@@ -26,10 +26,12 @@ The simulated cohort (:mod:`oasis.simulate`) runs ``x`` right to left, ``y``
 posterior to anterior and ``z`` inferior to superior (LAS, as nibabel reads Analyze).
 
 Labels follow the OASIS statement that every participant with CDR > 0 was
-diagnosed with probable Alzheimer's disease: AD (1) when CDR > 0, otherwise CN (0)
-(a blank or N/A CDR counts as CN). On the real table this gives 100 AD and 316 CN among
-the 416 ``_MR1`` subjects. ``cohort="clinicadl"`` keeps subjects aged 62 or more
-with a CDR value: 100 AD and 93 CN. The ``_MR2`` reliability rescans are excluded.
+diagnosed with probable Alzheimer's disease: AD (1) when CDR > 0, otherwise CN (0).
+An empty CDR cell counts as CN; "N/A" or any other text that is not a number gives
+no label: the subject is skipped with that reason. On the real table this gives
+100 AD and 316 CN among the 416 ``_MR1`` subjects. ``cohort="clinicadl"`` keeps
+subjects aged 62 or more with a CDR value: 100 AD and 93 CN. The ``_MR2``
+reliability rescans are excluded.
 
 Subjects left out are never dropped silently: :attr:`OasisData.excluded` lists those
 left out by design (``_MR2`` sessions, cohort criteria) and :attr:`OasisData.skipped`
@@ -86,7 +88,10 @@ Cohort = Literal["all", "clinicadl"]
 
 _SUBJECT_RE = re.compile(r"^OAS1_(\d{4})_MR(\d+)$")
 # The real table leaves missing values blank; "N/A" is how some exports write them.
-_BLANK_CELLS = {"", "n/a", "na", "nan"}
+_BLANK_CELLS = frozenset({"", "n/a", "na", "nan"})
+# An empty CDR cell is how the real table marks the young controls (CN). Any other text,
+# "N/A" included, may stand for a missing assessment of anyone: it is reported, not labelled.
+_NO_CDR_CELLS = frozenset({""})
 # n3 or n4 (the number of averaged acquisitions) varies between subjects.
 _IMAGE_GLOB = "{sid}_mpr_n?_anon_111_t88_masked_gfc.img"
 
@@ -105,11 +110,15 @@ class SkippedSubject:
 
 @dataclasses.dataclass(frozen=True)
 class OasisEntry:
-    """One usable subject found on disk: its atlas-registered image and its label."""
+    """One usable subject found on disk: its atlas-registered image, the image's grid and its label.
+
+    ``shape`` is the volume's ``(X, Y, Z)`` as its header gives it.
+    """
 
     subject_id: str
     image_path: Path
     label: int
+    shape: tuple[int, int, int]
 
 
 @dataclasses.dataclass
@@ -270,9 +279,13 @@ def read_clinical_table(csv_path: str | Path) -> pd.DataFrame:
     return table.set_index("ID", drop=False)
 
 
-def _parse_number(text: str, column: str) -> float | None:
-    """``None`` for a blank (or N/A) cell; raise ``ValueError`` naming the column for a non-number."""
-    if text.lower() in _BLANK_CELLS:
+def _parse_number(text: str, column: str, blank_cells: frozenset[str] = _BLANK_CELLS) -> float | None:
+    """The number in a cell; ``None`` for a cell in ``blank_cells`` (lower case).
+
+    Raises:
+        ValueError: naming the column, for text that is not a non-negative number.
+    """
+    if text.lower() in blank_cells:
         return None
     try:
         value = float(text)
@@ -291,7 +304,10 @@ def _decide(row: pd.Series, cohort: Cohort) -> tuple[str, int | str]:
     if match.group(2) != "1":
         return "excluded", f"_MR{match.group(2)} session (reliability rescan); only _MR1 sessions are used"
     try:
-        cdr = _parse_number(row["CDR"], "CDR")
+        cdr = _parse_number(row["CDR"], "CDR", _NO_CDR_CELLS)
+    except ValueError as err:
+        return "skipped", f"{err} (only an empty CDR cell means no CDR, labelled CN)"
+    try:
         age = _parse_number(row["Age"], "Age")
     except ValueError as err:
         return "skipped", str(err)
@@ -310,7 +326,8 @@ def select_cohort(table: pd.DataFrame, cohort: Cohort = "all") -> CohortSelectio
 
     Args:
         table: as returned by :func:`read_clinical_table`.
-        cohort: ``"all"``: every ``_MR1`` subject, AD (1) when CDR > 0 else CN (0);
+        cohort: ``"all"``: every ``_MR1`` subject, AD (1) when CDR > 0 else CN (0)
+            (an empty CDR cell is CN; a CDR cell of other text, ``N/A`` included, is skipped);
             ``"clinicadl"``: only subjects aged 62 or more with a CDR value.
 
     Returns:
@@ -353,40 +370,51 @@ def _volume_shape(header_shape: tuple[int, ...]) -> tuple[int, int, int]:
     return shape  # type: ignore[return-value]
 
 
-def _image_problem(image_path: Path) -> str | None:
-    """Check header and size of an Analyze pair without reading the voxels; a reason or None."""
+class _UnusableImage(Exception):
+    """A subject's image is missing or damaged; the message is the reason for the skip report."""
+
+
+def _checked_shape(image_path: Path) -> tuple[int, int, int]:
+    """The volume shape of an Analyze pair, checking header and file size without reading the voxels.
+
+    Raises:
+        _UnusableImage: header missing or unreadable, or image file too short for it.
+    """
     import nibabel as nib
 
     header_path = image_path.with_suffix(".hdr")
     if not header_path.is_file():
-        return f"header {header_path.name} missing beside {image_path.name}"
+        raise _UnusableImage(f"header {header_path.name} missing beside {image_path.name}")
     try:
         header = nib.load(str(image_path), mmap=False).header
-        _volume_shape(header.get_data_shape())
+        shape = _volume_shape(header.get_data_shape())
         expected = int(header.get_data_offset()) + int(
             np.prod(header.get_data_shape()) * header.get_data_dtype().itemsize
         )
     except Exception as err:  # nibabel raises many types for a damaged header
-        return f"unreadable image header {header_path.name} ({type(err).__name__}: {err})"
+        raise _UnusableImage(f"unreadable image header {header_path.name} ({type(err).__name__}: {err})") from None
     size = image_path.stat().st_size
     if size < expected:
-        return f"image {image_path.name} truncated: {size} bytes, the header needs {expected}"
-    return None
+        raise _UnusableImage(f"image {image_path.name} truncated: {size} bytes, the header needs {expected}")
+    return shape
 
 
-def _find_image(folder: Path, subject_id: str) -> tuple[Path | None, str | None]:
-    """The T88 masked image of a subject folder, or a reason why there is none usable."""
+def _find_image(folder: Path, subject_id: str) -> tuple[Path, tuple[int, int, int]]:
+    """The T88 masked image of a subject folder and its volume shape.
+
+    Raises:
+        _UnusableImage: no usable image, with the reason.
+    """
     t88 = folder / T88_FOLDER
     if not t88.is_dir():
-        return None, f"no {T88_FOLDER.as_posix()} folder (atlas-registered image missing)"
+        raise _UnusableImage(f"no {T88_FOLDER.as_posix()} folder (atlas-registered image missing)")
     pattern = _IMAGE_GLOB.format(sid=subject_id)
     matches = sorted(t88.glob(pattern))
     if not matches:
-        return None, f"no {pattern} in {T88_FOLDER.as_posix()}"
+        raise _UnusableImage(f"no {pattern} in {T88_FOLDER.as_posix()}")
     if len(matches) > 1:
-        return None, f"several candidate images, cannot tell which to use: {[m.name for m in matches]}"
-    problem = _image_problem(matches[0])
-    return (None, problem) if problem else (matches[0], None)
+        raise _UnusableImage(f"several candidate images, cannot tell which to use: {[m.name for m in matches]}")
+    return matches[0], _checked_shape(matches[0])
 
 
 def scan_oasis(root: str | Path, csv_path: str | Path | None = None, *, cohort: Cohort = "all") -> OasisScan:
@@ -427,11 +455,12 @@ def scan_oasis(root: str | Path, csv_path: str | Path | None = None, *, cohort: 
         elif subject_id not in selection.labels:
             skipped.append(SkippedSubject(subject_id, f"absent from the clinical table {csv_path.name}"))
         else:
-            image_path, problem = _find_image(folder, subject_id)
-            if image_path is None:
-                skipped.append(SkippedSubject(subject_id, str(problem)))
+            try:
+                image_path, shape = _find_image(folder, subject_id)
+            except _UnusableImage as err:
+                skipped.append(SkippedSubject(subject_id, str(err)))
             else:
-                entries.append(OasisEntry(subject_id, image_path, selection.labels[subject_id]))
+                entries.append(OasisEntry(subject_id, image_path, selection.labels[subject_id], shape))
     table_only = sorted(set(selection.labels) - set(folders))
     scan = OasisScan(root, csv_path, cohort, entries, skipped, excluded, table_only)
     if not entries:
@@ -516,15 +545,30 @@ def _check_options(dim: int, image_size: tuple[int, ...] | None, downsample: int
             raise ValueError(f"image_size must hold {dim} positive sizes, got {image_size}")
 
 
-def _read_image(path: Path, dim: int, slice_index: int | None) -> tuple[np.ndarray, tuple[int, int, int]]:
-    """The 2D transposed axial slice ``(Y, X)`` or the 3D volume ``(X, Y, Z)``, and the volume shape."""
+def _read_image(path: Path, dim: int, slice_index: int | None) -> np.ndarray:
+    """The 2D transposed axial slice ``(Y, X)`` or the 3D volume ``(X, Y, Z)``."""
     import nibabel as nib
 
     proxy = nib.load(str(path), mmap=False).dataobj
-    shape = _volume_shape(proxy.shape)
     if dim == 2:
-        return extract_axial_slice(proxy, slice_index), shape
-    return np.asarray(proxy, dtype=np.float32).reshape(shape), shape
+        return extract_axial_slice(proxy, slice_index)
+    return np.asarray(proxy, dtype=np.float32).reshape(_volume_shape(proxy.shape))
+
+
+def _reference_grid(shapes: list[tuple[int, int, int]]) -> tuple[tuple[int, int, int], str]:
+    """The volume shape every image must have, and how it was chosen (for the skip report).
+
+    The most common shape among the subjects' headers, so that one odd file never
+    decides the grid: the T88 grid on a real copy, the user's grid on a resampled
+    copy. The T88 grid wins a tie; between other shapes, the first subject's (in
+    ID order) does.
+    """
+    counts = Counter(shapes)
+    most = max(counts.values())
+    if counts.get(T88_SHAPE) == most:
+        return T88_SHAPE, "the T88 grid"
+    reference = next(shape for shape in shapes if counts[shape] == most)
+    return reference, f"the most common grid ({most} of {len(shapes)} subjects)"
 
 
 def load_oasis(
@@ -557,7 +601,8 @@ def load_oasis(
     Returns:
         Images ``(N, 1, H, W)`` or ``(N, 1, X, Y, Z)`` float32, each min-max scaled to
         [0, 1], with labels and the account of subjects left out. All volumes must
-        share the shape of the first readable one; others are skipped.
+        share one grid: the most common shape among the headers (the T88 grid on a
+        real copy, which also wins a tie); subjects on another grid are skipped.
 
     Raises:
         OasisDataError: unusable path or table, or no readable subject.
@@ -566,19 +611,20 @@ def load_oasis(
     scan = scan_oasis(root, csv_path, cohort=cohort)
     skipped = list(scan.skipped)
     images, labels, subject_ids = [], [], []
-    reference: tuple[int, int, int] | None = None
+    reference, grid = _reference_grid([entry.shape for entry in scan.entries])
     for entry in tqdm(scan.entries, desc="Reading OASIS-1", disable=not progress):
+        if entry.shape != reference:
+            reason = f"volume shape {entry.shape} differs from {reference}, {grid}; all images must share one grid"
+            skipped.append(SkippedSubject(entry.subject_id, reason))
+            continue
         try:
-            image, shape = _read_image(entry.image_path, dim, slice_index)
-            if reference is not None and shape != reference:
-                raise ValueError(f"volume shape {shape} differs from {reference} of the first subject")
+            image = _read_image(entry.image_path, dim, slice_index)
             image = _min_max(_resize(image, _output_size(image.shape, image_size, downsample)))
         except OasisDataError:
             raise
         except Exception as err:  # nibabel and numpy raise many types for damaged files
             skipped.append(SkippedSubject(entry.subject_id, f"image {entry.image_path.name} unusable: {err}"))
             continue
-        reference = shape
         images.append(image)
         labels.append(entry.label)
         subject_ids.append(entry.subject_id)
@@ -598,6 +644,23 @@ def load_oasis(
     )
 
 
+def _check_binary_labels(labels: np.ndarray, where: str) -> None:
+    """Raise :class:`OasisDataError` unless every label is 0 (CN) or 1 (AD).
+
+    Another coding (``{0, 5}``, ``{1, 2}``, fractions) is refused rather than mapped:
+    a guessed mapping could swap the classes, and labels outside ``{0, 1}`` would give
+    the classifier one output per value up to the largest.
+    """
+    values = np.unique(labels)
+    unexpected = values[~np.isin(values, (0, 1))]
+    if unexpected.size:
+        shown = ", ".join(f"{v:g}" for v in unexpected[:10].tolist())
+        raise OasisDataError(
+            f"{where} holds label value(s) {shown}; the OASIS study is binary (CN / AD): every label "
+            "must be exactly 0 (CN) or 1 (AD), not a fraction or another code (no mapping is guessed)"
+        )
+
+
 def load_oasis_npz(
     path: str | Path, *, image_size: tuple[int, int] | None = None, downsample: int = 1
 ) -> OasisData:
@@ -613,7 +676,8 @@ def load_oasis_npz(
         are ``"<file stem>_<index>"`` since the file carries none.
 
     Raises:
-        OasisDataError: missing file or keys, bad shapes, or no usable image.
+        OasisDataError: missing file or keys, bad shapes, labels other than 0 (CN)
+            and 1 (AD), or no usable image.
     """
     _check_options(2, image_size, downsample)
     path = Path(path)
@@ -636,8 +700,7 @@ def load_oasis_npz(
             f"{path}: expected x_train (N, H, W[, 1]) and numeric y_train (N,), "
             f"got {x.shape} and {y.shape} {y.dtype}"
         )
-    if not np.array_equal(y, np.round(y)):
-        raise OasisDataError(f"{path}: y_train holds non-integer labels")
+    _check_binary_labels(y, f"{path}: y_train")
     images, labels, subject_ids, skipped = [], [], [], []
     for i, (image, label) in enumerate(zip(x, y)):
         subject_id = f"{path.stem}_{i:04d}"

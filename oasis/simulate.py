@@ -108,7 +108,7 @@ class SimulationConfig(Config):
         n_cn: number of cognitively normal subjects (label 0).
         n_ad: number of AD subjects (label 1, CDR 0.5 / 1 / 2).
         effect_size: scale of the AD effect (0 = no class difference).
-        seed: random seed; equal parameters give byte-identical cohorts.
+        seed: random seed in [0, 2**32); equal parameters give byte-identical cohorts.
         noise: ``"rician"`` (magnitude MRI) or ``"gaussian"``.
         noise_std: noise standard deviation relative to the white-matter intensity.
         deformation_mm: standard deviation (mm) of the smooth random displacement.
@@ -139,6 +139,8 @@ class SimulationConfig(Config):
         for name in ("n_cn", "n_ad"):
             if getattr(self, name) < 0:
                 self._fail(name, "must be >= 0")
+        if not 0 <= self.seed < 2**32:
+            self._fail("seed", f"must lie in [0, 2**32), got {self.seed}")
         if not 1 <= self.n_cn + self.n_ad <= 9999:
             self._fail("n_cn", "n_cn + n_ad must be between 1 and 9999 (four-digit OASIS IDs)")
         scales = ("effect_size", "noise_std", "deformation_mm", "head_size_std", "intensity_scale_std", "bias_field")

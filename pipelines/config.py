@@ -33,6 +33,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,6 +48,9 @@ from oasis.simulate import SimulationConfig
 
 __all__ = [
     "CLASS_NAMES",
+    "MAX_REPETITIONS",
+    "MAX_SEED",
+    "MAX_THREADS",
     "METHODS",
     "SAMPLER_METHODS",
     "AugmentationConfig",
@@ -82,6 +86,31 @@ SAMPLER_METHODS = ("prior", "gmm", "riemannian")
 
 _T88_SLICE = (208, 176)  # transposed axial slice of the T88 grid (Y, X)
 _DEVICES = ("auto", "cpu", "mps", "cuda")
+# The split's random_state (NumPy's legacy RandomState) takes seeds below 2**32.
+MAX_SEED = 2**32 - 1
+# Plans, reports and Ray submissions hold every job (one per seed and method) in memory.
+MAX_REPETITIONS = 10_000
+# Well above any machine's core count; Ray would wait forever for a job slot wider than a node.
+MAX_THREADS = 1024
+_INT64_MAX = 2**63 - 1
+
+
+def _check_numbers(value: Any, where: str) -> None:
+    """Raise :class:`ConfigError` naming the first integer beyond 64 bits or non-finite number in ``value``.
+
+    torch, NumPy and Ray take 64-bit integers at most; a larger one fails deep inside
+    a job, and an infinite or NaN setting trains on nonsense, so both are refused here.
+    """
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_numbers(item, f"{where}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_numbers(item, f"{where}[{index}]")
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > _INT64_MAX:
+        raise ConfigError(f"{where}: {value} is out of range (integers must fit in 64 bits, |value| < 2**63)")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: must be a finite number, got {value}")
 
 
 def method_sampler(method: str) -> str | None:
@@ -126,6 +155,12 @@ class DataConfig(Config):
                 self._fail("image_size", "give either image_size or downsample, not both")
         if self.slice_index is not None and self.slice_index < 0:
             self._fail("slice_index", f"must be >= 0 or null, got {self.slice_index}")
+        if self.data_dir is None and self.slice_index is not None and self.slice_index >= self.simulation.shape[2]:
+            self._fail(
+                "slice_index",
+                f"{self.slice_index} lies outside the simulated grid's {self.simulation.shape[2]} axial slices "
+                f"(0..{self.simulation.shape[2] - 1})",
+            )
         if self.csv is not None and self.data_dir is None:
             self._fail("csv", "a clinical table needs data_dir (the simulated cohort writes its own)")
 
@@ -370,11 +405,16 @@ class StudyConfig(Config):
 
     def validate(self) -> None:
         if isinstance(self.seeds, int):
-            if self.seeds < 1:
-                self._fail("seeds", f"must be a positive count or a list of seeds, got {self.seeds}")
+            if not 1 <= self.seeds <= MAX_REPETITIONS:
+                self._fail("seeds", f"a count of repetitions must lie in 1..{MAX_REPETITIONS}, got {self.seeds}")
         else:
-            if not self.seeds or min(self.seeds) < 0 or len(set(self.seeds)) != len(self.seeds):
-                self._fail("seeds", f"must be a non-empty list of distinct non-negative seeds, got {list(self.seeds)}")
+            if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+                self._fail("seeds", f"must be a non-empty list of distinct seeds, got {list(self.seeds)}")
+            if len(self.seeds) > MAX_REPETITIONS:
+                self._fail("seeds", f"lists {len(self.seeds)} seeds; at most {MAX_REPETITIONS} repetitions")
+            outside = [s for s in self.seeds if not 0 <= s <= MAX_SEED]
+            if outside:
+                self._fail("seeds", f"seed(s) {outside[:5]} out of range; each seed must lie in 0..2**32-1 ({MAX_SEED})")
         if not self.methods:
             self._fail("methods", f"choose at least one of {list(METHODS)}")
         unknown = [m for m in self.methods if m not in METHODS]
@@ -385,10 +425,11 @@ class StudyConfig(Config):
         device = self.device.split(":")[0]
         if device not in _DEVICES or (":" in self.device and (device != "cuda" or not self.device[5:].isdigit())):
             self._fail("device", f"must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {self.device!r}")
-        if self.num_threads < 1:
-            self._fail("num_threads", f"must be >= 1, got {self.num_threads}")
+        if not 1 <= self.num_threads <= MAX_THREADS:
+            self._fail("num_threads", f"must lie in 1..{MAX_THREADS}, got {self.num_threads}")
         if not self.name or "/" in self.name:
             self._fail("name", f"must be a non-empty name without '/', got {self.name!r}")
+        _check_numbers(self.to_dict(), type(self).__name__)
         # Checks that need the image size, predicted from the data settings.
         size = self.data.expected_image_size()
         try:

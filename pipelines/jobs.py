@@ -11,13 +11,15 @@ Two kinds of job, both idempotent (a finished job is skipped, never redone):
 
 Run directory::
 
+    .lock                              held (flock) by the run working in the directory
     study.json                         identity of the run (config, data fingerprint, hash)
     data.pt                            the images every job reads
     splits/seed_<s>.json               subject IDs and image indices of train / val / test
     generate/seed_<s>/augmentor/       fitted VAEs + samplers (checksummed saved folder)
     generate/seed_<s>/latents_<sampler>.pt     latent codes and labels (decoded on use)
     generate/seed_<s>/diagnostics_riemannian.json (HMC acceptance, R-hat, ESS), samples_<sampler>.png
-    results/seed_<s>/<method>.json     one finished classifier job
+    results/seed_<s>/<method>.json     one finished classifier job (a damaged one is moved
+                                       aside to <method>.json.corrupt and the job runs again)
     tensorboard/seed_<s>/{vae,<method>}/       training curves
     report/                            table (CSV, Markdown), per-run CSV, box plot
 
@@ -33,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import shutil
 import time
 import zlib
@@ -47,12 +50,17 @@ from augmentor.io import load_tensors, save_tensors, write_bytes, write_json
 from augmentor.training import resolve_device, seed_everything
 
 from .classifier import TorchIOAugmentation, classification_metrics, predict, train_classifier
-from .config import CLASS_NAMES, StudyConfig, method_sampler
+from .config import CLASS_NAMES, METHODS, StudyConfig, method_sampler
 from .data import StudyData
 
-__all__ = ["Job", "RunPaths", "job_seed", "run_classify", "run_generate", "run_job", "training_set"]
+__all__ = ["Job", "RunPaths", "job_seed", "read_result", "run_classify", "run_generate", "run_job", "training_set"]
+
+logger = logging.getLogger(__name__)
 
 SEED_STRIDE = 7919  # offsets the VAE trainer's seed between repetitions
+# What the report reads from a result file; a file without them is not a finished result.
+_RESULT_KEYS = ("test", "best_epoch", "n_train")
+_TEST_KEYS = ("balanced_accuracy", "accuracy", "per_class")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +86,10 @@ class RunPaths:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".lock"
 
     @property
     def study(self) -> Path:
@@ -110,11 +122,66 @@ class RunPaths:
         return self.root.joinpath("tensorboard", *parts)
 
     def is_done(self, job: Job) -> bool:
+        """Whether ``job`` has finished; a damaged result file is moved aside (see :func:`read_result`)."""
         if job.kind == "generate":
             return self.augmentor(job.seed).is_dir() and all(
                 self.latents(job.seed, s).is_file() for s in job.samplers
             )
-        return self.result(job.seed, job.method).is_file()
+        return read_result(self.result(job.seed, job.method)) is not None
+
+    def finished_results(self) -> dict[tuple[int, str], dict[str, Any]]:
+        """Every finished classifier result in the run directory, keyed by ``(seed, method)``.
+
+        Whichever invocations wrote them: a run extended or resumed with other seeds
+        or methods keeps all of its results. Damaged files are moved aside (see
+        :func:`read_result`) and left out.
+        """
+        names = [folder.name.removeprefix("seed_") for folder in (self.root / "results").glob("seed_*")]
+        found = {}
+        for seed in sorted(int(name) for name in names if name.isdigit()):
+            for method in METHODS:
+                result = read_result(self.result(seed, method))
+                if result is not None:
+                    found[(seed, method)] = result
+        return found
+
+
+def _check_result(result: Any) -> None:
+    """Raise ``ValueError`` naming what a parsed result file lacks."""
+    if not isinstance(result, dict) or not isinstance(result.get("test"), dict):
+        raise ValueError("not a result object with a 'test' section")
+    missing = [k for k in _RESULT_KEYS if k not in result] + [f"test.{k}" for k in _TEST_KEYS if k not in result["test"]]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}")
+
+
+def _aside_path(path: Path) -> Path:
+    """``<name>.corrupt``, numbered if an earlier damaged copy already holds that name."""
+    candidate, number = path.with_name(f"{path.name}.corrupt"), 1
+    while candidate.exists():
+        candidate, number = path.with_name(f"{path.name}.corrupt{number}"), number + 1
+    return candidate
+
+
+def read_result(path: Path) -> dict[str, Any] | None:
+    """The result of a finished classifier job, or ``None`` when it has not finished.
+
+    A file that is no complete result (truncated, emptied by a full disk, edited) is
+    moved aside to ``<name>.corrupt``, never deleted, with a warning naming both
+    files; ``None`` is returned, so the job counts as unfinished and runs again.
+    """
+    if not path.is_file():
+        return None
+    try:
+        result = json.loads(path.read_bytes())
+        _check_result(result)
+    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        aside = _aside_path(path)
+        path.rename(aside)
+        logger.warning("%s is not a complete result (%s); moved aside to %s, the job will run again",
+                       path, err, aside.name)
+        return None
+    return result
 
 
 def job_seed(seed: int, method: str) -> int:
@@ -297,8 +364,7 @@ def training_set(
 def run_classify(root: str | Path, config: StudyConfig, job: Job) -> dict[str, Any]:
     """Train and test the classifier of one (seed, method); write its result JSON."""
     paths = RunPaths(root)
-    target = paths.result(job.seed, job.method)
-    if target.is_file():
+    if paths.is_done(job):
         return {"job": job.key, "skipped": True}
     start = time.perf_counter()
     seed = job_seed(job.seed, job.method)
@@ -339,7 +405,7 @@ def run_classify(root: str | Path, config: StudyConfig, job: Job) -> dict[str, A
         "history": trained.history,
         "seconds": round(time.perf_counter() - start, 3),
     }
-    write_json(target, result)
+    write_json(paths.result(job.seed, job.method), result)
     return {"job": job.key, "skipped": False, "seconds": result["seconds"]}
 
 

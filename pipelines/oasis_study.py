@@ -19,7 +19,8 @@ Usage::
     python -m augmentor.oasis --set classifier.epochs=10 --set sampling.n_per_class=200
 
 Rerunning a command resumes its run directory (finished jobs are skipped);
-a run directory made with other settings is refused.
+a run directory made with other settings, or in use by another run, is refused.
+The report always covers every finished result of the run directory.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from .config import StudyConfig, load_study_config, parse_override
 from .data import CACHE_ENV, load_study_data
 from .jobs import RunPaths
 from .report import PROTOCOL, write_report
-from .runner import StudyError, check_run_directory, execute, plan_jobs, prepare_run_directory
+from .runner import StudyError, check_run_directory, execute, lock_run_directory, plan_jobs, prepare_run_directory
 
 __all__ = ["DEFAULT_CONFIG", "StudyResult", "build_parser", "main", "run_study"]
 
@@ -50,7 +51,7 @@ class StudyResult:
     """What :func:`run_study` returns: the tables and where everything was written."""
 
     out: Path
-    per_run: Any  # pandas.DataFrame, one row per (method, seed)
+    per_run: Any  # pandas.DataFrame, one row per finished (method, seed) of the run directory
     summary: Any  # pandas.DataFrame, mean / std per method
     table: str  # the Markdown table printed to the terminal
     jobs_run: int
@@ -61,41 +62,45 @@ class StudyResult:
 def run_study(config: StudyConfig, out: str | Path, cache_dir: str | Path | None = None) -> StudyResult:
     """Run (or resume) the study into the run directory ``out``.
 
+    The tables cover every finished result of ``out``, including seeds and methods
+    of earlier invocations that this one did not ask for.
+
     Args:
         config: the validated study configuration.
         out: the run directory (created, or resumed if it holds the same study).
         cache_dir: cache root of simulated cohorts (see :func:`pipelines.data.resolve_cache_dir`).
 
     Raises:
-        RunDirectoryError: ``out`` holds a different study or foreign files.
+        RunDirectoryError: ``out`` holds a different study or foreign files, or another run is using it.
         JobFailure: some jobs failed; the finished ones are kept.
     """
     start = time.perf_counter()
     paths = RunPaths(out)
     device_type = resolve_device(config.device).type
-    check_run_directory(paths, config, device_type)
-    data = load_study_data(config.data, cache_dir, progress=config.progress)
-    config.classifier.check_image_size(data.image_size)
-    config.vae.build(tuple(data.images.shape[1:]))
-    prepare_run_directory(paths, config, data, device_type)
+    check_run_directory(paths, config, device_type)  # before anything is created in a foreign folder
+    with lock_run_directory(paths):
+        data = load_study_data(config.data, cache_dir, progress=config.progress)
+        config.classifier.check_image_size(data.image_size)
+        config.vae.build(tuple(data.images.shape[1:]))
+        prepare_run_directory(paths, config, data, device_type)
 
-    jobs = plan_jobs(config)
-    todo = [job for job in jobs if not paths.is_done(job)]
-    print(
-        f"Study {config.name!r}: {len(config.seed_list)} seed(s) x {len(config.methods)} method(s), "
-        f"{len(jobs)} jobs ({len(jobs) - len(todo)} already finished), backend {config.backend}, "
-        f"device {device_type}, run directory {paths.root}"
-    )
-    execute(paths, config, todo)
-    title = f"OASIS study {config.name!r}: {len(set(data.subject_ids))} subjects, images {data.image_size}"
-    per_run, summary, table = write_report(paths, config.seed_list, config.methods, title)
-    seconds = time.perf_counter() - start
-    print()
-    print(table)
-    print(f"\n{PROTOCOL}")
-    print(f"\nReport: {paths.report} (summary.csv, summary.md, per_run.csv, balanced_accuracy.png); "
-          f"TensorBoard: tensorboard --logdir {paths.root / 'tensorboard'}")
-    return StudyResult(paths.root, per_run, summary, table, len(todo), len(jobs) - len(todo), seconds)
+        jobs = plan_jobs(config)
+        todo = [job for job in jobs if not paths.is_done(job)]
+        print(
+            f"Study {config.name!r}: {len(config.seed_list)} seed(s) x {len(config.methods)} method(s), "
+            f"{len(jobs)} jobs ({len(jobs) - len(todo)} already finished), backend {config.backend}, "
+            f"device {device_type}, run directory {paths.root}"
+        )
+        execute(paths, config, todo)
+        title = f"OASIS study {config.name!r}: {len(set(data.subject_ids))} subjects, images {data.image_size}"
+        per_run, summary, table = write_report(paths, title)
+        seconds = time.perf_counter() - start
+        print()
+        print(table)
+        print(f"\n{PROTOCOL}")
+        print(f"\nReport: {paths.report} (summary.csv, summary.md, per_run.csv, balanced_accuracy.png); "
+              f"TensorBoard: tensorboard --logdir {paths.root / 'tensorboard'}")
+        return StudyResult(paths.root, per_run, summary, table, len(todo), len(jobs) - len(todo), seconds)
 
 
 def _seeds(text: str) -> int | list[int]:
@@ -118,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Flags override the config file. Without --data-dir (and data.data_dir null) the study runs on "
             "the embedded simulated cohort, cached under --cache-dir, data.cache_dir, $"
             f"{CACHE_ENV}, or ~/.cache/geometric-augmentor/oasis-sim (first found). "
-            "Rerunning with the same --out resumes; a run directory of other settings is refused."
+            "Rerunning with the same --out resumes; a run directory of other settings, or one in use by "
+            "another run, is refused. The report covers every finished result of the run directory."
         ),
     )
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="study YAML/JSON (default: %(default)s)")

@@ -4,7 +4,9 @@ Written to ``<run>/report/`` (derived from the result files, so regenerated on
 every invocation): ``summary.csv`` (numbers), ``summary.md`` (the table printed
 to the terminal), ``per_run.csv`` (one row per seed and method) and
 ``balanced_accuracy.png`` (box plot); the table and the figure also go to
-TensorBoard under ``tensorboard/summary``.
+TensorBoard under ``tensorboard/summary``. The report always covers every
+finished result of the run directory, whichever seeds and methods the
+invocation ran.
 
 Standard deviations are sample standard deviations (``ddof=1``), 0 for a single run.
 """
@@ -12,7 +14,6 @@ Standard deviations are sample standard deviations (``ddof=1``), 0 for a single 
 from __future__ import annotations
 
 import io
-import json
 import shutil
 from typing import Sequence
 
@@ -21,7 +22,7 @@ import pandas as pd
 
 from augmentor.io import write_bytes
 
-from .config import CLASS_NAMES
+from .config import CLASS_NAMES, METHODS
 from .jobs import RunPaths
 
 __all__ = ["METHOD_LABELS", "box_plot", "collect_results", "markdown_table", "summarize", "write_report"]
@@ -56,25 +57,32 @@ def metric_columns(classes: Sequence[str]) -> list[str]:
     return ["balanced_accuracy"] + [f"{_class_name(c)}_{m}" for c in classes for m in _PER_CLASS]
 
 
-def collect_results(paths: RunPaths, seeds: Sequence[int], methods: Sequence[str]) -> pd.DataFrame:
-    """One row per (method, seed): test balanced accuracy, accuracy, per-class F1 / precision / recall."""
+def collect_results(paths: RunPaths) -> pd.DataFrame:
+    """One row per finished (method, seed) of the run directory: test metrics and training facts.
+
+    Columns: balanced accuracy, accuracy, per-class F1 / precision / recall, best
+    epoch, training-set size. Rows: methods in :data:`~pipelines.config.METHODS`
+    order, then seeds.
+    """
     rows = []
-    for method in methods:
-        for seed in seeds:
-            result = json.loads(paths.result(seed, method).read_text())
-            test = result["test"]
-            row = {
-                "method": method,
-                "seed": seed,
-                "balanced_accuracy": test["balanced_accuracy"],
-                "accuracy": test["accuracy"],
-            }
-            for label, values in sorted(test["per_class"].items()):
-                for name in _PER_CLASS:
-                    row[f"{_class_name(label)}_{name}"] = values[name]
-            row.update(best_epoch=result["best_epoch"], n_train=result["n_train"])
-            rows.append(row)
+    for (seed, method), result in sorted(paths.finished_results().items(), key=lambda item: _row_order(*item[0])):
+        test = result["test"]
+        row = {
+            "method": method,
+            "seed": seed,
+            "balanced_accuracy": test["balanced_accuracy"],
+            "accuracy": test["accuracy"],
+        }
+        for label, values in sorted(test["per_class"].items()):
+            for name in _PER_CLASS:
+                row[f"{_class_name(label)}_{name}"] = values[name]
+        row.update(best_epoch=result["best_epoch"], n_train=result["n_train"])
+        rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _row_order(seed: int, method: str) -> tuple[int, int]:
+    return METHODS.index(method), seed
 
 
 def summarize(per_run: pd.DataFrame, methods: Sequence[str]) -> pd.DataFrame:
@@ -130,15 +138,18 @@ def box_plot(per_run: pd.DataFrame, methods: Sequence[str], title: str = "") -> 
     return buffer.getvalue()
 
 
-def write_report(
-    paths: RunPaths, seeds: Sequence[int], methods: Sequence[str], title: str = ""
-) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """Collect the results, write the report files and the TensorBoard summary.
+def write_report(paths: RunPaths, title: str = "") -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """Collect every finished result of the run directory; write the report files and the TensorBoard summary.
+
+    The report covers the whole run directory, not only what the invocation ran:
+    rerunning with ``--methods original`` never shrinks the table to one row.
 
     Returns:
         ``(per_run, summary, markdown)``.
     """
-    per_run = collect_results(paths, seeds, methods)
+    per_run = collect_results(paths)
+    methods = list(dict.fromkeys(per_run["method"]))
+    seeds = per_run["seed"].unique()
     summary = summarize(per_run, methods)
     table = markdown_table(summary)
     folder = paths.report

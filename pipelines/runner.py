@@ -6,7 +6,12 @@ resolved device type and the fingerprint of the data). ``study.json`` records
 them on first use; a later invocation with the same identity resumes (finished
 jobs are skipped), one with a different identity is refused with the list of
 differing settings. Extending a run with more seeds or methods is allowed: they
-only add jobs.
+only add jobs. ``study.json`` is written only once the data have passed every
+check (a split of every seed), so a failed start leaves no identity behind.
+
+One invocation at a time works in a run directory: it holds an exclusive
+``flock`` on ``<run>/.lock`` until it ends (the operating system releases it when
+the process dies, however it dies); a second invocation is refused at once.
 
 Backends: ``local`` runs the jobs one after the other in this process; ``ray``
 submits every job as a Ray task (``num_cpus = num_threads``,
@@ -17,12 +22,14 @@ and thread counts, so they give the same results.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import platform
 import traceback
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -40,6 +47,7 @@ __all__ = [
     "StudyError",
     "check_run_directory",
     "execute",
+    "lock_run_directory",
     "plan_jobs",
     "prepare_run_directory",
 ]
@@ -100,12 +108,43 @@ def _saved_study(paths: RunPaths) -> dict[str, Any] | None:
             return json.loads(paths.study.read_text())
         except ValueError as err:
             raise RunDirectoryError(f"{paths.study} is unreadable ({err}); not resuming") from err
-    if paths.root.exists() and (not paths.root.is_dir() or any(paths.root.iterdir())):
+    if paths.root.exists() and (not paths.root.is_dir() or any(p != paths.lock for p in paths.root.iterdir())):
         raise RunDirectoryError(
             f"{paths.root} already exists and is not a study run directory (no study.json); "
             "choose a new --out folder (existing files are never overwritten)"
         )
     return None
+
+
+@contextlib.contextmanager
+def lock_run_directory(paths: RunPaths) -> Iterator[None]:
+    """Hold the run directory (created if needed) for this process until the block ends.
+
+    The lock is an exclusive, non-blocking ``flock`` on ``<run>/.lock``; the
+    operating system releases it when the file is closed or the process dies, so a
+    crashed run never leaves the directory locked. The lock file itself stays: it
+    is only ever locked, never removed, so that two runs cannot lock two different
+    files of the same name.
+
+    Raises:
+        RunDirectoryError: another run holds the directory.
+    """
+    paths.root.mkdir(parents=True, exist_ok=True)
+    with open(paths.lock, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise RunDirectoryError(
+                f"{paths.root} is in use: another run of the study holds it (lock {paths.lock}, process {holder}). "
+                "Two runs in one directory would corrupt each other; wait for the other run to end, or "
+                "choose another --out folder"
+            ) from None
+        handle.truncate(0)
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
 
 
 def check_run_directory(paths: RunPaths, config: StudyConfig, device_type: str) -> None:
@@ -133,11 +172,16 @@ def prepare_run_directory(
 ) -> dict[str, Any]:
     """Create or verify ``study.json``, ``data.pt`` and the split of every seed.
 
+    Every check comes first (the splits are computed, which checks that each
+    class can be split); ``study.json`` is written only then, so data that fail a
+    check leave no identity that would refuse the corrected study afterwards.
+
     Returns:
         the run's identity.
 
     Raises:
         RunDirectoryError: the folder holds another study, other data, or foreign files.
+        ValueError: the data cannot be split (a single class, a class too small).
     """
     _check_outside_data(paths.root, config)
     ident = identity(config, device_type, data.fingerprint())
@@ -148,7 +192,8 @@ def prepare_run_directory(
             raise RunDirectoryError(f"{paths.study} has format {saved.get('format_version')}, expected {FORMAT_VERSION}")
         if saved["identity_hash"] != digest:
             raise _refuse(paths.root, _differences(saved["identity"], ident))
-    else:
+    splits = {seed: split_subjects(data.subject_ids, data.labels, seed, config.split) for seed in config.seed_list}
+    if saved is None:
         paths.root.mkdir(parents=True, exist_ok=True)
         write_json(
             paths.study,
@@ -165,8 +210,7 @@ def prepare_run_directory(
         )
     if not paths.data.is_file():
         data.save(paths.data)
-    for seed in config.seed_list:
-        split = split_subjects(data.subject_ids, data.labels, seed, config.split)
+    for seed, split in splits.items():
         record = {
             "seed": seed,
             "indices": split,

@@ -15,6 +15,7 @@ from oasis.loader import (
     CSV_COLUMNS,
     CSV_NAME,
     T88_FOLDER,
+    T88_SHAPE,
     OasisDataError,
     extract_axial_slice,
     load_oasis,
@@ -97,11 +98,19 @@ def test_subject_folders_directly_under_root(tmp_path: Path) -> None:
 
 
 def test_table_with_byte_order_mark_and_na_cells(tmp_path: Path) -> None:
-    add_subject(tmp_path, "OAS1_0001_MR1")
-    add_subject(tmp_path, "OAS1_0002_MR1")
-    text = pd.DataFrame([csv_row("OAS1_0001_MR1", cdr="N/A"), csv_row("OAS1_0002_MR1", cdr=" 0.5")]).to_csv(index=False)
-    (tmp_path / CSV_NAME).write_bytes(b"\xef\xbb\xbf" + text.encode())
-    assert load_oasis(tmp_path).labels.tolist() == [0, 1]
+    """Only an empty CDR cell means CN; "N/A" could hide anyone's missing assessment, so it is reported."""
+    cdrs = {"OAS1_0001_MR1": "N/A", "OAS1_0002_MR1": " 0.5", "OAS1_0003_MR1": "", "OAS1_0004_MR1": "nan"}
+    for subject_id in cdrs:
+        add_subject(tmp_path, subject_id)
+    rows = [csv_row(s, age="N/A" if s == "OAS1_0003_MR1" else 75, cdr=cdr) for s, cdr in cdrs.items()]
+    (tmp_path / CSV_NAME).write_bytes(b"\xef\xbb\xbf" + pd.DataFrame(rows).to_csv(index=False).encode())
+    data = load_oasis(tmp_path)
+    assert data.subject_ids == ["OAS1_0002_MR1", "OAS1_0003_MR1"] and data.labels.tolist() == [1, 0]
+    reasons = {s.subject_id: s.reason for s in data.skipped}
+    assert set(reasons) == {"OAS1_0001_MR1", "OAS1_0004_MR1"}
+    assert "CDR value 'N/A' is not a number" in reasons["OAS1_0001_MR1"]
+    assert "CDR value 'nan' is not a non-negative number" in reasons["OAS1_0004_MR1"]
+    assert "OAS1_0001_MR1: clinical table: CDR value 'N/A'" in data.report()
 
 
 def test_transposed_axial_slice_convention(tmp_path: Path) -> None:
@@ -178,6 +187,33 @@ def test_every_bad_subject_is_reported_with_its_reason(tmp_path: Path) -> None:
     for subject_id, reason in reasons.items():
         assert f"{subject_id}: {reason}" in report
     assert "excluded by design: 1" in report and "OAS1_0099_MR1" in report
+
+
+def test_odd_first_subject_is_the_one_skipped(tmp_path: Path) -> None:
+    """The grid is the most common shape among the headers, not the first subject's."""
+    odd = (8, 10, 7)
+    rows = []
+    for i in range(1, 5):
+        subject_id = f"OAS1_000{i}_MR1"
+        add_subject(tmp_path, subject_id, random_volume(i, odd if i == 1 else SHAPE))
+        rows.append(csv_row(subject_id, cdr="1" if i % 2 else "0"))
+    write_csv(tmp_path / CSV_NAME, rows)
+    data = load_oasis(tmp_path)
+    assert data.subject_ids == ["OAS1_0002_MR1", "OAS1_0003_MR1", "OAS1_0004_MR1"]
+    assert [s.subject_id for s in data.skipped] == ["OAS1_0001_MR1"]
+    reason = data.skipped[0].reason
+    assert f"volume shape {odd} differs from {SHAPE}, the most common grid (3 of 4 subjects)" in reason
+    assert f"OAS1_0001_MR1: {reason}" in data.report()
+
+
+def test_t88_grid_is_kept_when_shapes_tie(tmp_path: Path) -> None:
+    add_subject(tmp_path, "OAS1_0001_MR1")  # the small stand-in grid, first in ID order
+    add_subject(tmp_path, "OAS1_0002_MR1", random_volume(2, T88_SHAPE))
+    write_csv(tmp_path / CSV_NAME, [csv_row("OAS1_0001_MR1"), csv_row("OAS1_0002_MR1", cdr="1")])
+    data = load_oasis(tmp_path)
+    assert data.subject_ids == ["OAS1_0002_MR1"] and data.images.shape == (1, 1, 208, 176)
+    assert [s.subject_id for s in data.skipped] == ["OAS1_0001_MR1"]
+    assert f"differs from {T88_SHAPE}, the T88 grid" in data.skipped[0].reason
 
 
 def test_clinicadl_cohort_excludes_young_and_cdr_less_subjects(good_tree: Path) -> None:
@@ -297,3 +333,16 @@ def test_authors_npz_layout(tmp_path: Path) -> None:
     (tmp_path / "junk.npz").write_bytes(b"junk")
     with pytest.raises(OasisDataError, match="cannot be read"):
         load_oasis_npz(tmp_path / "junk.npz")
+
+
+@pytest.mark.parametrize("labels, shown", [([0, 5, 0, 5], "5"), ([0, 1, 0.7, 1], "0.7"), ([0, 1, 2, 1], "2")])
+def test_npz_labels_must_be_cn_or_ad(tmp_path: Path, labels: list[float], shown: str) -> None:
+    """The study is binary: {0, 5} would give a 6-output classifier, 0.7 no class at all."""
+    x = np.random.default_rng(0).integers(0, 256, size=(4, 16, 12, 1)).astype(np.float32)
+    path = tmp_path / "OASIS.npz"
+    np.savez(path, x_train=x, y_train=np.array(labels))
+    message = rf"y_train holds label value\(s\) {shown};.*binary.*exactly 0 \(CN\) or 1 \(AD\)"
+    with pytest.raises(OasisDataError, match=message):
+        load_oasis_npz(path)
+    np.savez(path, x_train=x, y_train=np.array([0.0, 1.0, 1.0, 0.0]))  # integral floats are fine
+    assert load_oasis_npz(path).labels.tolist() == [0, 1, 1, 0]

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,8 +19,9 @@ from pipelines import jobs as jobs_module
 from pipelines.classifier import OasisClassifier, TorchIOAugmentation, classification_metrics
 from pipelines.config import ClassifierConfig, SplitConfig, load_study_config
 from pipelines.data import split_subjects
+from pipelines.jobs import RunPaths
 from pipelines.oasis_study import build_parser, config_from_args, main, run_study
-from pipelines.runner import JobFailure, RunDirectoryError
+from pipelines.runner import JobFailure, RunDirectoryError, lock_run_directory
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TINY = CONFIGS / "oasis_tiny.yaml"
@@ -136,6 +143,41 @@ def test_run_can_be_extended_with_seeds(reference, tiny, cache, tmp_path):
     assert more.per_run.equals(subset)
 
 
+def test_report_covers_every_finished_result(reference, tiny, cache):
+    """Rerunning a finished run with one method keeps the full table, not just that method's row."""
+    one_method = run_study(tiny.replace(methods=("original",)), reference.out, cache_dir=cache)
+    assert one_method.jobs_run == 0 and one_method.jobs_skipped == 2
+    assert one_method.table == reference.table
+    assert one_method.per_run.equals(reference.per_run)
+    assert list(one_method.summary.index) == list(tiny.methods)
+    summary = (reference.out / "report" / "summary.md").read_text()
+    assert "mean ± std over 2 seed(s)" in summary
+    assert all(f"| {label} | 2 |" in summary for label in ("Original (unbalanced)", "VAE - ours"))
+
+
+def test_damaged_result_is_moved_aside_and_recomputed(reference, tiny, cache, tmp_path, caplog):
+    out = tmp_path / "damaged"
+    shutil.copytree(reference.out, out)
+    truncated = out / "results" / "seed_1" / "original.json"
+    truncated.write_bytes(truncated.read_bytes()[:100])
+    emptied = out / "results" / "seed_0" / "gmm.json"
+    emptied.write_text("{}")
+    untouched = {k: v for k, v in result_files(out).items() if k not in ("results/seed_1/original.json",
+                                                                           "results/seed_0/gmm.json")}
+    with caplog.at_level(logging.WARNING, logger="pipelines.jobs"):
+        again = run_study(tiny, out, cache_dir=cache)
+    assert again.jobs_run == 2 and again.table == reference.table
+    assert results(out) == results(reference.out)
+    after = result_files(out)
+    assert {k: after[k] for k in untouched} == untouched  # finished good results never rewritten
+    assert (out / "results" / "seed_1" / "original.json.corrupt").read_bytes() == (
+        reference.out / "results" / "seed_1" / "original.json").read_bytes()[:100]
+    assert (out / "results" / "seed_0" / "gmm.json.corrupt").read_text() == "{}"
+    for damaged in (truncated, emptied):
+        assert f"{damaged} is not a complete result" in caplog.text
+        assert f"moved aside to {damaged.name}.corrupt" in caplog.text
+
+
 def test_ray_backend_gives_the_same_table(reference, tiny, cache, tmp_path):
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -161,6 +203,58 @@ def test_run_directory_of_another_config_is_refused(reference, tiny, cache):
     with pytest.raises(RunDirectoryError, match=r"data\.simulation\.seed"):
         run_study(other_data, reference.out, cache_dir=cache)
     assert result_files(reference.out) == before
+
+
+def test_failed_data_check_leaves_no_identity(tiny, cache, tmp_path):
+    """Data that cannot be split write no study.json, so the corrected study may use the same folder."""
+    out = tmp_path / "small-class"
+    few_ad = tiny.data.replace(simulation=tiny.data.simulation.replace(n_ad=3))
+    with pytest.raises(ValueError, match=r"class\(es\) \[1\] have fewer than 4 subjects"):
+        run_study(tiny.replace(data=few_ad, seeds=1, methods=("original",)), out, cache_dir=cache)
+    assert [p.name for p in out.iterdir()] == [".lock"]
+    assert run_study(tiny.replace(seeds=1, methods=("original",)), out, cache_dir=cache).jobs_run == 1
+
+
+def test_second_run_on_a_locked_directory_is_refused(tiny, cache, tmp_path, capsys):
+    out = tmp_path / "busy"
+    paths = RunPaths(out)
+    with lock_run_directory(paths):
+        message = rf"{re.escape(str(out))} is in use: another run of the study holds it .*process \d+"
+        with pytest.raises(RunDirectoryError, match=message):
+            run_study(tiny, out, cache_dir=cache)
+        assert main(["--config", str(TINY), "--out", str(out), "--cache-dir", str(cache), "--no-progress"]) == 1
+        assert f"{out} is in use: another run" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == [".lock"]  # the refused runs wrote nothing
+    with pytest.raises(KeyError):  # released when the block ends, also by an exception
+        with lock_run_directory(paths):
+            raise KeyError
+    with lock_run_directory(paths):
+        pass
+
+
+def test_lock_of_a_killed_run_is_released(tmp_path):
+    """Another process holds the lock, then dies without cleaning up: the OS releases the lock."""
+    paths = RunPaths(tmp_path / "run")
+    paths.root.mkdir()
+    # The other run, reduced to what lock_run_directory does (importing torch would take seconds).
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import fcntl, os, sys, time\n"
+         "lock = open(sys.argv[1], 'a+'); fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+         "lock.write(f'{os.getpid()}\\n'); lock.flush(); print('locked', flush=True); time.sleep(60)",
+         str(paths.lock)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunDirectoryError, match=rf"in use: .*process {holder.pid}\)"):
+            with lock_run_directory(paths):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with lock_run_directory(paths):
+        assert paths.lock.read_text() == f"{os.getpid()}\n"
 
 
 def test_foreign_folder_is_refused(tiny, cache, tmp_path):
@@ -195,6 +289,16 @@ def test_config_files_are_valid():
         ("vae: {architecture: {latent_dims: 3}}\n", r"VAESection\.architecture: unknown key\(s\) \['latent_dims'\]"),
         ("sampling: {hmc: {n_steps: -1}}\n", r"HMCConfig\.n_steps"),
         ("data: {downsample: 16}\nclassifier: {padding: 0}\n", r"images of size \(13, 11\) vanish"),
+        # Out of range: beyond what torch / NumPy / the split take, or non-finite.
+        ("seeds: [0, 18446744073709551616]\n", r"StudyConfig\.seeds: seed\(s\) \[18446744073709551616\] out of range"),
+        ("seeds: [4294967296]\n", r"StudyConfig\.seeds: .* each seed must lie in 0\.\.2\*\*32-1"),
+        ("seeds: 100000000000000000000\n", r"StudyConfig\.seeds: a count of repetitions must lie in 1\.\.10000"),
+        ("classifier: {epochs: 100000000000000000000}\n", r"StudyConfig\.classifier\.epochs: 10+ is out of range"),
+        ("ray: {gpus_per_job: .inf}\n", r"StudyConfig\.ray\.gpus_per_job: must be a finite number"),
+        ("classifier: {lr: .inf}\n", r"StudyConfig\.classifier\.lr: must be a finite number, got inf"),
+        ("num_threads: 4096\n", r"StudyConfig\.num_threads: must lie in 1\.\.1024"),
+        ("data: {simulation: {seed: -1}}\n", r"SimulationConfig\.seed: must lie in \[0, 2\*\*32\)"),
+        ("data: {slice_index: 22, simulation: {shape: [22, 26, 22]}}\n", r"DataConfig\.slice_index: 22 lies outside"),
     ],
 )
 def test_config_errors_name_the_field(tmp_path, text, message):
@@ -228,6 +332,8 @@ def test_cli_flags_override_the_config(tmp_path):
     assert config_from_args(build_parser().parse_args(["--config", str(TINY), "--seeds", "5"])).seed_list == [0, 1, 2, 3, 4]
     with pytest.raises(ConfigError, match="ClassifierConfig.epochs"):
         config_from_args(build_parser().parse_args(["--config", str(TINY), "--set", "classifier.epochs=-1"]))
+    with pytest.raises(ConfigError, match=r"StudyConfig\.seeds: seed\(s\) \[99999999999999999999\] out of range"):
+        config_from_args(build_parser().parse_args(["--config", str(TINY), "--seeds", "0,99999999999999999999"]))
 
 
 def test_cli_end_to_end(cache, tmp_path, capsys):
