@@ -380,7 +380,7 @@ class RiemannianMetric:
         margin = unit * ((zc * zc) @ qs + zc.abs() @ qz + qo)  # (B,)
         zz = self._augmented(zc).to(dtype)
         parts = self._chunks(zc.shape[0])
-        kept = self._exponents(zz, q).float() if len(parts) == 1 else None
+        kept = self._exponents(zz, q) if len(parts) == 1 else None
         width = self._width
         while width <= self.MAX_LOCAL_CENTROIDS:
             values, index = self._largest_exponents(zz, q, parts, kept, width + 1)
@@ -398,12 +398,14 @@ class RiemannianMetric:
         self, zz: torch.Tensor, q: torch.Tensor, parts: list[slice], kept: torch.Tensor | None, m: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The ``m`` largest exponents of each row and their centroid indices, over all chunks."""
+        # topk in the product's dtype: converting the (B, k) matrix would cost more.
         if kept is not None:
-            return kept.topk(min(m, kept.shape[1]), dim=1)
+            top = kept.topk(min(m, kept.shape[1]), dim=1)
+            return top.values.float(), top.indices
         values, index = [], []
         for part in parts:
-            top = self._exponents(zz, q[part]).float().topk(min(m, part.stop - part.start), dim=1)
-            values.append(top.values)
+            top = self._exponents(zz, q[part]).topk(min(m, part.stop - part.start), dim=1)
+            values.append(top.values.float())
             index.append(top.indices + part.start)
         values, index = torch.cat(values, dim=1), torch.cat(index, dim=1)
         best = values.topk(min(m, values.shape[1]), dim=1)
