@@ -168,7 +168,7 @@ def _publish_folder(tmp: Path, path: Path) -> None:
         # step, so files that appeared since the first check are never clobbered.
         os.rename(tmp, path)
     except OSError as err:
-        if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+        if err.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
             raise
         if not (path.is_dir() and not any(path.iterdir())):
             raise OutputExistsError(

@@ -152,3 +152,19 @@ def test_class_labels_keep_integer_ids():
     assert class_id(np.int64(-3)) == -3 and class_id(torch.tensor([4])) == 4
     with pytest.raises(ValueError, match="single integer class id"):
         class_id(torch.tensor([1, 2]))
+
+
+@pytest.mark.parametrize("late", ["file_in_folder", "file"])
+def test_output_appearing_while_saving_is_never_clobbered(tmp_path, late):
+    target = tmp_path / "model"
+    with pytest.raises(OutputExistsError, match="already holds files"):
+        with saved_folder(target, "thing") as tmp:
+            (tmp / "a.txt").write_text("a")
+            if late == "file":  # another process publishes its result meanwhile
+                target.write_text("finished result")
+            else:
+                target.mkdir()
+                (target / "result.txt").write_text("finished result")
+    found = target if late == "file" else target / "result.txt"
+    assert found.read_text() == "finished result"
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # the temporary is gone
