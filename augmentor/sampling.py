@@ -508,7 +508,7 @@ class RiemannianSampler(LatentSampler):
         device = self.device if device is None else device
         metric = self.metric if device is None else self.metric.to(device=device)
         z = hmc.sample(metric, n, seed=seed).cpu()
-        self.hmc.diagnostics = hmc.diagnostics
+        self.hmc.diagnostics = hmc.diagnostics  # reported by ``diagnostics``, whatever settings ran
         return z
 
     def state_dict(self) -> dict[str, Any]:

@@ -257,9 +257,10 @@ def test_non_integer_data_dict_label_is_named(tmp_path):
     images, labels = blobs(3, (1, 20, 20))
     items = _write_nifti_subjects(tmp_path, images, labels)
     items[4]["label"] = 0.7
-    preprocess = Compose([LoadImaged("image"), EnsureChannelFirstd("image", channel_dim="no_channel"), ScaleIntensityd("image")])
-    with pytest.raises(ValueError, match=r"data item 4 \('.*subject_04.nii.gz'\) 'label' is 0.7; class labels must be integers"):
-        GeometricAugmentor(tiny_config()).fit(items, transform=preprocess)
+    preprocess = Compose([LoadImaged("image"), EnsureChannelFirstd("image", channel_dim="no_channel")])
+    message = r"data item 4 \('.*subject_04.nii.gz'\) 'label' is 0.7; class labels must be integers"
+    with pytest.raises(ValueError, match=message):
+        GeometricAugmentor(tiny_config()).fit(items, transform=Compose([preprocess, ScaleIntensityd("image")]))
 
 
 @pytest.mark.parametrize(
@@ -283,8 +284,10 @@ def test_every_valid_seed_generates(fitted_2d):
     for seed in (2**62, 2**64 - 1, -(2**63)):  # 2**62 * 1009 overflowed the class seed before
         assert augmentor.generate(1, sampler="gmm", seed=seed)[0].shape == (2, 1, 16, 16)
     # Seeds that worked before give the same images: class i still draws with seed * 1009 + i.
-    latents = [augmentor.sample_latents(label, 2, "gmm", seed=-1009 + i) for i, label in enumerate(augmentor.classes)]
-    expected = torch.cat([augmentor._decode(augmentor.models[label], z) for label, z in zip(augmentor.classes, latents)])
+    expected = torch.cat([
+        augmentor._decode(augmentor.models[label], augmentor.sample_latents(label, 2, "gmm", seed=-1009 + i))
+        for i, label in enumerate(augmentor.classes)
+    ])
     assert torch.equal(augmentor.generate(2, sampler="gmm", seed=-1)[0], expected)
 
 
@@ -306,7 +309,8 @@ def test_one_voxel_feature_map_with_two_subjects_is_refused_before_training(monk
     images, labels = blobs(4, (1, 16, 16))
     keep = torch.tensor([0, 1, 2, 3, 4, 5])  # class 0: 4 images, class 1: 2 images
     config = tiny_config().replace(vae=vae_preset("tiny2d", channels=(4, 8, 8, 8), strides=(2, 2, 2, 2)))
-    with pytest.raises(ValueError, match=r"class 1: the VAE's last encoder feature map is 1 x 1.* class 1 has 2 images"):
+    message = r"class 1: the VAE's last encoder feature map is 1 x 1.* class 1 has 2 images"
+    with pytest.raises(ValueError, match=message):
         GeometricAugmentor(config).fit(images[keep], labels[keep])
 
 
