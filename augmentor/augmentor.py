@@ -6,20 +6,37 @@ means, Riemannian uniform by HMC). ``generate`` draws latents with the chosen
 sampler and decodes them into synthetic subjects of each class. The whole
 fitted state saves to a folder (JSON configs, weights and sampler state as
 tensors) that loads without unpickling arbitrary code.
+
+Classes are the integer labels as given: labels ``{0, 5}`` give classes 0 and 5
+(folders ``class_0`` and ``class_5``, generated labels 0 and 5), never remapped.
+A fit checks everything it can before training the first class and replaces the
+fitted state only once every class has trained, so a failed (re)fit leaves the
+augmentor as it was. ``generate`` changes no fitted state.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import operator
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Literal, NamedTuple, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
 from .config import Config, ConfigError
-from .io import CorruptSaveError, load_tensors, read_saved_folder, save_tensors, saved_folder, write_json
+from .io import (
+    CorruptSaveError,
+    class_id,
+    class_labels,
+    load_tensors,
+    read_saved_folder,
+    save_tensors,
+    saved_folder,
+    write_json,
+)
 from .metric import MetricConfig
 from .models import VAEConfig, build_vae
 from .diagnostics import HMCDiagnostics
@@ -39,6 +56,8 @@ __all__ = ["AugmentorConfig", "GeometricAugmentor", "default_vae_config", "load_
 
 SamplerName = Literal["riemannian", "gmm", "prior"]
 SAVE_KIND = "geometric-augmentor"
+# The seeds torch.Generator.manual_seed accepts; negative ones count modulo 2**64.
+_SEED_MIN, _SEED_MAX = -(2**63), 2**64 - 1
 
 
 def default_vae_config(in_shape: Sequence[int], latent_dim: int = 16) -> VAEConfig:
@@ -99,32 +118,40 @@ def load_data_dicts(data: Sequence[dict[str, Any]], transform: Callable | None, 
 
     Returns:
         images ``(N, C, H, W[, D])`` float32 and labels ``(N,)`` int64.
+
+    Raises:
+        ValueError: an item is not such a dict, shapes differ after the transform,
+            or a label is not an integer (``0.7`` is refused, not truncated).
+        TypeError: a label is not a number (e.g. a class name).
     """
     images, labels = [], []
     for i, item in enumerate(data):
-        if not isinstance(item, dict) or image_key not in item or label_key not in item:
+        if not isinstance(item, dict):
+            raise ValueError(
+                f"data item {i} must be a dict with keys {image_key!r} and {label_key!r}, got a {type(item).__name__}; "
+                "pass images as one (N, C, H, W[, D]) tensor or array, or as a list of MONAI data dicts"
+            )
+        if image_key not in item or label_key not in item:
             raise ValueError(f"data item {i} must be a dict with keys {image_key!r} and {label_key!r}, got {item!r}")
+        source = item[image_key]
+        where = f"data item {i}" + (f" ({str(source)!r})" if isinstance(source, (str, Path)) else "")
         out = transform(dict(item)) if transform is not None else item
         image = torch.as_tensor(out[image_key]).float()
         if images and image.shape != images[0].shape:
             raise ValueError(
-                f"data item {i} ({item.get(image_key)!r}) has shape {tuple(image.shape)} after the transform, "
+                f"{where} has shape {tuple(image.shape)} after the transform, "
                 f"the first had {tuple(images[0].shape)}; add a Resized/SpatialPadd step"
             )
         images.append(image.as_subclass(torch.Tensor))  # drop MONAI metadata
-        labels.append(int(out[label_key]))
+        labels.append(class_id(out[label_key], f"{where} {label_key!r}"))
     if not images:
         raise ValueError("no data items given")
     return torch.stack(images), torch.tensor(labels, dtype=torch.int64)
 
 
-def _check_labels(labels: Any, n: int) -> torch.Tensor:
-    labels = torch.as_tensor(labels)
-    if labels.ndim != 1 or len(labels) != n:
-        raise ValueError(f"labels must have shape ({n},) to match the images, got {tuple(labels.shape)}")
-    if labels.is_floating_point() and not torch.equal(labels, labels.round()):
-        raise ValueError("labels must be integers")
-    labels = labels.long()
+def _check_classes(labels: Any, n: int) -> torch.Tensor:
+    """``(n,)`` int64 class labels of at least two classes of at least two subjects each."""
+    labels = class_labels(labels, n)
     classes, counts = labels.unique(return_counts=True)
     if len(classes) < 2:
         raise ValueError(
@@ -134,6 +161,66 @@ def _check_labels(labels: Any, n: int) -> torch.Tensor:
     if small:
         raise ValueError(f"class(es) {small} have fewer than 2 subjects; each class needs at least 2")
     return labels
+
+
+def _check_trainable(vae: VAEConfig, trainer: TrainerConfig, label: int, n_images: int) -> None:
+    """Refuse, before any training, a class whose training batches ``vae`` cannot normalise."""
+    needed = vae.min_train_batch
+    # train_vae holds out this many of the class's images for validation (training._split).
+    n_val = min(n_images - 1, max(1, round(n_images * trainer.val_fraction)))
+    smallest_batch = min(trainer.batch_size, n_images - n_val)
+    if smallest_batch < needed:
+        grid = " x ".join(map(str, vae.encoder_grid()))
+        raise ValueError(
+            f"class {label}: the VAE's last encoder feature map is {grid}, so batch normalisation needs at least "
+            f"{needed} images in every training batch, but class {label} has {n_images} images "
+            f"({n_images - n_val} left for training after {n_val} held out for validation) and "
+            f"trainer.batch_size={trainer.batch_size}; give each class more images, use a larger batch, "
+            "fewer or smaller strides, or norm='none'"
+        )
+
+
+def _check_int(value: Any, name: str) -> int:
+    """``value`` as a Python int; floats, strings and booleans are refused, not converted."""
+    try:
+        if isinstance(value, (bool, np.bool_)):
+            raise TypeError
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})") from None
+
+
+def _check_count(value: Any, name: str) -> int:
+    """``value`` as an int >= 1."""
+    count = _check_int(value, name)
+    if count < 1:
+        raise ValueError(f"{name} must be >= 1, got {count}")
+    return count
+
+
+def _check_seed(value: Any) -> int:
+    """``value`` as an int that torch can seed a generator with."""
+    seed = _check_int(value, "seed")
+    if not _SEED_MIN <= seed <= _SEED_MAX:
+        raise ValueError(f"seed must lie in [-2**63, 2**64 - 1] (what torch generators accept), got {seed}")
+    return seed
+
+
+def _class_seed(seed: int, index: int) -> int:
+    """Seed of the ``index``-th class's stream in :meth:`GeometricAugmentor.generate`.
+
+    Taken modulo 2**64, as torch takes a negative seed, so it stays a valid seed for
+    every valid ``seed`` and equals ``seed * 1009 + index`` wherever that was valid.
+    """
+    return (seed * 1009 + index) % 2**64
+
+
+class _FittedClass(NamedTuple):
+    """What :meth:`GeometricAugmentor._fit_class` produces for one class."""
+
+    model: nn.Module
+    history: list[dict[str, float]]
+    samplers: dict[str, LatentSampler]
 
 
 class GeometricAugmentor:
@@ -168,19 +255,29 @@ class GeometricAugmentor:
 
     def fit(
         self,
-        images: torch.Tensor | Sequence[dict[str, Any]],
-        labels: torch.Tensor | Sequence[int] | None = None,
+        images: torch.Tensor | np.ndarray | Sequence[dict[str, Any]],
+        labels: torch.Tensor | np.ndarray | Sequence[int] | None = None,
         transform: Callable | None = None,
         log_dir: str | Path | None = None,
         checkpoint_dir: str | Path | None = None,
     ) -> "GeometricAugmentor":
         """Train one VAE per class and fit the latent samplers on its codes.
 
+        Everything that can be checked (images, labels, configs, whether each
+        class's batches suit the architecture) is checked before the first class
+        trains. The fitted state is replaced only when every class has trained:
+        if a (re)fit fails, the augmentor keeps its previous models unchanged.
+
         Args:
-            images: ``(N, C, H, W)`` or ``(N, C, H, W, D)`` in [0, 1]; or a list of
-                MONAI data dicts ``{"image": path, "label": int}`` read through
-                ``transform`` (then ``labels`` is taken from the dicts).
-            labels: ``(N,)`` integer class labels (tensor input only).
+            images: ``(N, C, H, W)`` or ``(N, C, H, W, D)`` floats in [0, 1], a
+                torch tensor or a NumPy array (taken as a tensor by
+                ``torch.as_tensor``; never modified); or a list of MONAI data dicts
+                ``{"image": path, "label": int}`` read through ``transform`` (then
+                ``labels`` is taken from the dicts).
+            labels: ``(N,)`` integer class ids (tensor or array input only). They
+                are kept as given, e.g. ``{0, 5}`` gives classes 0 and 5; integral
+                floats (``1.0``) are accepted, ``0.7`` or class names are refused
+                (see :func:`augmentor.io.class_labels`).
             transform: MONAI preprocessing applied to each data dict.
             log_dir: TensorBoard folder; each class logs under ``class_{label}``.
             checkpoint_dir: per-class training checkpoints (resume after interruption).
@@ -188,7 +285,9 @@ class GeometricAugmentor:
         Returns:
             self, fitted.
         """
-        if not isinstance(images, torch.Tensor):
+        if isinstance(images, np.ndarray):
+            images = torch.as_tensor(images)
+        elif not isinstance(images, torch.Tensor):
             if labels is not None:
                 raise ValueError("with data dicts the labels come from the dicts; do not pass labels")
             images, labels = load_data_dicts(images, transform)
@@ -196,40 +295,59 @@ class GeometricAugmentor:
             raise ValueError("labels are required with tensor images")
         if images.ndim not in (4, 5):
             raise ValueError(f"images must have shape (N, C, H, W) or (N, C, H, W, D), got {tuple(images.shape)}")
-        vae_config = self.config.vae or default_vae_config(images.shape[1:])
-        images = check_images(images, tuple(vae_config.in_shape), "images", min_count=2)
-        labels = _check_labels(labels, len(images))
+        config = self.config.replace(vae=self.config.vae or default_vae_config(images.shape[1:]))
+        images = check_images(images, tuple(config.vae.in_shape), "images", min_count=2)
+        labels = _check_classes(labels, len(images))
         classes, counts = labels.unique(return_counts=True)
-        k = self.config.metric.n_centroids
+        k = config.metric.n_centroids
         if k is not None and k > int(counts.min()):
             raise ValueError(
                 f"metric.n_centroids={k} is larger than the number of codes of class "
                 f"{int(classes[counts.argmin()])} ({int(counts.min())} subjects)"
             )
-        self.config = self.config.replace(vae=vae_config)
-        self.classes = [int(c) for c in classes]
-        self.models, self.samplers, self.histories = {}, {}, {}
-        for index, label in enumerate(self.classes):
-            class_images = images[labels == label]
-            self._fit_class(index, label, class_images, log_dir, checkpoint_dir)
+        classes = [int(c) for c in classes]
+        # Build (and so validate) every class's trainer settings before training any.
+        trainers = [
+            config.trainer.replace(seed=config.trainer.seed + index, device=config.device)
+            for index in range(len(classes))
+        ]
+        for label, trainer, count in zip(classes, trainers, counts.tolist()):
+            _check_trainable(config.vae, trainer, label, count)
+        fitted = {
+            label: self._fit_class(config, trainer, label, images[labels == label], log_dir, checkpoint_dir)
+            for label, trainer in zip(classes, trainers)
+        }
+        # Every class trained: only now replace the previous fitted state.
+        self.config, self.classes = config, classes
+        self.models = {label: f.model for label, f in fitted.items()}
+        self.histories = {label: f.history for label, f in fitted.items()}
+        self.samplers = {label: f.samplers for label, f in fitted.items()}
+        self.diagnostics = {}
         return self
 
-    def _fit_class(self, index: int, label: int, images: torch.Tensor, log_dir, checkpoint_dir) -> None:
-        trainer = self.config.trainer.replace(seed=self.config.trainer.seed + index, device=self.config.device)
+    def _fit_class(
+        self,
+        config: AugmentorConfig,
+        trainer: TrainerConfig,
+        label: int,
+        images: torch.Tensor,
+        log_dir: str | Path | None,
+        checkpoint_dir: str | Path | None,
+    ) -> _FittedClass:
+        """Train class ``label``'s VAE on its ``(n, C, H, W[, D])`` images and fit its samplers."""
         seed_everything(trainer.seed)
-        model = build_vae(self.config.vae)
+        model = build_vae(config.vae)
         sub = lambda root: None if root is None else Path(root) / f"class_{label}"  # noqa: E731
         result: TrainingResult = train_vae(
             model, images, trainer, log_dir=sub(log_dir), checkpoint_dir=sub(checkpoint_dir)
         )
         mu, log_var = self._encode(model, images)
-        self.models[label] = model.cpu().eval()
-        self.histories[label] = result.history
-        self.samplers[label] = {
+        samplers = {
             "prior": NormalSampler().fit(mu, log_var),
-            "gmm": GaussianMixtureSampler(self.config.gmm_components, seed=trainer.seed).fit(mu, log_var),
-            "riemannian": RiemannianSampler(self.config.metric, self.config.hmc).fit(mu, log_var),
+            "gmm": GaussianMixtureSampler(config.gmm_components, seed=trainer.seed).fit(mu, log_var),
+            "riemannian": RiemannianSampler(config.metric, config.hmc).fit(mu, log_var),
         }
+        return _FittedClass(model.cpu().eval(), result.history, samplers)
 
     @torch.no_grad()
     def _encode(self, model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -253,16 +371,20 @@ class GeometricAugmentor:
     def sample_latents(
         self, label: int, n: int, sampler: SamplerName = "riemannian", seed: int = 0, hmc: HMCConfig | None = None
     ) -> torch.Tensor:
-        """``(n, d)`` latents of class ``label`` drawn by ``sampler``."""
+        """``(n, d)`` latents of class ``label`` drawn by ``sampler``.
+
+        ``hmc`` overrides the configured HMC settings for this call only; the
+        fitted samplers are not changed (``diagnostics[label]`` reports the run).
+        """
         self._require_fitted()
+        n, seed = _check_count(n, "n"), _check_seed(seed)
         if label not in self.samplers:
             raise ValueError(f"unknown class {label}; fitted classes are {self.classes}")
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
         chosen = self.samplers[label][sampler]
         if isinstance(chosen, RiemannianSampler):
-            chosen.device = self.device
-            z = chosen.sample(n, seed=seed, hmc_config=hmc or self.config.hmc)
+            z = chosen.sample(n, seed=seed, hmc_config=hmc or self.config.hmc, device=self.device)
             self.diagnostics[label] = chosen.diagnostics
             return z
         return chosen.sample(n, seed=seed)
@@ -277,21 +399,21 @@ class GeometricAugmentor:
         """Synthetic subjects of every class.
 
         Args:
-            n_per_class: images per class.
+            n_per_class: images per class, an integer >= 1.
             sampler: ``"riemannian"`` (ours), ``"gmm"`` or ``"prior"``.
-            seed: the same seed gives the same images (each class draws from its own stream).
-            hmc: HMC settings overriding the configured ones for this call.
+            seed: an integer in ``[-2**63, 2**64 - 1]``; the same seed gives the
+                same images (each class draws from its own stream).
+            hmc: HMC settings overriding the configured ones for this call only.
 
         Returns:
             images ``(n_classes * n_per_class, C, H, W[, D])`` float32 in [0, 1] and
             labels ``(n_classes * n_per_class,)`` int64, grouped by class.
         """
         self._require_fitted()
-        if n_per_class < 1:
-            raise ValueError(f"n_per_class must be >= 1, got {n_per_class}")
+        n_per_class, seed = _check_count(n_per_class, "n_per_class"), _check_seed(seed)
         images, labels = [], []
         for index, label in enumerate(self.classes):
-            z = self.sample_latents(label, n_per_class, sampler, seed=seed * 1009 + index, hmc=hmc)
+            z = self.sample_latents(label, n_per_class, sampler, seed=_class_seed(seed, index), hmc=hmc)
             images.append(self._decode(self.models[label], z))
             labels.append(torch.full((n_per_class,), label, dtype=torch.int64))
         return torch.cat(images), torch.cat(labels)
@@ -328,6 +450,10 @@ class GeometricAugmentor:
             classes = [int(c) for c in json.loads((folder / "classes.json").read_text())]
         except (ValueError, ConfigError, TypeError) as err:
             raise CorruptSaveError(f"{folder}: invalid config or class list ({err})") from err
+        if config.vae is None:
+            raise CorruptSaveError(
+                f"{folder}: config.json has AugmentorConfig.vae = null; a saved augmentor must record its VAE"
+            )
         if device is not None:
             config = config.replace(device=device)
         augmentor = cls(config)

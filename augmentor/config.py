@@ -3,13 +3,16 @@
 Every config in the toolkit derives from :class:`Config`. Unknown keys, wrong
 types and out-of-range values raise :class:`ConfigError` with a message that
 names the offending field, so a typo in a YAML file fails loudly instead of
-being silently ignored.
+being silently ignored. Checks that hold for every field of a type are made
+once, here: a ``float`` field must be finite (JSON's ``Infinity`` and ``NaN``
+are refused) and an ``int`` field must fit in 64 bits.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -17,6 +20,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 __all__ = ["Config", "ConfigError", "load_config_file", "read_config_data"]
 
 C = TypeVar("C", bound="Config")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 class ConfigError(ValueError):
@@ -38,11 +42,15 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is Any:
         return value
     if origin in (Union, types.UnionType):
+        errors = {}
         for option in get_args(tp):
             try:
                 return _coerce(value, option, where)
-            except ConfigError:
-                continue
+            except ConfigError as err:
+                errors[option] = err
+        if value is not None and len(errors) == 2 and type(None) in errors:
+            # ``X | None`` given a value: X's own message says what is wrong with it.
+            raise next(err for option, err in errors.items() if option is not type(None))
         raise ConfigError(f"{where}: {value!r} matches none of {_type_name(tp)}")
     if tp is type(None):
         if value is None:
@@ -77,13 +85,17 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             return value
         raise ConfigError(f"{where}: expected true/false, got {value!r}")
     if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            raise ConfigError(f"{where}: {value} does not fit in a 64-bit integer")
+        return value
     if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: must be a finite number, got {value!r}")
+        return float(value)
     if tp is str:
         if isinstance(value, str):
             return value

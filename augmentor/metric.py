@@ -473,7 +473,7 @@ class RiemannianMetric:
                 multiplies bfloat16 natively, but with relative errors of 1e-2
                 and more where the posterior variances are small. Never the
                 default; HMC may use it for its inner leapfrog steps when asked
-                (see :class:`~augmentor.sampling.HMCConfig`).
+                (see :class:`~augmentor.hmc.HMCConfig`).
         """
         return self._diagonal_and_grad(self._check_points(z), dtype)[1]
 

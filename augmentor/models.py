@@ -110,6 +110,19 @@ class VAEConfig(Config):
             grid = tuple(_conv_out(n, self.kernel_size, stride) for n in grid)
         return grid
 
+    @property
+    def min_train_batch(self) -> int:
+        """Fewest images every training batch must hold: 2 or 1.
+
+        Batch normalisation takes each channel's statistics over the batch and
+        the feature map, so when the last encoder feature map is a single voxel
+        (``encoder_grid()`` all ones) a batch of one image has one value per
+        channel and cannot be normalised.
+        """
+        if self.kind == "conv" and self.norm == "batch" and math.prod(self.encoder_grid()) == 1:
+            return 2
+        return 1
+
     def validate(self) -> None:
         if len(self.in_shape) not in (3, 4):
             self._fail("in_shape", f"expected (C, H, W) or (C, H, W, D), got {self.in_shape}")
@@ -137,6 +150,13 @@ class VAEConfig(Config):
                 "in_shape",
                 f"spatial size {self.in_shape[1:]} vanishes after strides {list(self.strides)} "
                 f"with kernel {self.kernel_size}; use fewer or smaller strides",
+            )
+        if self.kind == "conv" and self.norm == "instance" and math.prod(self.encoder_grid()) == 1:
+            # Instance normalisation takes statistics over each image's feature map alone.
+            self._fail(
+                "norm",
+                f"'instance' cannot normalise the last encoder feature map of size {self.encoder_grid()} "
+                f"(one value per channel); use norm='batch' or 'none', or fewer or smaller strides",
             )
 
 

@@ -162,13 +162,26 @@ class RiemannianSampler(LatentSampler):
         )
         return self
 
-    def sample(self, n: int, seed: int = 0, hmc_config: HMCConfig | None = None) -> torch.Tensor:
-        """``(n, d)`` latents on the CPU; ``hmc_config`` overrides the chains' settings for this call."""
+    def sample(
+        self,
+        n: int,
+        seed: int = 0,
+        hmc_config: HMCConfig | None = None,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
+        """``(n, d)`` latents on the CPU.
+
+        ``hmc_config`` and ``device`` override the chains' settings and device for
+        this call only: the sampler's own settings are unchanged, and
+        ``diagnostics`` describes this call's run.
+        """
         self._require_fitted("metric")
-        if hmc_config is not None:
-            self.hmc = HMCSampler(config=hmc_config)
-        metric = self.metric if self.device is None else self.metric.to(device=self.device)
-        return self.hmc.sample(metric, n, seed=seed).cpu()
+        hmc = self.hmc if hmc_config is None else HMCSampler(config=hmc_config)
+        device = self.device if device is None else device
+        metric = self.metric if device is None else self.metric.to(device=device)
+        z = hmc.sample(metric, n, seed=seed).cpu()
+        self.hmc.diagnostics = hmc.diagnostics  # reported by ``diagnostics``, whatever settings ran
+        return z
 
     def state_dict(self) -> dict[str, Any]:
         self._require_fitted("metric")

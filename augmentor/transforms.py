@@ -21,7 +21,7 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, RandomizableTransform, Transform
 
-from .io import export_nifti
+from .io import class_id, class_labels, export_nifti
 
 __all__ = ["SyntheticPool", "SyntheticSwap", "RandSyntheticSwap", "RandSyntheticSwapd", "synthetic_data_dicts"]
 
@@ -31,15 +31,13 @@ class SyntheticPool:
 
     Args:
         images: ``(M, C, H, W[, D])`` synthetic images.
-        labels: ``(M,)`` their class labels.
+        labels: ``(M,)`` their integer class labels (checked by :func:`augmentor.io.class_labels`).
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor | Sequence[int]) -> None:
-        labels = torch.as_tensor(labels).long()
-        if images.ndim not in (4, 5) or labels.shape != (len(images),):
-            raise ValueError(
-                f"expected images (M, C, H, W[, D]) and labels (M,), got {tuple(images.shape)} and {tuple(labels.shape)}"
-            )
+        if images.ndim not in (4, 5):
+            raise ValueError(f"expected images (M, C, H, W[, D]), got {tuple(images.shape)}")
+        labels = class_labels(labels, len(images))
         self.images = images.detach().cpu()
         self.by_class = {int(c): torch.nonzero(labels == c).flatten() for c in labels.unique()}
 
@@ -66,6 +64,8 @@ class SyntheticSwap(Transform):
     def __call__(self, img: torch.Tensor, label: int, position: int) -> torch.Tensor:
         """Return synthetic image ``position`` of class ``label``, shaped and typed like ``img``.
 
+        The result is a copy: changing it in place never changes the pool.
+
         Raises:
             ValueError: the pool has no image of this class, or its shape differs.
         """
@@ -77,12 +77,14 @@ class SyntheticSwap(Transform):
                 f"synthetic images have shape {tuple(synthetic.shape)} but the real image has {tuple(img.shape)}; "
                 "generate them at the training resolution"
             )
-        synthetic = synthetic.to(device=img.device, dtype=img.dtype)
+        # copy=True: the batch is often modified in place (augmentations, normalisation),
+        # which must never reach the pool shared by every sample.
+        synthetic = synthetic.to(device=img.device, dtype=img.dtype, copy=True)
         if isinstance(img, MetaTensor):  # keep the real subject's affine and metadata keys
             out = MetaTensor(synthetic)
             out.copy_meta_from(img)
             return out
-        return synthetic.clone()
+        return synthetic
 
 
 class RandSyntheticSwap(RandomizableTransform):
@@ -108,7 +110,7 @@ class RandSyntheticSwap(RandomizableTransform):
 
     def __call__(self, img: torch.Tensor, label: int, randomize: bool = True) -> torch.Tensor:
         """Return ``img`` or a synthetic image of class ``label``, ``(C, H, W[, D])``."""
-        label = int(label)
+        label = class_id(label)
         if randomize:
             self.randomize(label)
         return self.swap(img, label, self._position) if self._do_transform else img
@@ -152,7 +154,7 @@ class RandSyntheticSwapd(RandomizableTransform, MapTransform):
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
-        label = int(torch.as_tensor(d[self.label_key]).item())
+        label = class_id(d[self.label_key], repr(self.label_key))
         self.randomize(None)
         swapped = self._do_transform and self.swapper.swap.pool.count(label) > 0
         if swapped:
@@ -183,9 +185,7 @@ def synthetic_data_dicts(
     Returns:
         ``[{image_key: path or (C, H, W[, D]) tensor, label_key: int, "synthetic": 1}, ...]``
     """
-    labels = [int(v) for v in torch.as_tensor(labels).tolist()]
-    if len(labels) != len(images):
-        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    labels = class_labels(labels, len(images)).tolist()
     items = export_nifti(images, folder, labels, affine) if folder is not None else list(images)
     return [
         {image_key: str(item) if folder is not None else item, label_key: label, "synthetic": 1}

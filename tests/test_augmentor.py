@@ -1,6 +1,7 @@
 """GeometricAugmentor end to end: fit, generate, save/load, data dicts, bad input."""
 
 import hashlib
+import json
 import math
 
 import nibabel as nib
@@ -9,7 +10,7 @@ import pytest
 import torch
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, Resized, ScaleIntensityd
 
-from augmentor import GeometricAugmentor, HMCConfig, MetricConfig
+from augmentor import ConfigError, GeometricAugmentor, HMCConfig, MetricConfig, vae_preset
 from augmentor.io import CorruptSaveError, OutputExistsError
 from conftest import blobs, tiny_config
 
@@ -179,3 +180,144 @@ def test_data_dicts_with_mismatched_shapes_are_named(tmp_path):
     nib.save(nib.Nifti1Image(np.zeros((9, 9), np.int16), np.eye(4)), items[0]["image"])
     with pytest.raises(ValueError, match="Resized"):
         GeometricAugmentor(tiny_config()).fit(items, transform=preprocess)
+
+
+def _no_training(monkeypatch):
+    """Make any VAE training fail the test: the checks must come before it."""
+    import augmentor.augmentor
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("training started before the input was checked")
+
+    monkeypatch.setattr(augmentor.augmentor, "train_vae", refuse)
+
+
+def test_generate_changes_no_fitted_state(fitted_2d):
+    import copy
+
+    augmentor, _, _ = fitted_2d
+    samplers = {label: augmentor.samplers[label]["riemannian"] for label in augmentor.classes}
+    before = {label: s.state_dict()["hmc_config"] for label, s in samplers.items()}
+    override = HMCConfig(n_steps=3, n_leapfrog=2)
+    snapshot = copy.deepcopy(override)
+    augmentor.generate(2, seed=0, hmc=override)
+    augmentor.sample_latents(0, 2, seed=0, hmc=override)
+    assert override == snapshot
+    for label, sampler in samplers.items():
+        assert sampler.state_dict()["hmc_config"] == before[label] and sampler.device is None
+
+
+def test_failed_refit_keeps_the_previous_models(tmp_path):
+    images, labels = blobs(4, (1, 16, 16))
+    augmentor = GeometricAugmentor(tiny_config()).fit(images, labels, checkpoint_dir=tmp_path / "checkpoints")
+    expected = augmentor.generate(2, sampler="riemannian", seed=0)
+    before = json.loads((augmentor.save(tmp_path / "before") / "manifest.json").read_text())["files"]
+    # Class 1's images change, so its checkpoint belongs to another run: the refit
+    # trains class 0, then fails on class 1.
+    changed = torch.where((labels == 1).view(-1, 1, 1, 1), images.flip(-1), images)
+    with pytest.raises(ValueError, match="different run"):
+        augmentor.fit(changed, labels, checkpoint_dir=tmp_path / "checkpoints")
+    got = augmentor.generate(2, sampler="riemannian", seed=0)
+    assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+    after = json.loads((augmentor.save(tmp_path / "after") / "manifest.json").read_text())["files"]
+    assert after == before
+
+
+def test_labels_are_kept_as_given(tmp_path):
+    images, labels = blobs(4, (1, 16, 16))
+    augmentor = GeometricAugmentor(tiny_config()).fit(images, labels * 5)  # classes {0, 5}
+    assert augmentor.classes == [0, 5]
+    assert augmentor.generate(2, sampler="gmm")[1].tolist() == [0, 0, 5, 5]
+    loaded = GeometricAugmentor.load(augmentor.save(tmp_path / "model"))
+    assert (tmp_path / "model" / "class_5").is_dir() and loaded.generate(1, sampler="gmm")[1].tolist() == [0, 5]
+
+
+def test_numpy_images_and_labels_are_taken_as_tensors(fitted_2d):
+    augmentor, images, labels = fitted_2d
+    from_numpy = GeometricAugmentor(tiny_config()).fit(images.numpy(), labels.numpy())
+    assert torch.equal(from_numpy.generate(2, sampler="gmm")[0], augmentor.generate(2, sampler="gmm")[0])
+
+
+@pytest.mark.parametrize(
+    "labels, error, message",
+    [
+        (["AD"] * 4 + ["CN"] * 4, TypeError, r"labels\[0\] is 'AD' \(str\).*map class names to integers"),
+        ("00001111", TypeError, "got the string '00001111'"),
+        ([0, 0, 0, 0.7, 1, 1, 1, 1], ValueError, r"labels\[3\] is 0.7; class labels must be integers"),
+    ],
+)
+def test_non_integer_labels_are_named_before_training(monkeypatch, labels, error, message):
+    _no_training(monkeypatch)
+    images, _ = blobs(4, (1, 16, 16))
+    with pytest.raises(error, match=message):
+        GeometricAugmentor(tiny_config()).fit(images, labels)
+
+
+def test_non_integer_data_dict_label_is_named(tmp_path):
+    images, labels = blobs(3, (1, 20, 20))
+    items = _write_nifti_subjects(tmp_path, images, labels)
+    items[4]["label"] = 0.7
+    preprocess = Compose([LoadImaged("image"), EnsureChannelFirstd("image", channel_dim="no_channel")])
+    message = r"data item 4 \('.*subject_04.nii.gz'\) 'label' is 0.7; class labels must be integers"
+    with pytest.raises(ValueError, match=message):
+        GeometricAugmentor(tiny_config()).fit(items, transform=Compose([preprocess, ScaleIntensityd("image")]))
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"n_per_class": 2.5}, TypeError, r"n_per_class must be an integer, got 2.5 \(float\)"),
+        ({"n_per_class": "10"}, TypeError, r"n_per_class must be an integer, got '10' \(str\)"),
+        ({"n_per_class": True}, TypeError, "n_per_class must be an integer, got True"),
+        ({"n_per_class": 0}, ValueError, "n_per_class must be >= 1, got 0"),
+        ({"n_per_class": 1, "seed": 2**70}, ValueError, r"seed must lie in \[-2\*\*63, 2\*\*64 - 1\]"),
+        ({"n_per_class": 1, "seed": 1.5}, TypeError, "seed must be an integer"),
+    ],
+)
+def test_bad_generate_arguments_are_named(fitted_2d, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        fitted_2d[0].generate(sampler="gmm", **kwargs)
+
+
+def test_every_valid_seed_generates(fitted_2d):
+    augmentor = fitted_2d[0]
+    for seed in (2**62, 2**64 - 1, -(2**63)):  # 2**62 * 1009 overflowed the class seed before
+        assert augmentor.generate(1, sampler="gmm", seed=seed)[0].shape == (2, 1, 16, 16)
+    # Seeds that worked before give the same images: class i still draws with seed * 1009 + i.
+    expected = torch.cat([
+        augmentor._decode(augmentor.models[label], augmentor.sample_latents(label, 2, "gmm", seed=-1009 + i))
+        for i, label in enumerate(augmentor.classes)
+    ])
+    assert torch.equal(augmentor.generate(2, sampler="gmm", seed=-1)[0], expected)
+
+
+def test_saved_config_without_vae_is_named(fitted_2d, tmp_path):
+    augmentor, _, _ = fitted_2d
+    folder = augmentor.save(tmp_path / "model")
+    config = json.loads((folder / "config.json").read_text())
+    config["vae"] = None
+    (folder / "config.json").write_text(json.dumps(config))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"]["config.json"] = hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CorruptSaveError, match="AugmentorConfig.vae = null"):
+        GeometricAugmentor.load(folder)
+
+
+def test_one_voxel_feature_map_with_two_subjects_is_refused_before_training(monkeypatch):
+    _no_training(monkeypatch)
+    images, labels = blobs(4, (1, 16, 16))
+    keep = torch.tensor([0, 1, 2, 3, 4, 5])  # class 0: 4 images, class 1: 2 images
+    config = tiny_config().replace(vae=vae_preset("tiny2d", channels=(4, 8, 8, 8), strides=(2, 2, 2, 2)))
+    message = r"class 1: the VAE's last encoder feature map is 1 x 1.* class 1 has 2 images"
+    with pytest.raises(ValueError, match=message):
+        GeometricAugmentor(config).fit(images[keep], labels[keep])
+
+
+def test_trainer_seed_of_a_later_class_is_checked_before_training(monkeypatch):
+    _no_training(monkeypatch)
+    images, labels = blobs(4, (1, 16, 16))
+    config = tiny_config()
+    config = config.replace(trainer=config.trainer.replace(seed=2**32 - 1))  # class 1 would train with 2**32
+    with pytest.raises(ConfigError, match="TrainerConfig.seed"):
+        GeometricAugmentor(config).fit(images, labels)

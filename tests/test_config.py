@@ -62,3 +62,39 @@ def test_fixed_length_tuples_are_checked():
         Shape.from_dict({"size": [4, 5]})
     with pytest.raises(ConfigError, match=r"Shape.size\[1\]: expected an integer"):
         Shape.from_dict({"size": [4, "x", 6]})
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('{"hmc": {"step_size": Infinity}}', r"HMCConfig.step_size: must be a finite number, got inf"),
+        ('{"trainer": {"lr": NaN}}', r"TrainerConfig.lr: must be a finite number, got nan"),
+        ('{"metric": {"rho": -Infinity}}', r"MetricConfig.rho: must be a finite number, got -inf"),
+        ('{"metric": {"seed": 1180591620717411303424}}', r"MetricConfig.seed: \d+ does not fit in a 64-bit integer"),
+    ],
+)
+def test_saved_json_with_non_finite_or_huge_numbers_names_the_field(text, message):
+    with pytest.raises(ConfigError, match=message):
+        AugmentorConfig.from_json(text)
+
+
+def _float_fields():
+    """(config class, field) for every float or optional float field of the toolkit's configs."""
+    import dataclasses
+    from typing import get_type_hints
+
+    from augmentor import VAEConfig
+
+    for cls in (AugmentorConfig, TrainerConfig, MetricConfig, HMCConfig, VAEConfig):
+        hints = get_type_hints(cls)
+        for field in dataclasses.fields(cls):
+            if hints[field.name] in (float, float | None):
+                yield cls, field.name
+
+
+@pytest.mark.parametrize("cls, name", list(_float_fields()), ids=lambda v: getattr(v, "__name__", v))
+@pytest.mark.parametrize("value", [float("inf"), float("nan")])
+def test_every_float_field_refuses_non_finite_values(cls, name, value):
+    base = {"in_shape": [1, 16, 16]} if cls.__name__ == "VAEConfig" else {}
+    with pytest.raises(ConfigError, match=rf"{cls.__name__}.{name}: must be a finite number"):
+        cls.from_dict({**base, name: value})

@@ -216,3 +216,18 @@ def test_config_json_round_trip_and_spatial_dims():
     assert again == config
     assert again.in_shape == (1, 9, 10, 11) and isinstance(again.channels, tuple)
     assert vae_preset("oasis").spatial_dims == 2
+
+
+def test_one_voxel_feature_map_needs_batches_of_two_or_no_instance_norm():
+    one_voxel = {"in_shape": (1, 16, 16), "channels": (4, 8, 8, 8), "strides": (2, 2, 2, 2)}
+    assert VAEConfig(**one_voxel).encoder_grid() == (1, 1)
+    assert VAEConfig(**one_voxel).min_train_batch == 2
+    assert VAEConfig(**one_voxel, norm="none").min_train_batch == 1
+    assert _small((1, 16, 16)).min_train_batch == 1  # 4 x 4 map: one image per batch is fine
+    with pytest.raises(ConfigError, match=r"VAEConfig.norm: 'instance' cannot normalise .* \(1, 1\)"):
+        VAEConfig(**one_voxel, norm="instance")
+    # What min_train_batch reports: batch norm cannot train on one image of a 1 x 1 map, but on two.
+    model = build_vae(VAEConfig(**one_voxel)).train()
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
+        model(torch.rand(1, 1, 16, 16))
+    assert model(torch.rand(2, 1, 16, 16)).recon.shape == (2, 1, 16, 16)

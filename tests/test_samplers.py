@@ -50,3 +50,20 @@ def test_riemannian_sampler_uses_metric_config():
     assert sampler.metric.n_centroids == 6 and sampler.metric.lam == 0.5
     sampler.sample(10)
     assert sampler.diagnostics.n_chains == 10
+
+
+def test_riemannian_sample_overrides_apply_to_that_call_only():
+    import copy
+
+    g = torch.Generator().manual_seed(0)
+    mu, log_var = torch.randn(30, 2, generator=g), -torch.rand(30, 2, generator=g)
+    sampler = RiemannianSampler(hmc_config=HMCConfig(n_steps=6, n_leapfrog=3)).fit(mu, log_var)
+    fresh = RiemannianSampler.from_state_dict(sampler.state_dict())
+    override = HMCConfig(n_steps=2, n_leapfrog=2, step_size=0.05)
+    snapshot = copy.deepcopy(override)
+    sampler.sample(8, seed=1, hmc_config=override, device="cpu")
+    assert sampler.diagnostics.n_steps == 2  # the diagnostics describe the last call
+    assert torch.equal(sampler.sample(8, seed=1), fresh.sample(8, seed=1))
+    assert sampler.diagnostics.n_steps == 6
+    assert sampler.state_dict()["hmc_config"] == fresh.state_dict()["hmc_config"] and sampler.device is None
+    assert override == snapshot

@@ -90,3 +90,29 @@ def test_synthetic_data_dicts_in_memory_and_as_nifti(tmp_path):
     loaded = Compose([LoadImaged("image"), EnsureChannelFirstd("image", channel_dim="no_channel")])(on_disk[1])
     np.testing.assert_allclose(loaded["image"][0].numpy(), images[1, 0].numpy(), rtol=1e-6)
     np.testing.assert_allclose(nib.load(on_disk[1]["image"]).affine, affine)
+
+
+@pytest.mark.parametrize("wrap", [lambda x: x, MetaTensor], ids=["tensor", "MetaTensor"])
+def test_in_place_change_of_a_swapped_image_leaves_the_pool_unchanged(wrap):
+    pool = _pool()
+    before = pool.images.clone()
+    swapped = RandSyntheticSwapd("image", pool, prob=1.0).set_random_state(0)(
+        {"image": wrap(torch.zeros(1, 4, 4)), "label": 1}
+    )["image"]
+    direct = RandSyntheticSwap(pool, prob=1.0).set_random_state(0)(wrap(torch.zeros(1, 4, 4)), 0)
+    assert type(swapped) is type(wrap(torch.zeros(1)))
+    swapped.add_(100.0)  # e.g. an in-place intensity transform later in the pipeline
+    direct.mul_(-1.0)
+    assert torch.equal(pool.images, before)
+
+
+def test_non_integer_labels_are_named():
+    with pytest.raises(ValueError, match=r"labels\[1\] is 0.5; class labels must be integers"):
+        SyntheticPool(torch.zeros(2, 1, 4, 4), [0.0, 0.5])
+    with pytest.raises(TypeError, match="got the string '01'"):
+        synthetic_data_dicts(torch.zeros(2, 1, 4, 4), "01")
+    transform = RandSyntheticSwapd("image", _pool(), prob=1.0)
+    with pytest.raises(ValueError, match="'label' is 0.7"):
+        transform({"image": torch.zeros(1, 4, 4), "label": 0.7})
+    # A label carried as a one-element tensor (as MONAI loaders often do) is read as the integer it holds.
+    assert transform({"image": torch.zeros(1, 4, 4), "label": torch.tensor([1])})["image"][0, 0, 0] >= 20
