@@ -226,14 +226,34 @@ class RiemannianMetric:
         # Exponent below which a centroid's weight times its largest s is < lambda 2^-60.
         self._floor_log2 = math.log2(self.lam) - s.max(dim=1).values.log2() - self.NEGLIGIBLE_LOG2
         self._floor_min = float(self._floor_log2.min())
+        self._dense_is_accurate = True  # until _prefers_local measures it
         # Candidates searched per point; grows when a search finds more (see _candidates).
         self._width = 1
 
     def _prefers_local(self) -> bool:
-        """Whether the local evaluation pays off: few centroids count at the centroids themselves."""
-        probe = self.centroids[:: max(1, self.n_centroids // 512)]
-        index = self._candidates(probe - self.origin, self._selection_dtype())
-        return index is not None and index.shape[1] <= self.MAX_LOCAL_CENTROIDS // 2
+        """Whether to take the local evaluation: few centroids count near the codes, or dense is inexact."""
+        points = self._probe_points()
+        probe = points - self.origin
+        exact = reference_log_density_and_grad(self, points)[0]
+        dense = 0.5 * self._dense_diagonal_and_grad(probe, None)[0].log().sum(dim=1)
+        error = (dense.double() - exact).abs().max()
+        # A tenth of the accuracy goal (1e-3), as a margin for points the probe missed.
+        self._dense_is_accurate = bool(error <= 1e-4)
+        index = self._candidates(probe, self._selection_dtype())
+        few = index is not None and index.shape[1] <= self.MAX_LOCAL_CENTROIDS // 2
+        return few or not self._dense_is_accurate
+
+    def _probe_points(self) -> torch.Tensor:
+        """Up to 64 fixed points within half a bump width of centroids, where the chains run.
+
+        As many as keep the float64 reference's ``(n, k, d)`` tensors within ``chunk_elements``.
+        """
+        n = max(1, min(64, self.chunk_elements // (self.n_centroids * self.dim)))
+        g = torch.Generator(device=self.device).manual_seed(0)
+        j = torch.randint(self.n_centroids, (n,), generator=g, device=self.device)
+        width = self.rho * torch.exp(0.5 * self.centroid_log_var[j])
+        noise = torch.randn(n, self.dim, generator=g, device=self.device, dtype=self.dtype)
+        return self.centroids[j] + 0.5 * width * noise
 
     @classmethod
     def from_codes(
@@ -372,7 +392,7 @@ class RiemannianMetric:
         ``|Q|``. The ``m + 1`` largest exponents of each point are found; if the
         ``(m + 1)``-th can still matter, ``m`` doubles. Entries of ``-1`` pad rows
         with fewer candidates. Returns None when some point has more than
-        ``MAX_LOCAL_CENTROIDS`` candidates (the dense evaluation is then cheaper).
+        :meth:`_local_limit` candidates (the dense evaluation is then cheaper).
         """
         q = self._factors(dtype)[0]
         unit = 2.0**-6 if dtype == torch.bfloat16 else 2.0**-18  # 4x the bounds above, for safety
@@ -381,8 +401,8 @@ class RiemannianMetric:
         zz = self._augmented(zc).to(dtype)
         parts = self._chunks(zc.shape[0])
         kept = self._exponents(zz, q) if len(parts) == 1 else None
-        width = self._width
-        while width <= self.MAX_LOCAL_CENTROIDS:
+        width, limit = self._width, self._local_limit(zc.shape[0])
+        while width <= limit:
             values, index = self._largest_exponents(zz, q, parts, kept, width + 1)
             # Every centroid below `threshold` is negligible (see the docstring).
             threshold = torch.maximum(values[:, 0] - self.NEGLIGIBLE_LOG2 - 2 * margin, self._floor_min - margin)
@@ -391,8 +411,19 @@ class RiemannianMetric:
                 values, index = values[:, :width], index[:, :width]
                 negligible = (values < threshold[:, None]) | (values < self._floor_log2[index] - margin[:, None])
                 return index.masked_fill(negligible, -1)
-            width *= 2
+            width = min(2 * width, limit) if width < limit else limit + 1
         return None
+
+    def _local_limit(self, batch: int) -> int:
+        """Most candidates per point for the local evaluation.
+
+        ``MAX_LOCAL_CENTROIDS`` where the dense evaluation is accurate; where it is
+        not (small variances and crowded centroids), as many as fit in one working
+        matrix of ``chunk_elements``, so that dense runs only when memory demands it.
+        """
+        if self._dense_is_accurate:
+            return self.MAX_LOCAL_CENTROIDS
+        return max(self.MAX_LOCAL_CENTROIDS, self.chunk_elements // max(1, batch * self.dim))
 
     def _largest_exponents(
         self, zz: torch.Tensor, q: torch.Tensor, parts: list[slice], kept: torch.Tensor | None, m: int
