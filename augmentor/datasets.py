@@ -190,7 +190,8 @@ def _hold_out(pixels: np.ndarray, labels: np.ndarray, n_val: int,
               source: str) -> tuple[LabelledImages, LabelledImages]:
     """The first ``N - n_val`` images for training, the last ``n_val`` for validation."""
     if not 0 < n_val < len(pixels):
-        raise ValueError(f"n_val must be in [1, {len(pixels) - 1}] for the {len(pixels)} images of {source}, got {n_val}")
+        raise ValueError(f"n_val must be in [1, {len(pixels) - 1}] for the {len(pixels)} images of {source}, "
+                         f"got {n_val}")
     cut = len(pixels) - n_val
     return _labelled(pixels[:cut], labels[:cut]), _labelled(pixels[cut:], labels[cut:])
 
@@ -273,7 +274,8 @@ def _read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except Exception as err:  # SciPy raises several types for bad files
         raise ValueError(f"{path}: cannot be read as a MATLAB file ({err})") from err
     if "X" not in mat or "y" not in mat:
-        raise ValueError(f"{path}: expected variables X and y, found {sorted(k for k in mat if not k.startswith('__'))}")
+        found = sorted(key for key in mat if not key.startswith("__"))
+        raise ValueError(f"{path}: expected variables X and y, found {found}")
     images, labels = mat["X"], mat["y"].reshape(-1).astype(np.int64)
     if images.ndim != 4 or images.shape[2] != 3 or images.shape[3] != len(labels):
         raise ValueError(f"{path}: X has shape {images.shape} for {len(labels)} labels; expected (32, 32, 3, N)")

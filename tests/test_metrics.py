@@ -71,7 +71,8 @@ def test_frechet_distance_equal_covariances_is_squared_mean_distance():
 def test_frechet_distance_of_scaled_identity_covariances():
     # N(0, I) vs N(0, s^2 I) in d dimensions: d (1 - s)^2
     d, s = 10, 3.0
-    distance = frechet_distance(GaussianStats(np.zeros(d), np.eye(d), 2), GaussianStats(np.zeros(d), s**2 * np.eye(d), 2))
+    unit, scaled = GaussianStats(np.zeros(d), np.eye(d), 2), GaussianStats(np.zeros(d), s**2 * np.eye(d), 2)
+    distance = frechet_distance(unit, scaled)
     assert distance == pytest.approx(d * (1 - s) ** 2, rel=1e-12)
 
 

@@ -59,7 +59,8 @@ def check_image_batch(images: torch.Tensor, name: str = "images") -> torch.Tenso
         raise ValueError(f"{name} contain NaN or infinite values")
     low, high = images.min().item(), images.max().item()
     if low < 0 or high > 1:
-        raise ValueError(f"{name} must lie in [0, 1], got values in [{low:.4g}, {high:.4g}]; clamp or rescale them first")
+        raise ValueError(f"{name} must lie in [0, 1], got values in [{low:.4g}, {high:.4g}]; "
+                         "clamp or rescale them first")
     return images
 
 

