@@ -248,7 +248,8 @@ class RiemannianMetric:
 
         As many as keep the float64 reference's ``(n, k, d)`` tensors within ``chunk_elements``.
         """
-        n = max(1, min(64, self.chunk_elements // (self.n_centroids * self.dim)))
+        # The reference makes about eight float64 (n, k, d) temporaries.
+        n = max(1, min(64, self.chunk_elements // (8 * self.n_centroids * self.dim)))
         g = torch.Generator(device=self.device).manual_seed(0)
         j = torch.randint(self.n_centroids, (n,), generator=g, device=self.device)
         width = self.rho * torch.exp(0.5 * self.centroid_log_var[j])
