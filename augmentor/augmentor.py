@@ -349,7 +349,8 @@ class GeometricAugmentor:
 
         Args:
             n_per_class: images per class, an integer >= 1.
-            sampler: ``"riemannian"`` (ours), ``"gmm"`` or ``"prior"``.
+            sampler: a name of :data:`augmentor.samplers.SAMPLERS`: ``"riemannian"``
+                (ours), ``"gmm"`` or ``"prior"``.
             seed: an integer in ``[-2**63, 2**64 - 1]``; the same seed gives the
                 same images (each class draws from its own stream).
             hmc: HMC settings overriding the configured ones for this call only.

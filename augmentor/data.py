@@ -13,7 +13,22 @@ __all__ = ["check_images", "load_data_dicts"]
 
 
 def check_images(images: Any, in_shape: tuple[int, ...], name: str, min_count: int) -> torch.Tensor:
-    """Validate a ``(N, *in_shape)`` float tensor in [0, 1] and return it."""
+    """Check that ``images`` are ``N >= min_count`` images of ``in_shape``, finite floats in [0, 1].
+
+    Args:
+        images: ``(N, *in_shape)``, e.g. ``(N, C, H, W[, D])``.
+        in_shape: the shape of one image the model expects.
+        name: what the error messages call the images (e.g. ``"val_images"``).
+        min_count: the fewest images accepted.
+
+    Returns:
+        ``images`` as float32.
+
+    Raises:
+        TypeError: not a tensor.
+        ValueError: not floating point, wrong shape, too few images, NaN/Inf, or
+            values outside [0, 1]; the message names the problem.
+    """
     if not isinstance(images, torch.Tensor):
         shape = ", ".join(map(str, in_shape))
         raise TypeError(f"{name} must be a torch.Tensor of shape (N, {shape}), got {type(images).__name__}")

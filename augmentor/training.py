@@ -427,7 +427,9 @@ def train_vae(
                 _log_epoch(writer, model, val, record, config)
             if checkpoint is not None:
                 _save_checkpoint(checkpoint, run, progress)
-            bar.set_postfix(train=f"{record['train_loss']:.4g}", val=f"{record['val_loss']:.4g}", lr=f"{record['lr']:.2g}")
+            bar.set_postfix(
+                train=f"{record['train_loss']:.4g}", val=f"{record['val_loss']:.4g}", lr=f"{record['lr']:.2g}"
+            )
             if progress["stopped_early"]:
                 break
         bar.close()

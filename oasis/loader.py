@@ -630,9 +630,13 @@ def load_oasis(
 def _on_common_grid(entries: list[OasisEntry]) -> tuple[list[OasisEntry], list[SkippedSubject]]:
     """The entries on the reference grid (see :func:`_reference_grid`), and the others as skipped."""
     reference, grid = _reference_grid([entry.shape for entry in entries])
-    reason = f"differs from {reference}, {grid}; all images must share one grid"
     usable = [entry for entry in entries if entry.shape == reference]
-    off_grid = [SkippedSubject(e.subject_id, f"volume shape {e.shape} {reason}") for e in entries if e.shape != reference]
+    off_grid = [
+        SkippedSubject(e.subject_id, f"volume shape {e.shape} differs from {reference}, {grid}; "
+                       "all images must share one grid")
+        for e in entries
+        if e.shape != reference
+    ]
     return usable, off_grid
 
 

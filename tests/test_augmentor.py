@@ -289,7 +289,8 @@ def test_every_valid_seed_generates(fitted_2d):
     for seed in (2**62, 2**64 - 1, -(2**63)):  # 2**62 * 1009 overflowed the class seed before
         assert augmentor.generate(1, sampler="gmm", seed=seed)[0].shape == (2, 1, 16, 16)
     # Seeds that worked before give the same images: class i still draws with seed * 1009 + i.
-    z = torch.cat([augmentor.sample_latents(label, 2, "gmm", seed=-1009 + i) for i, label in enumerate(augmentor.classes)])
+    z = torch.cat([augmentor.sample_latents(label, 2, "gmm", seed=-1009 + i)
+                   for i, label in enumerate(augmentor.classes)])
     labels = torch.tensor(augmentor.classes).repeat_interleave(2)
     assert torch.equal(augmentor.generate(2, sampler="gmm", seed=-1)[0], augmentor.decode(z, labels))
 
