@@ -1,12 +1,13 @@
 """geometric-augmentor: data augmentation with geometry-aware VAEs, for MONAI / PyTorch."""
 
-from .augmentor import AugmentorConfig, GeometricAugmentor, default_vae_config, load_data_dicts
+from .augmentor import AugmentorConfig, GeometricAugmentor
 from .config import Config, ConfigError
+from .data import load_data_dicts
 from .metric import MetricConfig, RiemannianMetric
 from .diagnostics import HMCDiagnostics
 from .hardware import native_bfloat16
 from .hmc import HMCConfig, HMCSampler
-from .models import VAE, MLPVAE, VAEConfig, build_vae, vae_preset
+from .models import VAE, MLPVAE, VAEConfig, build_vae, default_vae_config, vae_preset
 from .samplers import GaussianMixtureSampler, LatentSampler, NormalSampler, RiemannianSampler
 from .training import TrainerConfig, train_vae
 

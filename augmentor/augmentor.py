@@ -20,7 +20,7 @@ import dataclasses
 import json
 import operator
 from pathlib import Path
-from typing import Any, Callable, Literal, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -38,39 +38,21 @@ from .io import (
     write_json,
 )
 from .metric import MetricConfig
-from .models import VAEConfig, build_vae
+from .batching import map_batches
+from .data import check_images, load_data_dicts
+from .devices import DEVICE_CHOICES, is_device_name, resolve_device
 from .diagnostics import HMCDiagnostics
 from .hmc import HMCConfig
+from .models import VAEConfig, build_vae, default_vae_config
 from .samplers import SAMPLERS, GaussianMixtureSampler, LatentSampler, NormalSampler, RiemannianSampler
-from .training import (
-    DEVICE_PATTERN,
-    TrainerConfig,
-    TrainingResult,
-    check_images,
-    resolve_device,
-    seed_everything,
-    train_vae,
-)
+from .seeding import class_seed, seed_everything
+from .training import TrainerConfig, TrainingResult, train_vae
 
-__all__ = ["AugmentorConfig", "GeometricAugmentor", "default_vae_config", "load_data_dicts"]
+__all__ = ["AugmentorConfig", "GeometricAugmentor"]
 
-SamplerName = Literal["riemannian", "gmm", "prior"]
 SAVE_KIND = "geometric-augmentor"
 # The seeds torch.Generator.manual_seed accepts; negative ones count modulo 2**64.
 _SEED_MIN, _SEED_MAX = -(2**63), 2**64 - 1
-
-
-def default_vae_config(in_shape: Sequence[int], latent_dim: int = 16) -> VAEConfig:
-    """A small convolutional VAE for images of ``in_shape`` ``(C, H, W[, D])``.
-
-    Three stride-2 convolutions (fewer when the image is too small for them).
-    """
-    in_shape = tuple(int(s) for s in in_shape)
-    n_layers = 3
-    while n_layers > 1 and min(in_shape[1:]) < 2**n_layers:
-        n_layers -= 1
-    channels = (16, 32, 64)[:n_layers] if len(in_shape) == 4 else (32, 64, 128)[:n_layers]
-    return VAEConfig(in_shape=in_shape, latent_dim=latent_dim, channels=channels, strides=(2,) * n_layers)
 
 
 @dataclasses.dataclass
@@ -101,52 +83,8 @@ class AugmentorConfig(Config):
             self._fail("gmm_components", f"must be >= 1, got {self.gmm_components}")
         if self.encode_batch_size < 1:
             self._fail("encode_batch_size", f"must be >= 1, got {self.encode_batch_size}")
-        if not DEVICE_PATTERN.fullmatch(self.device):
-            self._fail("device", f"must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {self.device!r}")
-
-
-def load_data_dicts(data: Sequence[dict[str, Any]], transform: Callable | None, image_key: str = "image",
-                    label_key: str = "label") -> tuple[torch.Tensor, torch.Tensor]:
-    """Read MONAI data dicts (``{"image": path, "label": int}``) into tensors.
-
-    Args:
-        data: the data dicts; images are loaded by ``transform`` (e.g. a MONAI
-            ``Compose`` of ``LoadImaged``, ``EnsureChannelFirstd``,
-            ``ScaleIntensityd``, ``Resized``), which must yield equal-shaped
-            channel-first images in [0, 1].
-        transform: called on a shallow copy of each dict (the inputs are not modified).
-
-    Returns:
-        images ``(N, C, H, W[, D])`` float32 and labels ``(N,)`` int64.
-
-    Raises:
-        ValueError: an item is not such a dict, shapes differ after the transform,
-            or a label is not an integer (``0.7`` is refused, not truncated).
-        TypeError: a label is not a number (e.g. a class name).
-    """
-    images, labels = [], []
-    for i, item in enumerate(data):
-        if not isinstance(item, dict):
-            raise ValueError(
-                f"data item {i} must be a dict with keys {image_key!r} and {label_key!r}, got a {type(item).__name__}; "
-                "pass images as one (N, C, H, W[, D]) tensor or array, or as a list of MONAI data dicts"
-            )
-        if image_key not in item or label_key not in item:
-            raise ValueError(f"data item {i} must be a dict with keys {image_key!r} and {label_key!r}, got {item!r}")
-        source = item[image_key]
-        where = f"data item {i}" + (f" ({str(source)!r})" if isinstance(source, (str, Path)) else "")
-        out = transform(dict(item)) if transform is not None else item
-        image = torch.as_tensor(out[image_key]).float()
-        if images and image.shape != images[0].shape:
-            raise ValueError(
-                f"{where} has shape {tuple(image.shape)} after the transform, "
-                f"the first had {tuple(images[0].shape)}; add a Resized/SpatialPadd step"
-            )
-        images.append(image.as_subclass(torch.Tensor))  # drop MONAI metadata
-        labels.append(class_id(out[label_key], f"{where} {label_key!r}"))
-    if not images:
-        raise ValueError("no data items given")
-    return torch.stack(images), torch.tensor(labels, dtype=torch.int64)
+        if not is_device_name(self.device):
+            self._fail("device", f"must be {DEVICE_CHOICES}, got {self.device!r}")
 
 
 def _check_classes(labels: Any, n: int) -> torch.Tensor:
@@ -204,15 +142,6 @@ def _check_seed(value: Any) -> int:
     if not _SEED_MIN <= seed <= _SEED_MAX:
         raise ValueError(f"seed must lie in [-2**63, 2**64 - 1] (what torch generators accept), got {seed}")
     return seed
-
-
-def _class_seed(seed: int, index: int) -> int:
-    """Seed of the ``index``-th class's stream in :meth:`GeometricAugmentor.generate`.
-
-    Taken modulo 2**64, as torch takes a negative seed, so it stays a valid seed for
-    every valid ``seed`` and equals ``seed * 1009 + index`` wherever that was valid.
-    """
-    return (seed * 1009 + index) % 2**64
 
 
 class _FittedClass(NamedTuple):
@@ -342,34 +271,54 @@ class GeometricAugmentor:
             model, images, trainer, log_dir=sub(log_dir), checkpoint_dir=sub(checkpoint_dir)
         )
         mu, log_var = self._encode(model, images)
-        samplers = {
-            "prior": NormalSampler().fit(mu, log_var),
-            "gmm": GaussianMixtureSampler(config.gmm_components, seed=trainer.seed).fit(mu, log_var),
-            "riemannian": RiemannianSampler(config.metric, config.hmc).fit(mu, log_var),
-        }
-        return _FittedClass(model.cpu().eval(), result.history, samplers)
+        samplers = (
+            NormalSampler(),
+            GaussianMixtureSampler(config.gmm_components, seed=trainer.seed),
+            RiemannianSampler(config.metric, config.hmc),
+        )
+        fitted = {sampler.name: sampler.fit(mu, log_var) for sampler in samplers}
+        return _FittedClass(model.cpu().eval(), result.history, fitted)
 
-    @torch.no_grad()
     def _encode(self, model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior means and log-variances ``(n, d)`` of ``(n, C, H, W[, D])`` images, on the CPU."""
         model = model.to(self.device).eval()
-        size = self.config.encode_batch_size
-        parts = [model.encode(images[i : i + size].to(self.device)) for i in range(0, len(images), size)]
-        return torch.cat([p[0] for p in parts]).cpu(), torch.cat([p[1] for p in parts]).cpu()
+        to_cpu = lambda x: tuple(part.cpu() for part in model.encode(x))  # noqa: E731
+        parts = map_batches(to_cpu, images, self.config.encode_batch_size, self.device)
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
-    @torch.no_grad()
     def _decode(self, model: nn.Module, z: torch.Tensor) -> torch.Tensor:
+        """Images ``(n, C, H, W[, D])`` of latents ``(n, d)`` decoded by ``model``, on the CPU."""
         model = model.to(self.device).eval()
-        size = self.config.encode_batch_size
-        out = [model.decode(z[i : i + size].to(self.device)).cpu() for i in range(0, len(z), size)]
+        parts = map_batches(lambda x: model.decode(x).cpu(), z, self.config.encode_batch_size, self.device)
         model.cpu()
-        return torch.cat(out)
+        return torch.cat(parts)
+
+    def decode(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Images of latents, each decoded by the VAE of its class.
+
+        Args:
+            z: ``(n, d)`` latents, e.g. from :meth:`sample_latents`.
+            labels: ``(n,)`` the class of each latent.
+
+        Returns:
+            ``(n, C, H, W[, D])`` float32 images in [0, 1] on the CPU, in the order of ``z``.
+        """
+        self._require_fitted()
+        unknown = sorted(set(labels.unique().tolist()) - set(self.classes))
+        if unknown:
+            raise ValueError(f"unknown class(es) {unknown}; fitted classes are {self.classes}")
+        images = torch.empty((len(z), *self.config.vae.in_shape))
+        for label in labels.unique().tolist():
+            rows = (labels == label).nonzero().flatten()
+            images[rows] = self._decode(self.models[label], z[rows])
+        return images.clamp_(0, 1)
 
     def _require_fitted(self) -> None:
         if not self.is_fitted:
             raise RuntimeError("the augmentor is not fitted: call fit(images, labels) or GeometricAugmentor.load(path)")
 
     def sample_latents(
-        self, label: int, n: int, sampler: SamplerName = "riemannian", seed: int = 0, hmc: HMCConfig | None = None
+        self, label: int, n: int, sampler: str = "riemannian", seed: int = 0, hmc: HMCConfig | None = None
     ) -> torch.Tensor:
         """``(n, d)`` latents of class ``label`` drawn by ``sampler``.
 
@@ -392,7 +341,7 @@ class GeometricAugmentor:
     def generate(
         self,
         n_per_class: int,
-        sampler: SamplerName = "riemannian",
+        sampler: str = "riemannian",
         seed: int = 0,
         hmc: HMCConfig | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -400,7 +349,8 @@ class GeometricAugmentor:
 
         Args:
             n_per_class: images per class, an integer >= 1.
-            sampler: ``"riemannian"`` (ours), ``"gmm"`` or ``"prior"``.
+            sampler: a name of :data:`augmentor.samplers.SAMPLERS`: ``"riemannian"``
+                (ours), ``"gmm"`` or ``"prior"``.
             seed: an integer in ``[-2**63, 2**64 - 1]``; the same seed gives the
                 same images (each class draws from its own stream).
             hmc: HMC settings overriding the configured ones for this call only.
@@ -411,12 +361,12 @@ class GeometricAugmentor:
         """
         self._require_fitted()
         n_per_class, seed = _check_count(n_per_class, "n_per_class"), _check_seed(seed)
-        images, labels = [], []
-        for index, label in enumerate(self.classes):
-            z = self.sample_latents(label, n_per_class, sampler, seed=_class_seed(seed, index), hmc=hmc)
-            images.append(self._decode(self.models[label], z))
-            labels.append(torch.full((n_per_class,), label, dtype=torch.int64))
-        return torch.cat(images), torch.cat(labels)
+        latents = [
+            self.sample_latents(label, n_per_class, sampler, seed=class_seed(seed, index), hmc=hmc)
+            for index, label in enumerate(self.classes)
+        ]
+        labels = torch.tensor(self.classes, dtype=torch.int64).repeat_interleave(n_per_class)
+        return self.decode(torch.cat(latents), labels), labels
 
     def save(self, path: str | Path) -> Path:
         """Save the fitted state to a new folder (atomic; refuses a non-empty folder).

@@ -32,16 +32,15 @@ import numpy as np
 import torch
 
 from .augmentor import AugmentorConfig, GeometricAugmentor
-from .io import atomic_write, ensure_new_output_dir, export_npz, write_json
-from .models import VAEConfig
 from .hmc import HMCConfig
-from .interpolation import geodesic_interpolation
-from .toy import plot_latent_geometry, rings_and_disks
+from .io import ensure_new_output_dir, export_npz, write_json
+from .models import VAEConfig
+from .plots import save_sample_grid
+from .samplers import SAMPLERS
+from .toy import toy_latent_geometry
 from .training import TrainerConfig
 
 __all__ = ["load_digits_tensors", "main"]
-
-SAMPLER_NAMES = ("prior", "gmm", "riemannian")
 
 
 def load_digits_tensors(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -54,53 +53,6 @@ def load_digits_tensors(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torc
     labels = torch.as_tensor(digits.target, dtype=torch.int64)
     fit_idx, held_idx = train_test_split(np.arange(len(labels)), test_size=0.2, stratify=labels, random_state=seed)
     return images[fit_idx], labels[fit_idx], images[held_idx], labels[held_idx]
-
-
-def _grid_png(images: torch.Tensor, labels: torch.Tensor, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    classes = labels.unique().tolist()
-    per_class = int((labels == classes[0]).sum())
-    fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * 0.6, len(classes) * 0.6))
-    for row, label in enumerate(classes):
-        for col, image in enumerate(images[labels == label][:per_class]):
-            ax = axes[row, col]
-            ax.imshow(image[0].numpy(), cmap="gray", vmin=0, vmax=1)
-            ax.set_axis_off()
-    fig.suptitle(title)
-    with atomic_write(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=100)
-    plt.close(fig)
-
-
-def toy_latent_geometry(out: Path, epochs: int, hmc: HMCConfig, device: str, seed: int) -> dict[str, float]:
-    """Fit 2-D latent VAEs on rings and disks; plot each class's metric. Returns HMC acceptance."""
-    images, labels = rings_and_disks(150, size=24, seed=seed)
-    config = AugmentorConfig(
-        vae=VAEConfig(in_shape=(1, 24, 24), latent_dim=2, channels=(16, 32), strides=(2, 2)),
-        trainer=TrainerConfig(epochs=epochs, batch_size=32, lr_patience=10, early_stopping_patience=30,
-                              seed=seed, progress=False),
-        hmc=hmc,
-        device=device,
-    )
-    augmentor = GeometricAugmentor(config).fit(images, labels)
-    acceptance = {}
-    for label, name in enumerate(("disks", "rings")):
-        sampler = augmentor.samplers[label]["riemannian"]
-        samples = augmentor.sample_latents(label, 300, seed=seed)
-        codes = sampler.metric.centroids.cpu()  # every training code is a centroid here
-        # Interpolate between the two codes farthest apart, along the metric and straight.
-        first, last = divmod(int(torch.cdist(codes, codes).argmax()), len(codes))
-        curves = {
-            "geodesic interpolation": geodesic_interpolation(sampler.metric, codes[first], codes[last]),
-            "straight line": torch.stack([codes[first], codes[last]]),
-        }
-        plot_latent_geometry(sampler.metric, codes, out / f"latent_geometry_{name}.png", samples=samples, curves=curves)
-        acceptance[name] = augmentor.diagnostics[label].acceptance_rate
-    return acceptance
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -136,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     judge = LogisticRegression(max_iter=2000).fit(held_images.flatten(1).numpy(), held_labels.numpy())
     summary: dict = {"device": str(augmentor.device), "n_per_class": args.n_per_class, "samplers": {}}
-    for name in SAMPLER_NAMES:
+    for name in SAMPLERS:
         images, labels = augmentor.generate(args.n_per_class, sampler=name, seed=args.seed)
         predicted = judge.predict(images.flatten(1).numpy())
         fidelity = float((predicted == labels.numpy()).mean())
@@ -147,8 +99,8 @@ def main(argv: list[str] | None = None) -> dict:
             entry["hmc"] = augmentor.config.hmc.to_dict()
             export_npz(images, out / "synthetic_riemannian.npz", labels)
         summary["samplers"][name] = entry
-        keep = torch.cat([torch.nonzero(labels == c).flatten()[:10] for c in labels.unique()])
-        _grid_png(images[keep], labels[keep], out / f"samples_{name}.png", f"sampler: {name}")
+        save_sample_grid(images, labels, out / f"samples_{name}.png", f"sampler: {name}",
+                         per_class=min(10, args.n_per_class))
     print("rings-and-disks toy: 2-D latent geometry plots")
     summary["toy_hmc_acceptance"] = toy_latent_geometry(out, args.toy_epochs, config.hmc, args.device, args.seed)
     summary["seconds"] = round(time.perf_counter() - start, 1)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +35,7 @@ __all__ = [
     "VAE",
     "MLPVAE",
     "build_vae",
+    "default_vae_config",
     "vae_preset",
     "VAE_PRESETS",
     "vae_loss",
@@ -401,6 +402,19 @@ _PRESETS: dict[str, dict[str, Any]] = {
 
 VAE_PRESETS: tuple[str, ...] = tuple(_PRESETS)
 """Names accepted by :func:`vae_preset`."""
+
+
+def default_vae_config(in_shape: Sequence[int], latent_dim: int = 16) -> VAEConfig:
+    """A small convolutional VAE for images of ``in_shape`` ``(C, H, W[, D])``.
+
+    Three stride-2 convolutions (fewer when the image is too small for them).
+    """
+    in_shape = tuple(int(s) for s in in_shape)
+    n_layers = 3
+    while n_layers > 1 and min(in_shape[1:]) < 2**n_layers:
+        n_layers -= 1
+    channels = (16, 32, 64)[:n_layers] if len(in_shape) == 4 else (32, 64, 128)[:n_layers]
+    return VAEConfig(in_shape=in_shape, latent_dim=latent_dim, channels=channels, strides=(2,) * n_layers)
 
 
 def vae_preset(name: str, **overrides: Any) -> VAEConfig:

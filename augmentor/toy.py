@@ -1,9 +1,10 @@
-"""The paper's rings-and-disks toy data set (Sec. 4.5, Fig. 1) and a latent-geometry plot.
+"""The paper's rings-and-disks toy (Sec. 4.5, Fig. 1): the data, a latent-geometry plot, and the experiment.
 
 Binary images of disks and rings of random radius and thickness; a VAE with a
 2-D latent space trained on them shows the geometric structure the metric
 captures, which :func:`plot_latent_geometry` draws: the log volume element
 ``0.5 log det G(z)`` in grey, the training codes, and samples.
+:func:`toy_latent_geometry` runs the whole experiment (the demo's last step).
 """
 
 from __future__ import annotations
@@ -13,10 +14,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .io import atomic_write
+from .augmentor import AugmentorConfig, GeometricAugmentor
+from .hmc import HMCConfig
+from .interpolation import geodesic_interpolation
 from .metric import RiemannianMetric
+from .models import VAEConfig
+from .plots import pyplot, save_figure
+from .training import TrainerConfig
 
-__all__ = ["rings_and_disks", "plot_latent_geometry"]
+__all__ = ["plot_latent_geometry", "rings_and_disks", "toy_latent_geometry"]
 
 
 def rings_and_disks(n_per_class: int, size: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,11 +69,7 @@ def plot_latent_geometry(
     """
     if metric.dim != 2:
         raise ValueError(f"the latent-geometry plot needs a 2-D latent space, got d = {metric.dim}")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     lo, hi = metric.lower.cpu().double(), metric.upper.cpu().double()
     xs, ys = (torch.linspace(float(lo[i]), float(hi[i]), resolution, dtype=torch.float64) for i in range(2))
     grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).reshape(-1, 2)
@@ -87,8 +89,46 @@ def plot_latent_geometry(
     ax.set_ylabel("z2")
     ax.legend(loc="upper right", fontsize=8)
     ax.set_title("Riemannian volume element of the latent space")
-    path = Path(path)
-    with atomic_write(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110, bbox_inches="tight")
+
+
+def toy_latent_geometry(out: Path, epochs: int, hmc: HMCConfig, device: str, seed: int) -> dict[str, float]:
+    """Fit a 2-D latent VAE per class of rings and disks and plot each class's latent geometry.
+
+    Writes ``latent_geometry_{disks,rings}.png`` into ``out``: the metric's volume
+    element, the training codes, 300 Riemannian samples, and the interpolation along
+    the metric next to the straight line between the two codes farthest apart.
+
+    Args:
+        out: an existing folder.
+        epochs: VAE training epochs.
+        hmc: the Riemannian sampler's settings.
+        device: where training and sampling run.
+        seed: seeds the data, the training and the samples.
+
+    Returns:
+        The HMC acceptance rate of each class, ``{"disks": ..., "rings": ...}``.
+    """
+    images, labels = rings_and_disks(150, size=24, seed=seed)
+    config = AugmentorConfig(
+        vae=VAEConfig(in_shape=(1, 24, 24), latent_dim=2, channels=(16, 32), strides=(2, 2)),
+        trainer=TrainerConfig(epochs=epochs, batch_size=32, lr_patience=10, early_stopping_patience=30,
+                              seed=seed, progress=False),
+        hmc=hmc,
+        device=device,
+    )
+    augmentor = GeometricAugmentor(config).fit(images, labels)
+    acceptance = {}
+    for label, name in enumerate(("disks", "rings")):
+        sampler = augmentor.samplers[label]["riemannian"]
+        samples = augmentor.sample_latents(label, 300, seed=seed)
+        codes = sampler.metric.centroids.cpu()  # every training code is a centroid here
+        # Interpolate between the two codes farthest apart, along the metric and straight.
+        first, last = divmod(int(torch.cdist(codes, codes).argmax()), len(codes))
+        curves = {
+            "geodesic interpolation": geodesic_interpolation(sampler.metric, codes[first], codes[last]),
+            "straight line": torch.stack([codes[first], codes[last]]),
+        }
+        plot_latent_geometry(sampler.metric, codes, out / f"latent_geometry_{name}.png", samples=samples, curves=curves)
+        acceptance[name] = augmentor.diagnostics[label].acceptance_rate
+    return acceptance

@@ -12,36 +12,27 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-import random
-import re
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from tqdm.auto import tqdm
 
+from augmentor.batching import index_batches
 from augmentor.config import Config
+from augmentor.data import check_images
+from augmentor.devices import DEVICE_CHOICES, is_device_name, resolve_device
 from augmentor.io import load_tensors, save_tensors
 from augmentor.models import VAEConfig, vae_loss
+from augmentor.seeding import seed_everything
 
-__all__ = [
-    "CHECKPOINT_NAME",
-    "DEVICE_PATTERN",
-    "TrainerConfig",
-    "TrainingResult",
-    "check_images",
-    "resolve_device",
-    "seed_everything",
-    "train_vae",
-]
+__all__ = ["CHECKPOINT_NAME", "TrainerConfig", "TrainingResult", "train_vae"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 """File name of the checkpoint written into ``checkpoint_dir``."""
 
-DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 # Settings that may change between an interrupted run and its resumption
 # without changing the result of the epochs already run.
 _RESUMABLE_CHANGES = ("epochs", "progress", "device", "image_log_every")
@@ -98,8 +89,8 @@ class TrainerConfig(Config):
             self._fail("val_fraction", f"must lie strictly between 0 and 1, got {self.val_fraction}")
         if not (0 <= self.seed < 2**32):
             self._fail("seed", f"must lie in [0, 2**32), got {self.seed}")
-        if not DEVICE_PATTERN.fullmatch(self.device):
-            self._fail("device", f"must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {self.device!r}")
+        if not is_device_name(self.device):
+            self._fail("device", f"must be {DEVICE_CHOICES}, got {self.device!r}")
         if self.grad_clip is not None and not (0 < self.grad_clip < math.inf):
             self._fail("grad_clip", f"must be a positive number or null, got {self.grad_clip}")
         if self.image_log_every < 0:
@@ -126,65 +117,6 @@ class TrainingResult:
     stopped_early: bool
 
 
-def resolve_device(name: str) -> torch.device:
-    """The torch device for a :attr:`TrainerConfig.device` value.
-
-    Raises:
-        ValueError: unknown name, or the requested accelerator is not available.
-    """
-    if not DEVICE_PATTERN.fullmatch(name):
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {name!r}")
-    mps_available = torch.backends.mps.is_available()
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("mps" if mps_available else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r} requested but CUDA is not available; use 'cpu' or 'auto'")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
-    if device.type == "mps" and not mps_available:
-        raise ValueError("device 'mps' requested but MPS is not available; use 'cpu' or 'auto'")
-    return device
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's (CPU and CUDA) global random generators."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def check_images(images: Any, in_shape: tuple[int, ...], name: str, min_count: int) -> torch.Tensor:
-    """Validate a ``(N, *in_shape)`` float tensor in [0, 1] and return it."""
-    if not isinstance(images, torch.Tensor):
-        shape = ", ".join(map(str, in_shape))
-        raise TypeError(f"{name} must be a torch.Tensor of shape (N, {shape}), got {type(images).__name__}")
-    if not images.is_floating_point():
-        raise ValueError(f"{name} must be a floating-point tensor scaled to [0, 1], got dtype {images.dtype}")
-    if images.ndim != len(in_shape) + 1:
-        raise ValueError(
-            f"{name} must have {len(in_shape) + 1} dimensions (N, {', '.join(map(str, in_shape))}), "
-            f"got shape {tuple(images.shape)}"
-        )
-    if tuple(images.shape[1:]) != in_shape:
-        raise ValueError(f"{name} have shape {tuple(images.shape[1:])} per image but the model expects {in_shape}")
-    if len(images) < min_count:
-        raise ValueError(f"{name} must hold at least {min_count} images, got {len(images)}")
-    bad = (~torch.isfinite(images)).sum().item()
-    if bad:
-        raise ValueError(f"{name} contain {bad} NaN or infinite value(s)")
-    low, high = images.min().item(), images.max().item()
-    if low < 0 or high > 1:
-        raise ValueError(
-            f"{name} must lie in [0, 1] (the decoder ends with a sigmoid), got values in [{low:.4g}, {high:.4g}]; "
-            "rescale them first"
-        )
-    return images.float()
-
-
 def _digest(images: torch.Tensor) -> str:
     return hashlib.sha256(images.detach().cpu().contiguous().numpy().data).hexdigest()
 
@@ -208,17 +140,6 @@ def _split(
     return images[order[n_val:]], images[order[:n_val]]
 
 
-def _batches(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
-    """Split indices into batches, folding a trailing single image into the previous batch.
-
-    BatchNorm cannot normalise a batch of one image when the feature map is 1 x 1.
-    """
-    chunks = list(order.split(batch_size))
-    if len(chunks) > 1 and len(chunks[-1]) == 1:
-        chunks[-2:] = [torch.cat(chunks[-2:])]
-    return chunks
-
-
 def _run_epoch(
     model: nn.Module,
     data: torch.Tensor,
@@ -234,7 +155,7 @@ def _run_epoch(
     order = torch.randperm(len(data), generator=generator) if training else torch.arange(len(data))
     totals = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
     with torch.set_grad_enabled(training):
-        for index in _batches(order, config.batch_size):
+        for index in index_batches(order, config.batch_size):
             x = data[index].to(device)
             losses = vae_loss(model(x), x, vae_config.beta, vae_config.reconstruction)
             if not torch.isfinite(losses["loss"]):
@@ -326,28 +247,120 @@ def _fingerprint(
     }
 
 
-def _resume(
-    path: Path,
-    fingerprint: dict[str, Any],
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: ReduceLROnPlateau,
-    generator: torch.Generator,
+@dataclasses.dataclass
+class _Run:
+    """The state one training run carries from epoch to epoch (all of it checkpointed)."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: ReduceLROnPlateau
+    generator: torch.Generator
+    device: torch.device
+    fingerprint: dict[str, Any]
+
+
+def _new_progress() -> dict[str, Any]:
+    """The progress record of a run that has not trained yet."""
+    return {
+        "epoch": 0,
+        "history": [],
+        "best_state": None,
+        "best_epoch": -1,
+        "best_val_loss": math.inf,
+        "bad_epochs": 0,
+        "stopped_early": False,
+    }
+
+
+def _vae_config(model: nn.Module) -> VAEConfig:
+    vae_config = getattr(model, "config", None)
+    if not isinstance(vae_config, VAEConfig):
+        raise TypeError(
+            f"model must carry a VAEConfig in .config (build it with build_vae), got {type(model).__name__}"
+        )
+    return vae_config
+
+
+def _start_run(
+    model: nn.Module, config: TrainerConfig, train: torch.Tensor, val: torch.Tensor, generator: torch.Generator,
     device: torch.device,
-) -> dict[str, Any]:
-    """Restore a run from ``path``; returns its progress record."""
+) -> _Run:
+    """Adam and the plateau schedule of a fresh run, on ``device``."""
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    scheduler = ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=config.lr_patience)
+    return _Run(model, optimizer, scheduler, generator, device, _fingerprint(config, model.config, train, val))
+
+
+def _resume(path: Path, run: _Run, epochs: int) -> dict[str, Any]:
+    """Restore a run from the checkpoint ``path``; returns its progress record."""
     checkpoint = load_tensors(path)
-    if checkpoint["fingerprint"] != fingerprint:
-        differs = sorted(k for k in fingerprint if checkpoint["fingerprint"].get(k) != fingerprint[k])
+    if checkpoint["fingerprint"] != run.fingerprint:
+        differs = sorted(k for k in run.fingerprint if checkpoint["fingerprint"].get(k) != run.fingerprint[k])
         raise ValueError(
             f"checkpoint {path} belongs to a different run (differs in: {', '.join(differs)}); "
             "use a new checkpoint_dir or delete the checkpoint"
         )
-    model.load_state_dict(checkpoint["model"])
-    optimizer.load_state_dict(checkpoint["optimizer"])
-    scheduler.load_state_dict(checkpoint["scheduler"])
-    _set_rng_state(checkpoint["rng"], device, generator)
-    return checkpoint["progress"]
+    progress = checkpoint["progress"]
+    if progress["epoch"] > epochs:
+        raise ValueError(f"checkpoint {path} has already run {progress['epoch']} epochs, more than epochs={epochs}")
+    run.model.load_state_dict(checkpoint["model"])
+    run.optimizer.load_state_dict(checkpoint["optimizer"])
+    run.scheduler.load_state_dict(checkpoint["scheduler"])
+    _set_rng_state(checkpoint["rng"], run.device, run.generator)
+    return progress
+
+
+def _save_checkpoint(path: Path, run: _Run, progress: dict[str, Any]) -> None:
+    save_tensors(
+        path,
+        {
+            "format_version": 1,
+            "fingerprint": run.fingerprint,
+            "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
+            "rng": _rng_state(run.device, run.generator),
+            "progress": progress,
+        },
+    )
+
+
+def _train_one_epoch(
+    run: _Run, train: torch.Tensor, val: torch.Tensor, epoch: int, config: TrainerConfig
+) -> dict[str, float]:
+    """Train on ``train``, evaluate on ``val``, step the schedule; returns the epoch's record."""
+    lr = run.optimizer.param_groups[0]["lr"]
+    train_losses = _run_epoch(run.model, train, config, run.device, run.optimizer, run.generator)
+    val_losses = _run_epoch(run.model, val, config, run.device)
+    run.scheduler.step(val_losses["loss"])
+    record = {"epoch": epoch, "lr": lr}
+    record.update({f"train_{k}": v for k, v in train_losses.items()})
+    record.update({f"val_{k}": v for k, v in val_losses.items()})
+    return record
+
+
+def _record_epoch(progress: dict[str, Any], record: dict[str, float], model: nn.Module, config: TrainerConfig) -> None:
+    """Add ``record`` to ``progress``: keep the best weights, count epochs without progress."""
+    epoch, val_loss = int(record["epoch"]), record["val_loss"]
+    progress["history"].append(record)
+    if val_loss < progress["best_val_loss"]:
+        progress.update(best_state=_cpu_state(model), best_epoch=epoch, best_val_loss=val_loss, bad_epochs=0)
+    else:
+        progress["bad_epochs"] += 1
+    patience = config.early_stopping_patience
+    progress["stopped_early"] = patience is not None and progress["bad_epochs"] >= patience
+    progress["epoch"] = epoch + 1
+
+
+def _open_writer(log_dir: str | Path | None, start: int) -> Any:
+    """A TensorBoard writer for ``log_dir`` (None: no logging) that continues at epoch ``start``."""
+    if log_dir is None:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    # purge_step drops events an interrupted run logged after its last checkpoint.
+    return SummaryWriter(log_dir=str(log_dir), purge_step=start or None)
 
 
 def train_vae(
@@ -388,11 +401,7 @@ def train_vae(
             an unavailable device, or a checkpoint of another run or of more epochs.
         TypeError: ``model`` has no :class:`~augmentor.models.VAEConfig`.
     """
-    vae_config = getattr(model, "config", None)
-    if not isinstance(vae_config, VAEConfig):
-        raise TypeError(
-            f"model must carry a VAEConfig in .config (build it with build_vae), got {type(model).__name__}"
-        )
+    vae_config = _vae_config(model)
     images = check_images(images, vae_config.in_shape, "images", min_count=2)
     if val_images is not None:
         val_images = check_images(val_images, vae_config.in_shape, "val_images", min_count=1)
@@ -401,73 +410,26 @@ def train_vae(
     seed_everything(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     train, val = _split(images, val_images, config.val_fraction, generator)
-    model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    scheduler = ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=config.lr_patience)
-    fingerprint = _fingerprint(config, vae_config, train, val)
-
-    progress: dict[str, Any] = {
-        "epoch": 0,
-        "history": [],
-        "best_state": None,
-        "best_epoch": -1,
-        "best_val_loss": math.inf,
-        "bad_epochs": 0,
-        "stopped_early": False,
-    }
+    run = _start_run(model, config, train, val, generator, device)
     checkpoint = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
-    if checkpoint is not None and checkpoint.exists():
-        progress = _resume(checkpoint, fingerprint, model, optimizer, scheduler, generator, device)
-        if progress["epoch"] > config.epochs:
-            raise ValueError(
-                f"checkpoint {checkpoint} has already run {progress['epoch']} epochs, more than epochs={config.epochs}"
-            )
+    resuming = checkpoint is not None and checkpoint.exists()
+    progress = _resume(checkpoint, run, config.epochs) if resuming else _new_progress()
     start = progress["epoch"]
     end = start if progress["stopped_early"] else config.epochs
 
-    writer = None
-    if log_dir is not None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        # purge_step drops events an interrupted run logged after its last checkpoint.
-        writer = SummaryWriter(log_dir=str(log_dir), purge_step=start or None)
+    writer = _open_writer(log_dir, start)
     try:
         bar = tqdm(range(start, end), initial=start, total=config.epochs, desc="VAE", disable=not config.progress)
         for epoch in bar:
-            lr = optimizer.param_groups[0]["lr"]
-            train_losses = _run_epoch(model, train, config, device, optimizer, generator)
-            val_losses = _run_epoch(model, val, config, device)
-            scheduler.step(val_losses["loss"])
-            record = {"epoch": epoch, "lr": lr}
-            record.update({f"train_{k}": v for k, v in train_losses.items()})
-            record.update({f"val_{k}": v for k, v in val_losses.items()})
-            progress["history"].append(record)
-
-            if val_losses["loss"] < progress["best_val_loss"]:
-                progress.update(best_state=_cpu_state(model), best_epoch=epoch, best_val_loss=val_losses["loss"])
-                progress["bad_epochs"] = 0
-            else:
-                progress["bad_epochs"] += 1
-            patience = config.early_stopping_patience
-            progress["stopped_early"] = patience is not None and progress["bad_epochs"] >= patience
-            progress["epoch"] = epoch + 1
-
+            record = _train_one_epoch(run, train, val, epoch, config)
+            _record_epoch(progress, record, model, config)
             if writer is not None:
                 _log_epoch(writer, model, val, record, config)
             if checkpoint is not None:
-                save_tensors(
-                    checkpoint,
-                    {
-                        "format_version": 1,
-                        "fingerprint": fingerprint,
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "rng": _rng_state(device, generator),
-                        "progress": progress,
-                    },
-                )
-            bar.set_postfix(train=f"{train_losses['loss']:.4g}", val=f"{val_losses['loss']:.4g}", lr=f"{lr:.2g}")
+                _save_checkpoint(checkpoint, run, progress)
+            bar.set_postfix(
+                train=f"{record['train_loss']:.4g}", val=f"{record['val_loss']:.4g}", lr=f"{record['lr']:.2g}"
+            )
             if progress["stopped_early"]:
                 break
         bar.close()

@@ -609,39 +609,58 @@ def load_oasis(
     """
     _check_options(dim, image_size, downsample)
     scan = scan_oasis(root, csv_path, cohort=cohort)
-    skipped = list(scan.skipped)
-    images, labels, subject_ids = [], [], []
-    reference, grid = _reference_grid([entry.shape for entry in scan.entries])
-    for entry in tqdm(scan.entries, desc="Reading OASIS-1", disable=not progress):
-        if entry.shape != reference:
-            reason = f"volume shape {entry.shape} differs from {reference}, {grid}; all images must share one grid"
-            skipped.append(SkippedSubject(entry.subject_id, reason))
-            continue
+    usable, off_grid = _on_common_grid(scan.entries)
+    read, unreadable = _read_entries(usable, dim, slice_index, image_size, downsample, progress)
+    skipped = sorted([*scan.skipped, *off_grid, *unreadable], key=lambda s: s.subject_id)
+    if not read:
+        lines = _summary_lines(skipped, scan.excluded, scan.table_only)
+        raise OasisDataError("\n".join([f"no readable image remains under {scan.root}"] + lines))
+    kind = f"2D axial slice {'middle' if slice_index is None else slice_index}" if dim == 2 else "3D volumes"
+    return OasisData(
+        torch.from_numpy(np.stack([image for _, image in read]))[:, None],
+        torch.tensor([entry.label for entry, _ in read], dtype=torch.int64),
+        [entry.subject_id for entry, _ in read],
+        skipped=skipped,
+        excluded=scan.excluded,
+        table_only=scan.table_only,
+        source=f"{scan.root} (cohort {cohort!r}, {kind})",
+    )
+
+
+def _on_common_grid(entries: list[OasisEntry]) -> tuple[list[OasisEntry], list[SkippedSubject]]:
+    """The entries on the reference grid (see :func:`_reference_grid`), and the others as skipped."""
+    reference, grid = _reference_grid([entry.shape for entry in entries])
+    usable = [entry for entry in entries if entry.shape == reference]
+    off_grid = [
+        SkippedSubject(e.subject_id, f"volume shape {e.shape} differs from {reference}, {grid}; "
+                       "all images must share one grid")
+        for e in entries
+        if e.shape != reference
+    ]
+    return usable, off_grid
+
+
+def _read_entries(
+    entries: list[OasisEntry],
+    dim: int,
+    slice_index: int | None,
+    image_size: tuple[int, ...] | None,
+    downsample: int,
+    progress: bool,
+) -> tuple[list[tuple[OasisEntry, np.ndarray]], list[SkippedSubject]]:
+    """Each entry with its resized, min-max scaled image; entries whose file is damaged, as skipped."""
+    read, unreadable = [], []
+    for entry in tqdm(entries, desc="Reading OASIS-1", disable=not progress):
         try:
             image = _read_image(entry.image_path, dim, slice_index)
             image = _min_max(_resize(image, _output_size(image.shape, image_size, downsample)))
         except OasisDataError:
             raise
         except Exception as err:  # nibabel and numpy raise many types for damaged files
-            skipped.append(SkippedSubject(entry.subject_id, f"image {entry.image_path.name} unusable: {err}"))
+            unreadable.append(SkippedSubject(entry.subject_id, f"image {entry.image_path.name} unusable: {err}"))
             continue
-        images.append(image)
-        labels.append(entry.label)
-        subject_ids.append(entry.subject_id)
-    skipped.sort(key=lambda s: s.subject_id)
-    if not images:
-        lines = _summary_lines(skipped, scan.excluded, scan.table_only)
-        raise OasisDataError("\n".join([f"no readable image remains under {scan.root}"] + lines))
-    kind = f"2D axial slice {'middle' if slice_index is None else slice_index}" if dim == 2 else "3D volumes"
-    return OasisData(
-        torch.from_numpy(np.stack(images))[:, None],
-        torch.tensor(labels, dtype=torch.int64),
-        subject_ids,
-        skipped=skipped,
-        excluded=scan.excluded,
-        table_only=scan.table_only,
-        source=f"{scan.root} (cohort {cohort!r}, {kind})",
-    )
+        read.append((entry, image))
+    return read, unreadable
 
 
 def _check_binary_labels(labels: np.ndarray, where: str) -> None:

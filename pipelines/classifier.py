@@ -32,6 +32,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from augmentor.batching import index_batches, map_batches
+
 from .config import AugmentationConfig, ClassifierConfig
 
 __all__ = [
@@ -91,14 +93,10 @@ class OasisClassifier(nn.Sequential):
         self.flat_features = flat
 
 
-@torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int, device: torch.device) -> np.ndarray:
     """Predicted class of each image (eval mode)."""
     model.eval()
-    out = [
-        model(images[i : i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(images), batch_size)
-    ]
-    return torch.cat(out).numpy()
+    return torch.cat(map_batches(lambda x: model(x).argmax(1).cpu(), images, batch_size, device)).numpy()
 
 
 def classification_metrics(y_true: Any, y_pred: Any, classes: Sequence[int] = (0, 1)) -> dict[str, Any]:
@@ -178,13 +176,47 @@ class TrainedClassifier:
     history: list[dict[str, float]]
 
 
-def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
-    """Shuffled index batches; a last batch of one image joins the previous one (BatchNorm needs 2)."""
-    order = torch.randperm(n, generator=generator)
-    parts = list(order.split(batch_size))
-    if len(parts) > 1 and len(parts[-1]) == 1:
-        parts[-2] = torch.cat([parts[-2], parts.pop()])
-    return parts
+@dataclasses.dataclass
+class _Best:
+    """The epoch with the best validation balanced accuracy so far (the first one on ties)."""
+
+    epoch: int = -1
+    score: float = -math.inf
+    state: dict[str, torch.Tensor] | None = None
+
+    def update(self, epoch: int, score: float, model: nn.Module) -> None:
+        if score > self.score:
+            self.epoch, self.score, self.state = epoch, score, copy.deepcopy(model.state_dict())
+
+
+def _train_epoch(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    batch_size: int,
+    generator: torch.Generator,
+) -> float:
+    """One pass over ``x`` ``(N, C, H, W)`` (on the model's device) in shuffled batches; the mean loss."""
+    device = x.device
+    loss_fn = nn.CrossEntropyLoss()
+    model.train()
+    total, count = 0.0, 0
+    for batch in index_batches(torch.randperm(len(x), generator=generator), batch_size):
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x[batch.to(device)]), y[batch].to(device))
+        loss.backward()
+        optimizer.step()
+        total += loss.detach().item() * len(batch)
+        count += len(batch)
+    return total / count
+
+
+def _log_epoch(writer: Any, record: dict[str, float]) -> None:
+    epoch = int(record["epoch"])
+    writer.add_scalar("train/loss", record["train_loss"], epoch)
+    writer.add_scalar("val/balanced_accuracy", record["val_balanced_accuracy"], epoch)
+    writer.add_scalar("lr", record["lr"], epoch)
 
 
 def train_classifier(
@@ -226,11 +258,9 @@ def train_classifier(
         optimizer, mode="max", factor=config.lr_factor, patience=config.lr_patience
     )
     generator = torch.Generator().manual_seed(seed)
-    loss_fn = nn.CrossEntropyLoss()
-    y_train = train_labels.long()
     x_fixed = None if augment is not None else train_images.to(device)
     val_true = val_labels.cpu().numpy()
-    best = {"epoch": -1, "score": -math.inf, "state": None}
+    best = _Best()
     history: list[dict[str, float]] = []
     writer = None
     if log_dir is not None:
@@ -242,32 +272,19 @@ def train_classifier(
         for epoch in bar:
             x = x_fixed if augment is None else augment(train_images, epoch).to(device)
             lr = optimizer.param_groups[0]["lr"]
-            model.train()
-            total, count = 0.0, 0
-            for batch in _batches(len(x), config.batch_size, generator):
-                optimizer.zero_grad(set_to_none=True)
-                loss = loss_fn(model(x[batch.to(device)]), y_train[batch].to(device))
-                loss.backward()
-                optimizer.step()
-                total += loss.detach().item() * len(batch)
-                count += len(batch)
-            val_pred = predict(model, val_images, config.eval_batch_size, device)
-            score = float(balanced_accuracy_score(val_true, val_pred))
+            train_loss = _train_epoch(model, x, train_labels.long(), optimizer, config.batch_size, generator)
+            score = float(balanced_accuracy_score(val_true, predict(model, val_images, config.eval_batch_size, device)))
             scheduler.step(score)
-            record = {"epoch": epoch, "lr": lr, "train_loss": total / count, "val_balanced_accuracy": score}
+            record = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "val_balanced_accuracy": score}
             history.append(record)
-            if score > best["score"]:
-                best = {"epoch": epoch, "score": score, "state": copy.deepcopy(model.state_dict())}
+            best.update(epoch, score, model)
             if writer is not None:
-                writer.add_scalar("train/loss", record["train_loss"], epoch)
-                writer.add_scalar("val/balanced_accuracy", score, epoch)
-                writer.add_scalar("lr", lr, epoch)
-            bar.set_postfix(loss=f"{record['train_loss']:.3g}", val_ba=f"{score:.3f}")
+                _log_epoch(writer, record)
+            bar.set_postfix(loss=f"{train_loss:.3g}", val_ba=f"{score:.3f}")
         bar.close()
     finally:
         if writer is not None:
             writer.close()
-    model.load_state_dict(best["state"])
+    model.load_state_dict(best.state)
     model.eval()
-    return TrainedClassifier(model, int(best["epoch"]), float(best["score"]), history)
-
+    return TrainedClassifier(model, best.epoch, best.score, history)

@@ -40,9 +40,11 @@ from typing import Any, Literal
 import yaml
 
 from augmentor.config import Config, ConfigError, load_config_file, read_config_data
-from augmentor.metric import MetricConfig
-from augmentor.models import VAE_PRESETS, VAEConfig, vae_preset
+from augmentor.devices import DEVICE_CHOICES, is_device_name
 from augmentor.hmc import HMCConfig
+from augmentor.metric import MetricConfig
+from augmentor.models import VAE_PRESETS, VAEConfig, default_vae_config, vae_preset
+from augmentor.samplers import SAMPLERS
 from augmentor.training import TrainerConfig
 from oasis.simulate import SimulationConfig
 
@@ -52,7 +54,6 @@ __all__ = [
     "MAX_SEED",
     "MAX_THREADS",
     "METHODS",
-    "SAMPLER_METHODS",
     "AugmentationConfig",
     "ClassifierConfig",
     "DataConfig",
@@ -82,10 +83,8 @@ METHODS: tuple[str, ...] = (
     "classical",  # real training subjects with TorchIO affine + elastic augmentation per epoch
 )
 DEFAULT_METHODS = ("original", "resampled", "prior", "gmm", "riemannian", "original+riemannian", "classical")
-SAMPLER_METHODS = ("prior", "gmm", "riemannian")
 
 _T88_SLICE = (208, 176)  # transposed axial slice of the T88 grid (Y, X)
-_DEVICES = ("auto", "cpu", "mps", "cuda")
 # The split's random_state (NumPy's legacy RandomState) takes seeds below 2**32.
 MAX_SEED = 2**32 - 1
 # Plans, reports and Ray submissions hold every job (one per seed and method) in memory.
@@ -116,7 +115,7 @@ def _check_numbers(value: Any, where: str) -> None:
 def method_sampler(method: str) -> str | None:
     """The latent sampler a method draws its synthetic images from, or None."""
     name = method.removeprefix("original+")
-    return name if name in SAMPLER_METHODS else None
+    return name if name in SAMPLERS else None
 
 
 @dataclasses.dataclass
@@ -226,8 +225,6 @@ class VAESection(Config):
 
     def build(self, in_shape: tuple[int, ...]) -> VAEConfig:
         """The :class:`VAEConfig` for images of ``in_shape`` ``(C, H, W)``."""
-        from augmentor.augmentor import default_vae_config
-
         if self.preset is None:
             base = default_vae_config(in_shape).to_dict()
         else:
@@ -422,9 +419,8 @@ class StudyConfig(Config):
             self._fail("methods", f"unknown method(s) {unknown}; valid methods are {list(METHODS)}")
         if len(set(self.methods)) != len(self.methods):
             self._fail("methods", f"lists a method twice: {list(self.methods)}")
-        device = self.device.split(":")[0]
-        if device not in _DEVICES or (":" in self.device and (device != "cuda" or not self.device[5:].isdigit())):
-            self._fail("device", f"must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {self.device!r}")
+        if not is_device_name(self.device):
+            self._fail("device", f"must be {DEVICE_CHOICES}, got {self.device!r}")
         if not 1 <= self.num_threads <= MAX_THREADS:
             self._fail("num_threads", f"must lie in 1..{MAX_THREADS}, got {self.num_threads}")
         if not self.name or "/" in self.name:
@@ -450,7 +446,7 @@ class StudyConfig(Config):
     def samplers(self) -> list[str]:
         """Latent samplers the chosen methods need, in a fixed order."""
         needed = {method_sampler(m) for m in self.methods} - {None}
-        return [s for s in SAMPLER_METHODS if s in needed]
+        return [s for s in SAMPLERS if s in needed]
 
 
 # Settings that choose which jobs run or how they are scheduled, never what a job computes.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ __all__ = [
     "resolve_cache_dir",
     "split_subjects",
 ]
+
+logger = logging.getLogger(__name__)
 
 CACHE_ENV = "GEOMETRIC_AUGMENTOR_CACHE"
 """Environment variable naming the cache root of simulated cohorts."""
@@ -96,7 +99,7 @@ def resolve_cache_dir(config: DataConfig, override: str | Path | None = None) ->
 
 
 def load_study_data(config: DataConfig, cache_dir: str | Path | None = None, progress: bool = True) -> StudyData:
-    """Load the images the study runs on, as :class:`StudyData`, and print who was left out.
+    """Load the images the study runs on, as :class:`StudyData`, and log who was left out.
 
     ``data_dir`` null: the simulated cohort (generated on first use, cached);
     a ``.npz`` file: the authors' ``OASIS.npz``; otherwise a local OASIS-1 copy.
@@ -123,7 +126,9 @@ def load_study_data(config: DataConfig, cache_dir: str | Path | None = None, pro
             progress=progress,
             **size,
         )
-    print(oasis_data.report())
+    # A subject left out is a warning: the report must reach a user who configured no logging.
+    level = logging.WARNING if oasis_data.skipped else logging.INFO
+    logger.log(level, "%s", oasis_data.report())
     return StudyData(oasis_data.images.float(), oasis_data.labels.long(), list(oasis_data.subject_ids), oasis_data.source)
 
 

@@ -46,8 +46,10 @@ import numpy as np
 import torch
 
 from augmentor.augmentor import AugmentorConfig, GeometricAugmentor
-from augmentor.io import load_tensors, save_tensors, write_bytes, write_json
-from augmentor.training import resolve_device, seed_everything
+from augmentor.devices import resolve_device
+from augmentor.io import load_tensors, save_tensors, write_json
+from augmentor.plots import save_sample_grid
+from augmentor.seeding import class_seed, seed_everything
 
 from .classifier import TorchIOAugmentation, classification_metrics, predict, train_classifier
 from .config import CLASS_NAMES, METHODS, StudyConfig, method_sampler
@@ -233,56 +235,13 @@ def augmentor_config(config: StudyConfig, seed: int, in_shape: tuple[int, ...]) 
     )
 
 
-def _sample_grid(images: torch.Tensor, labels: torch.Tensor, path: Path, title: str, per_class: int = 8) -> None:
-    """A PNG grid of the first synthetic images of each class (one row per class)."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    classes = labels.unique().tolist()
-    fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * 1.2, len(classes) * 1.4), squeeze=False)
-    for row, label in enumerate(classes):
-        chosen = images[labels == label][:per_class]
-        for col in range(per_class):
-            ax = axes[row][col]
-            ax.axis("off")
-            if col < len(chosen):
-                ax.imshow(chosen[col, 0].numpy(), cmap="gray", vmin=0, vmax=1)
-        axes[row][0].set_title(CLASS_NAMES.get(label, str(label)), fontsize=8, loc="left")
-    fig.suptitle(title, fontsize=9)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80)
-    plt.close(fig)
-    write_bytes(path, buffer.getvalue())
-
-
-def decode_latents(augmentor: GeometricAugmentor, z: torch.Tensor, labels: torch.Tensor, device: torch.device,
-                   batch_size: int = 256) -> torch.Tensor:
-    """Images of latent codes ``z`` decoded by the VAE of each code's class."""
-    images = None
-    for label in labels.unique().tolist():
-        rows = (labels == label).nonzero().flatten()
-        model = augmentor.models[int(label)].to(device).eval()
-        with torch.no_grad():
-            parts = [model.decode(z[rows[i : i + batch_size]].to(device)).cpu() for i in range(0, len(rows), batch_size)]
-        model.cpu()
-        decoded = torch.cat(parts)
-        if images is None:
-            images = torch.empty((len(z), *decoded.shape[1:]), dtype=decoded.dtype)
-        images[rows] = decoded
-    return images.clamp_(0, 1)
-
-
 def run_generate(root: str | Path, config: StudyConfig, job: Job) -> dict[str, Any]:
     """Fit the seed's augmentor (unless saved) and draw the missing latent sets."""
     paths = RunPaths(root)
     if paths.is_done(job):
         return {"job": job.key, "skipped": True}
     start = time.perf_counter()
-    with job_environment(config, (config.vae.trainer.seed + SEED_STRIDE * job.seed) % 2**31) as device:
+    with job_environment(config, (config.vae.trainer.seed + SEED_STRIDE * job.seed) % 2**31):
         data = StudyData.load(paths.data)
         train = torch.tensor(read_split(paths, job.seed)["train"])
         folder = paths.augmentor(job.seed)
@@ -307,7 +266,7 @@ def run_generate(root: str | Path, config: StudyConfig, job: Job) -> dict[str, A
             codes, labels, diagnostics = [], [], {}
             for index, label in enumerate(augmentor.classes):
                 # The same seeds as GeometricAugmentor.generate(n, sampler, seed=job.seed).
-                codes.append(augmentor.sample_latents(label, n, sampler, seed=job.seed * 1009 + index))
+                codes.append(augmentor.sample_latents(label, n, sampler, seed=class_seed(job.seed, index)))
                 labels.append(torch.full((n,), label, dtype=torch.int64))
                 if sampler == "riemannian" and label in augmentor.diagnostics:
                     diagnostics[str(label)] = augmentor.diagnostics[label].to_dict()
@@ -317,10 +276,10 @@ def run_generate(root: str | Path, config: StudyConfig, job: Job) -> dict[str, A
                     paths.generate(job.seed) / "diagnostics_riemannian.json",
                     {"n_per_class": n, "hmc": config.sampling.hmc.to_dict(), "per_class": diagnostics},
                 )
-            preview = decode_latents(augmentor, torch.cat([c[:8] for c in codes]),
-                                     torch.cat([l[:8] for l in labels]), device)
-            _sample_grid(preview, torch.cat([l[:8] for l in labels]),
-                         paths.generate(job.seed) / f"samples_{sampler}.png", f"seed {job.seed}: {sampler}")
+            preview_labels = torch.cat([l[:8] for l in labels])
+            preview = augmentor.decode(torch.cat([c[:8] for c in codes]), preview_labels)
+            save_sample_grid(preview, preview_labels, paths.generate(job.seed) / f"samples_{sampler}.png",
+                             f"seed {job.seed}: {sampler}", class_names=CLASS_NAMES)
             save_tensors(target, {"z": z, "labels": y, "sampler": sampler, "n_per_class": n})
     return {"job": job.key, "skipped": False, "seconds": time.perf_counter() - start}
 
@@ -339,7 +298,7 @@ def _oversample(labels: torch.Tensor, seed: int) -> torch.Tensor:
 
 
 def training_set(
-    paths: RunPaths, config: StudyConfig, data: StudyData, train: torch.Tensor, job: Job, device: torch.device
+    paths: RunPaths, config: StudyConfig, data: StudyData, train: torch.Tensor, job: Job
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The images and labels ``job.method`` trains on (before on-the-fly augmentation)."""
     method = job.method or ""
@@ -354,7 +313,7 @@ def training_set(
         raise ValueError(f"unknown method {method!r}")
     latents = load_tensors(paths.latents(job.seed, sampler))
     augmentor = GeometricAugmentor.load(paths.augmentor(job.seed), device=config.device)
-    synth_x = decode_latents(augmentor, latents["z"], latents["labels"], device)
+    synth_x = augmentor.decode(latents["z"], latents["labels"])
     synth_y = latents["labels"]
     if method.startswith("original+"):
         return torch.cat([real_x, synth_x]), torch.cat([real_y, synth_y])
@@ -371,7 +330,7 @@ def run_classify(root: str | Path, config: StudyConfig, job: Job) -> dict[str, A
     with job_environment(config, seed) as device:
         data = StudyData.load(paths.data)
         split = {k: torch.tensor(v) for k, v in read_split(paths, job.seed).items()}
-        x, y = training_set(paths, config, data, split["train"], job, device)
+        x, y = training_set(paths, config, data, split["train"], job)
         augment = None
         if job.method == "classical":
             augment = TorchIOAugmentation(config.augmentation, data.image_size, seed)

@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 from augmentor.config import ConfigError
-from augmentor.training import resolve_device
+from augmentor.devices import resolve_device
 
 from .config import StudyConfig, load_study_config, parse_override
 from .data import CACHE_ENV, load_study_data
@@ -42,6 +43,8 @@ from .report import PROTOCOL, write_report
 from .runner import StudyError, check_run_directory, execute, lock_run_directory, plan_jobs, prepare_run_directory
 
 __all__ = ["DEFAULT_CONFIG", "StudyResult", "build_parser", "main", "run_study"]
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "oasis_quick.yaml"
 
@@ -86,20 +89,16 @@ def run_study(config: StudyConfig, out: str | Path, cache_dir: str | Path | None
 
         jobs = plan_jobs(config)
         todo = [job for job in jobs if not paths.is_done(job)]
-        print(
-            f"Study {config.name!r}: {len(config.seed_list)} seed(s) x {len(config.methods)} method(s), "
-            f"{len(jobs)} jobs ({len(jobs) - len(todo)} already finished), backend {config.backend}, "
-            f"device {device_type}, run directory {paths.root}"
+        logger.info(
+            "Study %r: %d seed(s) x %d method(s), %d jobs (%d already finished), backend %s, device %s, "
+            "run directory %s",
+            config.name, len(config.seed_list), len(config.methods), len(jobs), len(jobs) - len(todo),
+            config.backend, device_type, paths.root,
         )
         execute(paths, config, todo)
         title = f"OASIS study {config.name!r}: {len(set(data.subject_ids))} subjects, images {data.image_size}"
         per_run, summary, table = write_report(paths, title)
         seconds = time.perf_counter() - start
-        print()
-        print(table)
-        print(f"\n{PROTOCOL}")
-        print(f"\nReport: {paths.report} (summary.csv, summary.md, per_run.csv, balanced_accuracy.png); "
-              f"TensorBoard: tensorboard --logdir {paths.root / 'tensorboard'}")
         return StudyResult(paths.root, per_run, summary, table, len(todo), len(jobs) - len(todo), seconds)
 
 
@@ -164,7 +163,20 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
     return load_study_config(args.config, overrides)
 
 
+def _print_result(result: StudyResult) -> None:
+    """The study's table, protocol and where the report lies, for the terminal."""
+    paths = RunPaths(result.out)
+    print()
+    print(result.table)
+    print(f"\n{PROTOCOL}")
+    print(f"\nReport: {paths.report} (summary.csv, summary.md, per_run.csv, balanced_accuracy.png); "
+          f"TensorBoard: tensorboard --logdir {paths.tensorboard()}")
+    print(f"{result.jobs_run} job(s) run, {result.jobs_skipped} skipped, {result.seconds:.1f} s")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    # The library logs its progress (the study plan, who was left out of the data); show it.
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -181,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\ninterrupted; finished jobs are kept in {out}; rerun the same command to resume", file=sys.stderr)
         return 130
-    print(f"{result.jobs_run} job(s) run, {result.jobs_skipped} skipped, {result.seconds:.1f} s")
+    _print_result(result)
     return 0
 
 

@@ -414,3 +414,20 @@ def test_study_reads_the_authors_npz_layout(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| Original (unbalanced) | 1 |" in printed and "| VAE - ours | 1 |" in printed
     assert (out / "report" / "summary.csv").is_file()
+
+
+@pytest.mark.parametrize(("skipped", "level"), [([], logging.INFO), (["OAS1_0002_MR1"], logging.WARNING)])
+def test_data_report_is_logged_not_printed(monkeypatch, capsys, caplog, skipped, level):
+    """The library logs who was loaded and left out (a warning when someone was skipped); the CLI prints."""
+    from oasis import OasisData, SkippedSubject
+    from pipelines import data as data_module
+    from pipelines.config import DataConfig
+
+    loaded = OasisData(torch.rand(4, 1, 8, 8), torch.tensor([0, 0, 1, 1]), [f"S{i}" for i in range(4)],
+                       skipped=[SkippedSubject(s, "image unusable") for s in skipped], source="test")
+    monkeypatch.setattr(data_module, "load_simulated", lambda *args, **kwargs: loaded)
+    with caplog.at_level(logging.INFO, logger="pipelines.data"):
+        data_module.load_study_data(DataConfig(), cache_dir="unused")
+    assert capsys.readouterr().out == ""
+    (record,) = caplog.records
+    assert record.levelno == level and record.getMessage() == loaded.report()

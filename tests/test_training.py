@@ -9,14 +9,7 @@ import torch
 from augmentor.config import ConfigError
 from augmentor.io import load_tensors
 from augmentor.models import VAEConfig, build_vae, vae_preset
-from augmentor.training import (
-    CHECKPOINT_NAME,
-    TrainerConfig,
-    _split,
-    resolve_device,
-    seed_everything,
-    train_vae,
-)
+from augmentor.training import CHECKPOINT_NAME, TrainerConfig, _split, train_vae
 
 
 def _blobs(n: int, size: int = 16, seed: int = 0) -> torch.Tensor:
@@ -196,24 +189,3 @@ def test_trainer_config_validation_names_the_field(changes, field):
 def test_trainer_config_json_round_trip():
     config = TrainerConfig(epochs=3, early_stopping_patience=None, grad_clip=1.0, device="cuda:1")
     assert TrainerConfig.from_json(config.to_json()) == config
-
-
-def test_resolve_device():
-    assert resolve_device("cpu") == torch.device("cpu")
-    expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-    assert resolve_device("auto").type == expected
-    with pytest.raises(ValueError, match="device must be"):
-        resolve_device("tpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="CUDA is not available"):
-            resolve_device("cuda:0")
-    else:
-        with pytest.raises(ValueError, match="CUDA device"):
-            resolve_device(f"cuda:{torch.cuda.device_count()}")
-
-
-def test_seed_everything_makes_runs_repeatable():
-    seed_everything(3)
-    first = torch.rand(3)
-    seed_everything(3)
-    assert torch.equal(first, torch.rand(3))

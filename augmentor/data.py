@@ -1,0 +1,99 @@
+"""Input images: checking image tensors, and reading MONAI data dicts into tensors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from .io import class_id
+
+__all__ = ["check_images", "load_data_dicts"]
+
+
+def check_images(images: Any, in_shape: tuple[int, ...], name: str, min_count: int) -> torch.Tensor:
+    """Check that ``images`` are ``N >= min_count`` images of ``in_shape``, finite floats in [0, 1].
+
+    Args:
+        images: ``(N, *in_shape)``, e.g. ``(N, C, H, W[, D])``.
+        in_shape: the shape of one image the model expects.
+        name: what the error messages call the images (e.g. ``"val_images"``).
+        min_count: the fewest images accepted.
+
+    Returns:
+        ``images`` as float32.
+
+    Raises:
+        TypeError: not a tensor.
+        ValueError: not floating point, wrong shape, too few images, NaN/Inf, or
+            values outside [0, 1]; the message names the problem.
+    """
+    if not isinstance(images, torch.Tensor):
+        shape = ", ".join(map(str, in_shape))
+        raise TypeError(f"{name} must be a torch.Tensor of shape (N, {shape}), got {type(images).__name__}")
+    if not images.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor scaled to [0, 1], got dtype {images.dtype}")
+    if images.ndim != len(in_shape) + 1:
+        raise ValueError(
+            f"{name} must have {len(in_shape) + 1} dimensions (N, {', '.join(map(str, in_shape))}), "
+            f"got shape {tuple(images.shape)}"
+        )
+    if tuple(images.shape[1:]) != in_shape:
+        raise ValueError(f"{name} have shape {tuple(images.shape[1:])} per image but the model expects {in_shape}")
+    if len(images) < min_count:
+        raise ValueError(f"{name} must hold at least {min_count} images, got {len(images)}")
+    bad = (~torch.isfinite(images)).sum().item()
+    if bad:
+        raise ValueError(f"{name} contain {bad} NaN or infinite value(s)")
+    low, high = images.min().item(), images.max().item()
+    if low < 0 or high > 1:
+        raise ValueError(
+            f"{name} must lie in [0, 1] (the decoder ends with a sigmoid), got values in [{low:.4g}, {high:.4g}]; "
+            "rescale them first"
+        )
+    return images.float()
+
+
+def load_data_dicts(data: Sequence[dict[str, Any]], transform: Callable | None, image_key: str = "image",
+                    label_key: str = "label") -> tuple[torch.Tensor, torch.Tensor]:
+    """Read MONAI data dicts (``{"image": path, "label": int}``) into tensors.
+
+    Args:
+        data: the data dicts; images are loaded by ``transform`` (e.g. a MONAI
+            ``Compose`` of ``LoadImaged``, ``EnsureChannelFirstd``,
+            ``ScaleIntensityd``, ``Resized``), which must yield equal-shaped
+            channel-first images in [0, 1].
+        transform: called on a shallow copy of each dict (the inputs are not modified).
+
+    Returns:
+        images ``(N, C, H, W[, D])`` float32 and labels ``(N,)`` int64.
+
+    Raises:
+        ValueError: an item is not such a dict, shapes differ after the transform,
+            or a label is not an integer (``0.7`` is refused, not truncated).
+        TypeError: a label is not a number (e.g. a class name).
+    """
+    images, labels = [], []
+    for i, item in enumerate(data):
+        if not isinstance(item, dict):
+            raise ValueError(
+                f"data item {i} must be a dict with keys {image_key!r} and {label_key!r}, got a {type(item).__name__}; "
+                "pass images as one (N, C, H, W[, D]) tensor or array, or as a list of MONAI data dicts"
+            )
+        if image_key not in item or label_key not in item:
+            raise ValueError(f"data item {i} must be a dict with keys {image_key!r} and {label_key!r}, got {item!r}")
+        source = item[image_key]
+        where = f"data item {i}" + (f" ({str(source)!r})" if isinstance(source, (str, Path)) else "")
+        out = transform(dict(item)) if transform is not None else item
+        image = torch.as_tensor(out[image_key]).float()
+        if images and image.shape != images[0].shape:
+            raise ValueError(
+                f"{where} has shape {tuple(image.shape)} after the transform, "
+                f"the first had {tuple(images[0].shape)}; add a Resized/SpatialPadd step"
+            )
+        images.append(image.as_subclass(torch.Tensor))  # drop MONAI metadata
+        labels.append(class_id(out[label_key], f"{where} {label_key!r}"))
+    if not images:
+        raise ValueError("no data items given")
+    return torch.stack(images), torch.tensor(labels, dtype=torch.int64)
