@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from ..datasets import distribution_file
-from ..training import resolve_device
+from ..devices import resolve_device
 from .features import check_image_batch
 
 __all__ = [
