@@ -44,8 +44,11 @@ def linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     On CPUs, float32 products go through oneDNN where it is available: torch's
     default float32 product (MKL) runs slower kernels on some CPUs (2.2x slower
     than oneDNN on the AMD EPYC this project is measured on, same accuracy:
-    ``benchmarks/hmc_speed.py`` prints both). Elsewhere this is ``x @ weight.T``.
+    ``benchmarks/hmc_speed.py`` prints both). Elsewhere, and where autograd
+    tracks the product, this is ``x @ weight.T``.
     """
-    if x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32 and _onednn_linear_works():
+    # oneDNN's kernel has no autograd formula: products that autograd tracks take `@`.
+    tracked = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+    if not tracked and x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32 and _onednn_linear_works():
         return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight.contiguous(), None, "none", [], "")
     return x @ weight.T

@@ -343,7 +343,7 @@ class RiemannianMetric:
 
     def metric_diagonal(self, z: torch.Tensor) -> torch.Tensor:
         """``(B, d)`` diagonal ``g(z)`` of ``G(z)``."""
-        return self._diagonal_and_grad(self._check_points(z))[0]
+        return self._diagonal_and_grad(self._check_points(z), with_grad=False)[0]
 
     def _restrict(self, log_p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return torch.where(self.in_domain(z), log_p, torch.full_like(log_p, -math.inf))
@@ -457,9 +457,9 @@ class RiemannianMetric:
         return g, grad
 
     def _dense_diagonal_and_grad(
-        self, zc: torch.Tensor, dtype: torch.dtype | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``g`` and the gradient from every centroid, by the expanded matrix products."""
+        self, zc: torch.Tensor, dtype: torch.dtype | None, with_grad: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``g`` and the gradient (None unless ``with_grad``) from every centroid, by the expanded products."""
         q, s_t, s, r_t = self._factors(dtype)
         zz = self._augmented(zc).to(q.dtype)
         parts = self._chunks(zc.shape[0])
@@ -469,21 +469,26 @@ class RiemannianMetric:
         g = torch.full_like(zc, self.lam)
         for part in parts:
             g += linear(kept if kept is not None else self._weights(zz, q[part]), s_t[:, part])
+        if not with_grad:
+            return g, None
         inv_g = g.reciprocal().to(s.dtype)
         p = torch.zeros(zc.shape[0], 2 * self.dim, dtype=zc.dtype, device=zc.device)
         for part in parts:
             w = kept if kept is not None else self._weights(zz, q[part])
-            p += linear(w.mul_(linear(inv_g, s[part])), r_t[:, part])
+            a = linear(inv_g, s[part])
+            # In place saves a (B, k) matrix, but autograd (the interpolation) needs w kept.
+            p += linear(w * a if torch.is_grad_enabled() else w.mul_(a), r_t[:, part])
         d = self.dim
         return g, p[:, d:] - zc * p[:, :d]
 
     def _diagonal_and_grad(
-        self, z: torch.Tensor, dtype: torch.dtype | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self, z: torch.Tensor, dtype: torch.dtype | None = None, with_grad: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Diagonal ``g(z)`` and the gradient of ``0.5 log det G(z)``, for checked ``z``.
 
         ``g`` rather than the log-volume, so that the inner HMC steps, which need
-        the gradient only, skip the log.
+        the gradient only, skip the log. Without ``with_grad`` the dense
+        evaluation stops after ``g`` (the local one computes both at little cost).
 
         With ``dtype`` (e.g. bfloat16) the dense products run in that precision
         (an opt-in approximation, see :meth:`grad_log_density`).
@@ -493,7 +498,7 @@ class RiemannianMetric:
             index = self._candidates(zc, self._selection_dtype())
             if index is not None:
                 return self._local_diagonal_and_grad(zc, index)
-        return self._dense_diagonal_and_grad(zc, dtype)
+        return self._dense_diagonal_and_grad(zc, dtype, with_grad)
 
     def grad_log_density(self, z: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
         """``(B, d)`` gradient of ``0.5 log det G(z)`` (closed form, also outside the domain).

@@ -1,6 +1,6 @@
 import torch
 
-from augmentor.hardware import native_bfloat16
+from augmentor.hardware import linear, native_bfloat16
 
 
 def test_native_bfloat16_follows_the_cpu_probes(monkeypatch):
@@ -20,3 +20,12 @@ def test_native_bfloat16_follows_the_cuda_capability(monkeypatch):
 
 def test_native_bfloat16_is_false_on_devices_without_a_probe():
     assert native_bfloat16("meta") is False
+
+
+def test_linear_equals_matmul_and_keeps_gradients():
+    g = torch.Generator().manual_seed(0)
+    x, w = torch.randn(7, 5, generator=g), torch.randn(3, 5, generator=g)
+    torch.testing.assert_close(linear(x, w), x @ w.T)
+    x.requires_grad_(True)
+    linear(x, w).sum().backward()
+    torch.testing.assert_close(x.grad, w.sum(dim=0).expand(7, 5))
