@@ -31,6 +31,16 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+def _same_kind(value: Any, tp: Any) -> bool:
+    """Whether ``value`` is of the container or scalar kind that annotation ``tp`` expects."""
+    kind = get_origin(tp) or tp
+    if kind in (tuple, list):
+        return isinstance(value, (tuple, list))
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(kind, type) and isinstance(value, kind)
+
+
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     """Check ``value`` against the annotation ``tp`` and return it in canonical form.
 
@@ -48,9 +58,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 return _coerce(value, option, where)
             except ConfigError as err:
                 errors[option] = err
-        if value is not None and len(errors) == 2 and type(None) in errors:
-            # ``X | None`` given a value: X's own message says what is wrong with it.
-            raise next(err for option, err in errors.items() if option is not type(None))
+        # The one option of the value's own kind (``X`` of ``X | None``, the int of
+        # ``int | tuple[int, ...]`` given an int) says best what is wrong with it.
+        of_its_kind = [err for option, err in errors.items() if _same_kind(value, option)]
+        if len(of_its_kind) == 1:
+            raise of_its_kind[0]
         raise ConfigError(f"{where}: {value!r} matches none of {_type_name(tp)}")
     if tp is type(None):
         if value is None:

@@ -33,7 +33,6 @@ import copy
 import dataclasses
 import hashlib
 import json
-import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -91,25 +90,6 @@ MAX_SEED = 2**32 - 1
 MAX_REPETITIONS = 10_000
 # Well above any machine's core count; Ray would wait forever for a job slot wider than a node.
 MAX_THREADS = 1024
-_INT64_MAX = 2**63 - 1
-
-
-def _check_numbers(value: Any, where: str) -> None:
-    """Raise :class:`ConfigError` naming the first integer beyond 64 bits or non-finite number in ``value``.
-
-    torch, NumPy and Ray take 64-bit integers at most; a larger one fails deep inside
-    a job, and an infinite or NaN setting trains on nonsense, so both are refused here.
-    """
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _check_numbers(item, f"{where}.{key}")
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            _check_numbers(item, f"{where}[{index}]")
-    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > _INT64_MAX:
-        raise ConfigError(f"{where}: {value} is out of range (integers must fit in 64 bits, |value| < 2**63)")
-    elif isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"{where}: must be a finite number, got {value}")
 
 
 def method_sampler(method: str) -> str | None:
@@ -425,7 +405,6 @@ class StudyConfig(Config):
             self._fail("num_threads", f"must lie in 1..{MAX_THREADS}, got {self.num_threads}")
         if not self.name or "/" in self.name:
             self._fail("name", f"must be a non-empty name without '/', got {self.name!r}")
-        _check_numbers(self.to_dict(), type(self).__name__)
         # Checks that need the image size, predicted from the data settings.
         size = self.data.expected_image_size()
         try:

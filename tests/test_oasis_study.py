@@ -290,12 +290,12 @@ def test_config_files_are_valid():
         ("sampling: {hmc: {n_steps: -1}}\n", r"HMCConfig\.n_steps"),
         ("data: {downsample: 16}\nclassifier: {padding: 0}\n", r"images of size \(13, 11\) vanish"),
         # Out of range: beyond what torch / NumPy / the split take, or non-finite.
-        ("seeds: [0, 18446744073709551616]\n", r"StudyConfig\.seeds: seed\(s\) \[18446744073709551616\] out of range"),
+        ("seeds: [0, 18446744073709551616]\n", r"StudyConfig\.seeds.*18446744073709551616 does not fit in a 64-bit"),
         ("seeds: [4294967296]\n", r"StudyConfig\.seeds: .* each seed must lie in 0\.\.2\*\*32-1"),
-        ("seeds: 100000000000000000000\n", r"StudyConfig\.seeds: a count of repetitions must lie in 1\.\.10000"),
-        ("classifier: {epochs: 100000000000000000000}\n", r"StudyConfig\.classifier\.epochs: 10+ is out of range"),
-        ("ray: {gpus_per_job: .inf}\n", r"StudyConfig\.ray\.gpus_per_job: must be a finite number"),
-        ("classifier: {lr: .inf}\n", r"StudyConfig\.classifier\.lr: must be a finite number, got inf"),
+        ("seeds: 100000000000000000000\n", r"StudyConfig\.seeds: 100000000000000000000 does not fit in a 64-bit"),
+        ("classifier: {epochs: 100000000000000000000}\n", r"ClassifierConfig\.epochs: 10+ does not fit in a 64-bit"),
+        ("ray: {gpus_per_job: .inf}\n", r"RayConfig\.gpus_per_job: must be a finite number"),
+        ("classifier: {lr: .inf}\n", r"ClassifierConfig\.lr: must be a finite number, got inf"),
         ("num_threads: 4096\n", r"StudyConfig\.num_threads: must lie in 1\.\.1024"),
         ("data: {simulation: {seed: -1}}\n", r"SimulationConfig\.seed: must lie in \[0, 2\*\*32\)"),
         ("data: {slice_index: 22, simulation: {shape: [22, 26, 22]}}\n", r"DataConfig\.slice_index: 22 lies outside"),
@@ -332,7 +332,7 @@ def test_cli_flags_override_the_config(tmp_path):
     assert config_from_args(build_parser().parse_args(["--config", str(TINY), "--seeds", "5"])).seed_list == [0, 1, 2, 3, 4]
     with pytest.raises(ConfigError, match="ClassifierConfig.epochs"):
         config_from_args(build_parser().parse_args(["--config", str(TINY), "--set", "classifier.epochs=-1"]))
-    with pytest.raises(ConfigError, match=r"StudyConfig\.seeds: seed\(s\) \[99999999999999999999\] out of range"):
+    with pytest.raises(ConfigError, match=r"StudyConfig\.seeds.*99999999999999999999 does not fit in a 64-bit"):
         config_from_args(build_parser().parse_args(["--config", str(TINY), "--seeds", "0,99999999999999999999"]))
 
 
