@@ -44,6 +44,7 @@ __all__ = [
     "CorruptSaveError",
     "OutputExistsError",
     "atomic_write",
+    "file_digest",
     "write_json",
     "write_bytes",
     "save_tensors",
@@ -116,8 +117,9 @@ def load_tensors(path: str | Path) -> dict[str, Any]:
         raise CorruptSaveError(f"{path}: cannot be read as a tensor archive ({err})") from err
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
@@ -196,7 +198,7 @@ def saved_folder(path: str | Path, kind: str) -> Iterator[Path]:
             "kind": kind,
             "format_version": 1,
             "torch_version": torch.__version__,
-            "files": {str(p.relative_to(tmp)): _sha256(p) for p in files},
+            "files": {str(p.relative_to(tmp)): file_digest(p) for p in files},
         }
         write_json(tmp / MANIFEST, manifest)
 
@@ -223,7 +225,7 @@ def read_saved_folder(path: str | Path, kind: str) -> Path:
         file = path / name
         if not file.is_file():
             raise CorruptSaveError(f"{path}: file {name} listed in the manifest is missing")
-        if _sha256(file) != checksum:
+        if file_digest(file) != checksum:
             raise CorruptSaveError(f"{path}: file {name} is truncated or modified (checksum mismatch)")
     return path
 

@@ -41,7 +41,6 @@ is why both enter the cache key.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from pathlib import Path
@@ -50,6 +49,7 @@ import torch
 import torch.nn.functional as F
 
 from ..datasets import distribution_file
+from ..io import file_digest
 from ..devices import resolve_device
 from .features import check_image_batch
 
@@ -128,14 +128,6 @@ def tf_bilinear_resize(images: torch.Tensor, size: int = INCEPTION_INPUT_SIZE) -
     return rows @ images @ cols.T
 
 
-def _sha1(path: Path) -> str:
-    digest = hashlib.sha1()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class InceptionV3Features:
     """2048-d ``pool_3`` features of the standard FID Inception-v3, from images in [0, 1].
 
@@ -161,7 +153,7 @@ class InceptionV3Features:
         self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
         self.resize = resize
         self.quantize = quantize
-        self.sha1 = _sha1(self.path)
+        self.sha1 = file_digest(self.path, "sha1")
         if self.sha1 != _EXPECTED_SHA1:
             logger.warning("%s has SHA-1 %s, not the standard network's %s: its FIDs are not comparable "
                            "with published ones", self.path, self.sha1, _EXPECTED_SHA1)
