@@ -40,7 +40,7 @@ import shutil
 import time
 import zlib
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -165,18 +165,23 @@ def _aside_path(path: Path) -> Path:
     return candidate
 
 
-def read_result(path: Path) -> dict[str, Any] | None:
-    """The result of a finished classifier job, or ``None`` when it has not finished.
+def read_result(path: Path, check: Callable[[Any], None] | None = None) -> dict[str, Any] | None:
+    """The result of a finished job, or ``None`` when it has not finished.
 
     A file that is no complete result (truncated, emptied by a full disk, edited) is
     moved aside to ``<name>.corrupt``, never deleted, with a warning naming both
     files; ``None`` is returned, so the job counts as unfinished and runs again.
+
+    Args:
+        path: the result's JSON file.
+        check: raises ``ValueError`` naming what a parsed result lacks; default: the
+            classifier result's check.
     """
     if not path.is_file():
         return None
     try:
         result = json.loads(path.read_bytes())
-        _check_result(result)
+        (check or _check_result)(result)
     except ValueError as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         aside = _aside_path(path)
         path.rename(aside)

@@ -46,10 +46,12 @@ __all__ = [
     "RunDirectoryError",
     "StudyError",
     "check_run_directory",
+    "claim_run_directory",
     "execute",
     "lock_run_directory",
     "plan_jobs",
     "prepare_run_directory",
+    "saved_identity",
 ]
 
 FORMAT_VERSION = 1
@@ -155,6 +157,46 @@ def check_run_directory(paths: RunPaths, config: StudyConfig, device_type: str) 
     wanted = identity(config, device_type, saved["identity"].get("data_fingerprint", ""))
     if identity_hash(wanted) != saved["identity_hash"]:
         raise _refuse(paths.root, _differences(saved["identity"], wanted))
+
+
+def saved_identity(paths: Any) -> dict[str, Any] | None:
+    """The ``study.json`` of a run directory, or ``None`` for a new (absent or empty) folder.
+
+    Raises:
+        RunDirectoryError: the folder holds files but no study, or an unreadable ``study.json``.
+    """
+    return _saved_study(paths)
+
+
+def claim_run_directory(paths: Any, ident: dict[str, Any], record: dict[str, Any]) -> bool:
+    """Tie a run directory to ``ident``: write its ``study.json``, or check the one it holds.
+
+    The generic form of the identity check for other pipelines: ``paths`` needs
+    ``root`` and ``study`` (e.g. a :class:`~pipelines.jobs.RunPaths`).
+
+    Args:
+        paths: where the run directory and its ``study.json`` are.
+        ident: the settings every result depends on (hashed with :func:`identity_hash`).
+        record: further facts stored beside the identity in a new ``study.json``.
+
+    Returns:
+        whether the directory was new (``study.json`` written now).
+
+    Raises:
+        RunDirectoryError: the folder holds another identity, another format, or foreign files.
+    """
+    saved = _saved_study(paths)
+    digest = identity_hash(ident)
+    if saved is None:
+        paths.root.mkdir(parents=True, exist_ok=True)
+        write_json(paths.study, {"format_version": FORMAT_VERSION, "identity_hash": digest, "identity": ident,
+                                 **record})
+        return True
+    if saved.get("format_version") != FORMAT_VERSION:
+        raise RunDirectoryError(f"{paths.study} has format {saved.get('format_version')}, expected {FORMAT_VERSION}")
+    if saved.get("identity_hash") != digest:
+        raise _refuse(paths.root, _differences(saved.get("identity", {}), ident))
+    return False
 
 
 def _check_outside_data(out: Path, config: StudyConfig) -> None:

@@ -1,0 +1,184 @@
+"""The generation benchmark (pipelines.generation) end to end in the tiny configuration."""
+
+import gzip
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from augmentor.config import ConfigError
+from augmentor.metrics import INCEPTION_ENV
+from pipelines.generation import (
+    BenchmarkConfig,
+    GenerationPaths,
+    load_benchmark_config,
+    main,
+    run_benchmark,
+    run_sweep,
+    sample_specs,
+)
+from pipelines.runner import RunDirectoryError
+
+TINY = Path(__file__).resolve().parents[1] / "configs" / "mnist_tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def mnist_file(tmp_path_factory) -> Path:
+    """A small ``mnist.pkl.gz`` in the classic layout: scikit-learn digits upsampled to 28 x 28, pixel / 256."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = torch.from_numpy(digits.images / 16.0).float()[:, None]
+    pixels = (F.interpolate(images, size=(28, 28), mode="bilinear", align_corners=False) * 255).round()
+    values = (pixels.clamp(0, 255) / 256).reshape(len(images), 784).numpy().astype(np.float32)
+    labels = digits.target.astype(np.int64)
+    parts = ((0, 400), (400, 550), (550, 800))
+    data = tuple((values[a:b], labels[a:b]) for a, b in parts)
+    path = tmp_path_factory.mktemp("mnist") / "mnist.pkl.gz"
+    with gzip.open(path, "wb") as handle:
+        pickle.dump(data, handle, protocol=2)
+    return path
+
+
+def tiny_config(mnist_file: Path, **overrides) -> BenchmarkConfig:
+    settings = {"data.path": str(mnist_file), "progress": False, **overrides}
+    return load_benchmark_config(TINY, settings)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, mnist_file):
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    return out, run_benchmark(tiny_config(mnist_file), out)
+
+
+def test_benchmark_end_to_end_writes_every_metric_and_report(finished_run):
+    out, result = finished_run
+    assert list(result.table["key"]) == ["prior", "gmm", "riemannian"]
+    assert (result.evaluated, result.skipped) == (3, 0)
+    table = result.table.set_index("key")
+    assert (table["n_fake"] == 100).all() and (table["n_real"] == 100).all()
+    assert table["fid"].isna().all()  # disabled in the tiny config
+    for column in ("fd_domain", "prd_f8", "prd_f1_8", "precision", "recall", "density", "coverage",
+                   "memorisation_median_ratio"):
+        assert np.isfinite(table[column].to_numpy(float)).all(), column
+    assert table.loc["riemannian", "hmc_acceptance"] > 0
+    report = GenerationPaths(out).report
+    for name in ("summary.csv", "summary.md", "reconstructions.png", "samples_prior.png", "samples_gmm.png",
+                 "samples_riemannian.png"):
+        assert (report / name).is_file(), name
+    markdown = (report / "summary.md").read_text()
+    assert "VAE - ours" in markdown and "FID disabled in the configuration" in markdown
+    result_file = json.loads((out / "results" / "riemannian.json").read_text())
+    assert result_file["diagnostics"]["n_steps"] == 10
+    assert sum(result_file["class_counts"]) == 100
+    assert any((out / "tensorboard" / "vae").iterdir()) and any((out / "tensorboard" / "summary").iterdir())
+
+
+def test_rerun_skips_finished_work_and_adds_new_rows(finished_run, mnist_file):
+    out, first = finished_run
+    paths = GenerationPaths(out)
+    before = {p: p.stat().st_mtime_ns for p in [paths.vae, paths.result("prior"), paths.samples("riemannian")]}
+    variant = {"sampling.riemannian_variants": [{"n_steps": 3}]}
+    again = run_benchmark(tiny_config(mnist_file, **variant), out)
+    assert (again.evaluated, again.skipped) == (1, 3)
+    assert {p: p.stat().st_mtime_ns for p in before} == before  # nothing finished was rewritten
+    assert list(again.table["key"]) == ["prior", "gmm", "riemannian", "riemannian[n_steps=3]"]
+    assert again.table.set_index("key").loc["prior", "fd_domain"] == pytest.approx(
+        first.table.set_index("key").loc["prior", "fd_domain"])
+    ablation = json.loads(paths.result("riemannian[n_steps=3]").read_text())
+    assert ablation["diagnostics"]["n_steps"] == 3
+    assert (paths.report / "chain_ablation.png").is_file()
+
+
+def test_damaged_result_is_moved_aside_and_recomputed(finished_run, mnist_file):
+    out, _ = finished_run
+    paths = GenerationPaths(out)
+    paths.result("gmm").write_text("{\"key\": ")
+    rerun = run_benchmark(tiny_config(mnist_file), out)
+    assert rerun.evaluated == 1
+    assert (paths.result("gmm").parent / "gmm.json.corrupt").is_file()
+    assert json.loads(paths.result("gmm").read_text())["sampler"] == "gmm"
+
+
+def test_run_directory_of_other_settings_is_refused(finished_run, mnist_file):
+    out, _ = finished_run
+    with pytest.raises(RunDirectoryError, match="sampling.n_samples"):
+        run_benchmark(tiny_config(mnist_file, **{"sampling.n_samples": 50}), out)
+
+
+def test_foreign_folder_is_refused_untouched(tmp_path, mnist_file):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(RunDirectoryError, match="not a study run directory"):
+        run_benchmark(tiny_config(mnist_file), tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"sampling.samplers": ["prior", "flow"]}, "samplers"),
+        ({"sampling.riemannian_variants": [{"n_stepz": 5}]}, "riemannian_variants[0]"),
+        ({"sampling.riemannian_variants": [{"step_size": -1.0}]}, "riemannian_variants[0]"),
+        ({"data.dataset": "imagenet"}, "dataset"),
+        ({"data.n_train": 10, "sampling.metric.n_centroids": 20}, "n_centroids"),
+        ({"metrics.fid": False, "metrics.feature_space": "inception"}, "feature_space"),
+        ({"vae.architecture": {"latent_dimension": 4}}, "architecture"),
+        ({"sampling.n_samplez": 4}, "n_samplez"),
+    ],
+)
+def test_config_errors_name_the_field(overrides, field, mnist_file):
+    with pytest.raises(ConfigError, match=field.replace("[", r"\[").replace("]", r"\]")):
+        tiny_config(mnist_file, **overrides)
+
+
+def test_architecture_that_does_not_fit_the_images_is_refused_before_training(tmp_path, mnist_file):
+    config = tiny_config(mnist_file, **{"vae.architecture": {"channels": [8] * 6, "strides": [2] * 6}})
+    with pytest.raises(ConfigError, match="vae"):
+        run_benchmark(config, tmp_path / "run")
+    assert not (tmp_path / "run" / "study.json").exists()
+
+
+def test_sample_specs_name_the_variants():
+    config = BenchmarkConfig().sampling.replace(riemannian_variants=({"step_size": 0.05, "n_steps": 500},))
+    keys = [spec.key for spec in sample_specs(config)]
+    assert keys == ["prior", "gmm", "riemannian", "riemannian[n_steps=500,step_size=0.05]"]
+
+
+def test_cli_without_inception_network_skips_fid_and_prints_the_table(tmp_path, mnist_file, capsys, monkeypatch):
+    monkeypatch.setenv(INCEPTION_ENV, str(tmp_path / "absent.pt"))
+    args = ["--config", str(TINY), "--data-path", str(mnist_file), "--no-progress", "--out", str(tmp_path / "r"),
+            "--set", "sampling.samplers=[prior]", "--set", "sampling.n_samples=50", "--set", "metrics.fid=true",
+            "--set", "metrics.feature_space=auto"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "VAE - N(0, I)" in printed and "1 sample set(s) evaluated" in printed
+    assert "FID skipped" in printed  # the reason is printed under the table, whose FID cell is empty
+    summary = pd.read_csv(tmp_path / "r" / "report" / "summary.csv")
+    assert summary["fid"].isna().all() and summary["feature_space"].tolist() == ["domain"]
+
+
+def test_cli_reports_config_errors_naming_the_field(capsys):
+    assert main(["--config", str(TINY), "--set", "sampling.n_samples=0"]) == 2
+    assert "n_samples" in capsys.readouterr().err
+
+
+def test_low_data_sweep_runs_one_benchmark_per_size_and_plots(tmp_path, mnist_file):
+    config = tiny_config(mnist_file, **{"train_sizes": [60, 120], "sampling.samplers": ["prior"],
+                                        "sampling.n_samples": 50})
+    result = run_sweep(config, tmp_path)
+    assert sorted(result.table["n_train"]) == [60, 120]
+    for size in (60, 120):
+        study = json.loads((tmp_path / f"n_train_{size}" / "study.json").read_text())
+        assert study["identity"]["data"]["n_train"] == size and study["identity"]["data"]["n_val"] == size // 5
+    assert (tmp_path / "sweep" / "fd_domain_vs_train_size.png").is_file()
+    assert "## 60 training images" in (tmp_path / "sweep" / "summary.md").read_text()
+
+
+def test_train_sizes_smaller_than_the_centroids_are_refused(mnist_file):
+    with pytest.raises(ConfigError, match="train_sizes"):
+        tiny_config(mnist_file, train_sizes=[10, 100])
