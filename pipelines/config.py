@@ -29,6 +29,8 @@ result either (the data enter through their fingerprint instead).
 
 from __future__ import annotations
 
+import argparse
+
 import copy
 import dataclasses
 import hashlib
@@ -60,6 +62,8 @@ __all__ = [
     "SamplingConfig",
     "SplitConfig",
     "StudyConfig",
+    "add_override_arguments",
+    "command_line_overrides",
     "VAESection",
     "apply_overrides",
     "identity",
@@ -495,6 +499,23 @@ def parse_override(text: str) -> tuple[str, Any]:
     except yaml.YAMLError as err:
         raise ConfigError(f"override {text!r}: value is not valid YAML ({err})") from None
     return key, value
+
+
+def add_override_arguments(parser: argparse.ArgumentParser, example: str) -> None:
+    """The ``--set KEY=VALUE`` and ``--no-progress`` flags every experiment command line takes."""
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help=f"override any config value, e.g. --set {example} (repeatable; value read as YAML)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def command_line_overrides(args: argparse.Namespace, named: dict[str, Any]) -> dict[str, Any]:
+    """Config overrides of a command line: every ``--set``, then the named flags that were given."""
+    overrides: dict[str, Any] = dict(parse_override(text) for text in args.overrides)
+    named = {**named, "progress": False if args.no_progress else None}
+    overrides.update({key: value for key, value in named.items() if value is not None})
+    return overrides
 
 
 def load_study_config(path: str | Path, overrides: dict[str, Any] | None = None) -> StudyConfig:

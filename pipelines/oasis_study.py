@@ -36,7 +36,7 @@ from typing import Any, Sequence
 from augmentor.config import ConfigError
 from augmentor.devices import resolve_device
 
-from .config import StudyConfig, load_study_config, parse_override
+from .config import StudyConfig, add_override_arguments, command_line_overrides, load_study_config
 from .data import CACHE_ENV, load_study_data
 from .jobs import RunPaths
 from .report import PROTOCOL, write_report
@@ -137,17 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-threads", type=int, help="torch/BLAS threads per job (= Ray CPUs per job)")
     parser.add_argument("--cache-dir", type=Path, help="cache root of simulated cohorts")
     parser.add_argument("--methods", help="comma-separated methods, e.g. original,resampled,riemannian")
-    parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override any config value, e.g. --set classifier.epochs=10 (repeatable; value read as YAML)",
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_override_arguments(parser, "classifier.epochs=10")
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> StudyConfig:
     """The study config of the parsed command line: file, then ``--set``, then the named flags."""
-    overrides: dict[str, Any] = dict(parse_override(text) for text in args.overrides)
     named = {
         "data.data_dir": args.data_dir,
         "data.csv": args.csv,
@@ -157,10 +152,8 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
         "ray.address": args.ray_address,
         "num_threads": args.num_threads,
         "methods": None if args.methods is None else [m.strip() for m in args.methods.split(",") if m.strip()],
-        "progress": False if args.no_progress else None,
     }
-    overrides.update({k: v for k, v in named.items() if v is not None})
-    return load_study_config(args.config, overrides)
+    return load_study_config(args.config, command_line_overrides(args, named))
 
 
 def _print_result(result: StudyResult) -> None:
