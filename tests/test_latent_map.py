@@ -105,6 +105,16 @@ def test_latent_space_that_is_not_two_dimensional_is_refused_before_training(tmp
     assert not (tmp_path / "run" / "model").exists()
 
 
+def test_more_pairs_than_the_classes_allow_are_refused_before_training(tmp_path):
+    # rings and disks: two classes, so one pair at most
+    config = tiny_config(data={"dataset": "rings", "options": {"n_train_per_class": 50, "n_val_per_class": 10,
+                                                               "n_test_per_class": 10}},
+                         interpolation={**TINY["interpolation"], "n_pairs": 2})
+    with pytest.raises(ConfigError, match="interpolation.n_pairs: 2 pairs of distinct classes need 4 classes"):
+        run_latent_map(config, tmp_path / "run")
+    assert not (tmp_path / "run" / "model").exists()
+
+
 @pytest.mark.parametrize("section, key, value, field", [
     ("interpolation", "n_points", 2, "n_points"),
     ("interpolation", "n_pairs", 9, "n_pairs"),
@@ -116,7 +126,7 @@ def test_config_errors_name_the_field(section, key, value, field):
         tiny_config(**{section: {**TINY.get(section, {}), key: value}})
 
 
-def test_more_pairs_than_half_the_classes_are_refused_naming_the_setting():
+def test_pairs_are_seeded_and_of_distinct_classes():
     labels = torch.tensor([0, 1, 2, 3, 0, 1])
     assert choose_pairs(labels, 2, seed=0).shape == (2, 2)
     with pytest.raises(ValueError, match="3 pairs of distinct classes need 6 classes, got 4"):
