@@ -80,11 +80,14 @@ __all__ = [
     "LatentMapResult",
     "MapSection",
     "choose_pairs",
+    "lengths_markdown",
     "latent_map_identity",
     "load_latent_map_config",
     "log_volume",
     "main",
     "measure_pair",
+    "plot_decoded",
+    "plot_latent_map",
     "run_latent_map",
 ]
 
@@ -398,7 +401,7 @@ def plot_latent_map(metric: RiemannianMetric, codes: torch.Tensor, labels: torch
     for index, label in enumerate(labels.unique().tolist()):
         chosen = codes[labels == label]
         colour = palette(index % 10)
-        ax.scatter(chosen[:, 0], chosen[:, 1], s=settings.point_size, color=colour, alpha=0.6, linewidths=0,
+        ax.scatter(chosen[:, 0], chosen[:, 1], s=settings.point_size, color=colour, alpha=0.8, linewidths=0,
                    rasterized=True)
         class_handles.append(Line2D([], [], ls="", marker="o", color=colour, label=str(label)))
     outline = [patheffects.withStroke(linewidth=4, foreground="black")]
@@ -419,14 +422,14 @@ def plot_latent_map(metric: RiemannianMetric, codes: torch.Tensor, labels: torch
     ax.set_xlabel("z1")
     ax.set_ylabel("z2")
     ax.set_title(title, fontsize=10)
-    class_legend = ax.legend(handles=class_handles, title="class", loc="upper left", bbox_to_anchor=(1.16, 1.0),
+    class_legend = ax.legend(handles=class_handles, title="class", loc="upper left", bbox_to_anchor=(1.24, 1.0),
                              fontsize=9, borderaxespad=0)
     ax.add_artist(class_legend)
     curve_handles = [Line2D([], [], ls="--", color="grey", lw=2, label="straight line"),
                      Line2D([], [], ls="-", color="grey", lw=2.5, label="Eq. 8 curve"),
                      Line2D([], [], ls="", marker="o", color="grey", markeredgecolor="black",
                             label="decoded points")]
-    ax.legend(handles=curve_handles, loc="lower left", bbox_to_anchor=(1.16, 0.0), fontsize=9, borderaxespad=0)
+    ax.legend(handles=curve_handles, loc="lower left", bbox_to_anchor=(1.24, 0.0), fontsize=9, borderaxespad=0)
     return save_figure(fig, path, dpi=90, bbox_inches="tight")
 
 
