@@ -44,6 +44,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import io
 import json
@@ -54,7 +55,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -237,6 +238,8 @@ class LowDataConfig(Config):
         augmentation: the TorchIO baseline; monai_augmentation: the MONAI baseline.
         seeds: R repetitions (seeds 0..R-1) or an explicit list.
         methods: a subset of :data:`LOWDATA_METHODS`.
+        num_threads: torch / BLAS / ITK threads of every job (results depend on it).
+        workers: jobs run at once in separate processes (results do not depend on it).
     """
 
     name: str = "lowdata"
@@ -254,10 +257,13 @@ class LowDataConfig(Config):
     methods: tuple[str, ...] = LOWDATA_METHODS
     device: str = "auto"
     num_threads: int = 1
+    workers: int = 1
     deterministic: bool = True
     progress: bool = True
 
     def validate(self) -> None:
+        if not 1 <= self.workers <= MAX_THREADS:
+            self._fail("workers", f"must lie in 1..{MAX_THREADS}, got {self.workers}")
         if not self.train_sizes:
             self._fail("train_sizes", "give at least one training size per class, e.g. [10, 50, 100]")
         numeric = [s for s in self.train_sizes if not isinstance(s, str)]
@@ -531,6 +537,24 @@ def _training_set(paths: LowDataPaths, config: LowDataConfig, data: dict[str, to
     return synth_x, synth_y
 
 
+@contextlib.contextmanager
+def _itk_threads(threads: int) -> Iterator[None]:
+    """Give TorchIO's SimpleITK resampling the job's thread count for the block.
+
+    ITK otherwise starts one thread per core for every image it resamples; on a
+    busy 2-core machine that made a 28 x 28 affine + elastic draw 13 times slower
+    (74 ms instead of 5.6 ms).
+    """
+    import SimpleITK
+
+    before = SimpleITK.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    SimpleITK.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+    try:
+        yield
+    finally:
+        SimpleITK.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
+
+
 def _classifier_config(config: LowDataConfig, n_train: int) -> ClassifierConfig:
     if config.classifier_steps is None:
         return config.classifier
@@ -542,7 +566,7 @@ def run_classify(paths: LowDataPaths, config: LowDataConfig, job: LowDataJob) ->
     """Train and test one classifier of (seed, size, method, classifier seed); write its result."""
     start = time.perf_counter()
     seed = job_seed(job.seed, f"{job.method}/{size_name(job.size)}/clf_{job.classifier_seed}")
-    with job_environment(config, seed) as device:
+    with job_environment(config, seed) as device, _itk_threads(config.num_threads):
         data, _ = _seed_data(paths, job.seed, job.size)
         x, y = _training_set(paths, config, data, job)
         augment: Any = None
@@ -568,7 +592,7 @@ def run_classify(paths: LowDataPaths, config: LowDataConfig, job: LowDataJob) ->
 # --- identity and preparation -------------------------------------------------------------------------------
 
 # Settings that choose which jobs run or how they are shown, never what a job computes.
-_NOT_IDENTITY = ("name", "seeds", "methods", "classifier_seeds", "progress")
+_NOT_IDENTITY = ("name", "seeds", "methods", "classifier_seeds", "workers", "progress")
 
 
 def lowdata_identity(config: LowDataConfig, device_type: str, data_fingerprint: str) -> dict[str, Any]:
@@ -786,27 +810,70 @@ class LowDataResult:
     seconds: float
 
 
+def _run_one(root: str, config_data: dict[str, Any], job: LowDataJob) -> None:
+    """Run one job (the entry point of the worker processes)."""
+    config = LowDataConfig.from_dict(config_data)
+    (run_generate if job.kind == "generate" else run_classify)(LowDataPaths(root), config, job)
+
+
 def _run_jobs(paths: LowDataPaths, config: LowDataConfig, jobs: Sequence[LowDataJob]) -> list[tuple[str, str]]:
-    """Run ``jobs`` in order in this process; a failed generate job skips the classifiers that need it."""
+    """Run ``jobs``: the generate jobs first, then the classifiers, each phase over ``config.workers`` processes.
+
+    Every job fixes its own threads and seeds, so the results do not depend on the
+    number of workers. A failed generate job skips the classifiers that need it;
+    other failures are collected and reported at the end.
+    """
     from tqdm.auto import tqdm
 
     failures: list[tuple[str, str]] = []
     failed: set[tuple[int, Any]] = set()
-    bar = tqdm(jobs, desc="jobs", unit="job", disable=not config.progress)
-    for job in bar:
-        bar.set_postfix_str(job.key)
-        if job.kind == "classify" and method_sampler(job.method) and (job.seed, job.size) in failed:
-            failures.append((job.key, f"not run: generate/seed_{job.seed}/{size_name(job.size)} failed"))
-            continue
-        try:
-            (run_generate if job.kind == "generate" else run_classify)(paths, config, job)
-        except Exception as err:  # keep going with independent jobs; report all at the end
-            traceback.print_exc()
-            failures.append((job.key, f"{type(err).__name__}: {err}".splitlines()[0]))
-            if job.kind == "generate":
-                failed.add((job.seed, job.size))
+    data = config.to_dict()
+    bar = tqdm(total=len(jobs), desc="jobs", unit="job", disable=not config.progress)
+    for kind in ("generate", "classify"):
+        phase = [job for job in jobs if job.kind == kind]
+        ready = []
+        for job in phase:
+            if kind == "classify" and method_sampler(job.method) and (job.seed, job.size) in failed:
+                failures.append((job.key, f"not run: generate/seed_{job.seed}/{size_name(job.size)} failed"))
+                bar.update(1)
+            else:
+                ready.append(job)
+        for job, error in _map_jobs(str(paths.root), data, ready, config.workers):
+            bar.update(1)
+            if error is not None:
+                failures.append((job.key, error))
+                if kind == "generate":
+                    failed.add((job.seed, job.size))
     bar.close()
     return failures
+
+
+def _map_jobs(root: str, data: dict[str, Any], jobs: Sequence[LowDataJob],
+              workers: int) -> Iterator[tuple[LowDataJob, str | None]]:
+    """Yield ``(job, None)`` for each finished job, ``(job, message)`` for each failed one."""
+    def message(err: BaseException) -> str:
+        return f"{type(err).__name__}: {err}".splitlines()[0]
+
+    if workers == 1 or len(jobs) < 2:
+        for job in jobs:
+            try:
+                _run_one(root, data, job)
+                yield job, None
+            except Exception as err:  # keep going with independent jobs; report all at the end
+                traceback.print_exc()
+                yield job, message(err)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    # spawn: a forked child would inherit the parent's thread pools (OpenMP) in an unknown state.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_run_one, root, data, job): job for job in jobs}
+        for future in as_completed(futures):
+            error = future.exception()
+            if error is not None:
+                logger.error("%s failed: %s", futures[future].key, message(error))
+            yield futures[future], None if error is None else message(error)
 
 
 def run_lowdata(config: LowDataConfig, out: str | Path, cache_dir: str | Path | None = None) -> LowDataResult:
