@@ -111,8 +111,8 @@ LOWDATA_METHODS: tuple[str, ...] = (
 METHOD_LABELS = {
     "real": "Real",
     "resampled": "Real resampled",
-    "torchio": "Real + TorchIO affine/elastic",
-    "monai": "Real + MONAI rotate/zoom/noise",
+    "torchio": "Real + TorchIO augmentation",
+    "monai": "Real + MONAI augmentation",
     "real+prior": "Real + VAE - N(0, I)",
     "real+gmm": "Real + VAE - GMM",
     "real+riemannian": "Real + VAE - ours",
@@ -269,13 +269,16 @@ class LowDataConfig(Config):
         numeric = [s for s in self.train_sizes if not isinstance(s, str)]
         words = [s for s in self.train_sizes if isinstance(s, str)]
         if [w for w in words if w != ALL] or words[1:] or (words and self.train_sizes[-1] != ALL):
-            self._fail("train_sizes", f"sizes are integers >= 1 with an optional final 'all', got {list(self.train_sizes)}")
+            self._fail("train_sizes",
+                       f"sizes are integers >= 1 with an optional final 'all', got {list(self.train_sizes)}")
         if any(s < 1 for s in numeric) or numeric != sorted(set(numeric)):
-            self._fail("train_sizes", f"integer sizes must be >= 1, distinct and ascending, got {list(self.train_sizes)}")
+            self._fail("train_sizes",
+                       f"integer sizes must be >= 1, distinct and ascending, got {list(self.train_sizes)}")
         if isinstance(self.seeds, int):
             if not 1 <= self.seeds <= MAX_REPETITIONS:
                 self._fail("seeds", f"a count of repetitions must lie in 1..{MAX_REPETITIONS}, got {self.seeds}")
-        elif not self.seeds or len(set(self.seeds)) != len(self.seeds) or not all(0 <= s <= MAX_SEED for s in self.seeds):
+        elif (not self.seeds or len(set(self.seeds)) != len(self.seeds)
+              or not all(0 <= s <= MAX_SEED for s in self.seeds)):
             self._fail("seeds", f"must be a non-empty list of distinct seeds in 0..{MAX_SEED}, got {list(self.seeds)}")
         if not 1 <= self.classifier_seeds <= MAX_REPETITIONS:
             self._fail("classifier_seeds", f"must lie in 1..{MAX_REPETITIONS}, got {self.classifier_seeds}")
@@ -356,12 +359,12 @@ def low_data_split(labels: torch.Tensor, seed: int, config: LowDataSplitConfig,
         ValueError: a class is too small for its test, validation and largest training set.
     """
     y = labels.cpu().numpy()
+    largest = max([s for s in sizes if s != ALL], default=1)
     val, test, pool = [], [], {}
     for label in sorted(int(c) for c in np.unique(y)):
         members = np.flatnonzero(y == label)
         order = np.random.default_rng([seed, label]).permutation(members).tolist()
         n_val, n_test = config.counts(len(members))
-        largest = max([s for s in sizes if s != ALL], default=1)
         if n_test + n_val + largest > len(members):
             raise ValueError(
                 f"class {label} has {len(members)} images, too few for {n_test} test + {n_val} validation + "
@@ -448,8 +451,8 @@ def is_done(paths: LowDataPaths, config: LowDataConfig, job: LowDataJob) -> bool
     return read_result(paths.result(job.seed, job.size, job.method, job.classifier_seed)) is not None
 
 
-def _seed_data(paths: LowDataPaths, seed: int, size: int | str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The seed's stored images and labels (``train`` of ``size``, ``val``, ``test``) and its split."""
+def _seed_data(paths: LowDataPaths, seed: int, size: int | str) -> dict[str, torch.Tensor]:
+    """The seed's stored images and labels: ``train_x``, ``train_y`` (``size`` per class), ``val_*``, ``test_*``."""
     state = load_tensors(paths.split(seed))
     split = state["split"]
     position = {index: row for row, index in enumerate(state["indices"])}
@@ -458,7 +461,7 @@ def _seed_data(paths: LowDataPaths, seed: int, size: int | str) -> tuple[dict[st
     for name, indices in parts.items():
         rows = torch.tensor([position[i] for i in indices], dtype=torch.long)
         data[f"{name}_x"], data[f"{name}_y"] = state["images"][rows], state["labels"][rows]
-    return data, split
+    return data
 
 
 def _nearest_distance(a: torch.Tensor, b: torch.Tensor, exclude_self: bool = False) -> torch.Tensor:
@@ -491,7 +494,7 @@ def run_generate(paths: LowDataPaths, config: LowDataConfig, job: LowDataJob) ->
     """Fit the (seed, size) augmentor on its training set; draw each sampler's latents; measure distances."""
     vae_seed = job_seed(job.seed, f"vae/{size_name(job.size)}")
     with job_environment(config, vae_seed):
-        data, _ = _seed_data(paths, job.seed, job.size)
+        data = _seed_data(paths, job.seed, job.size)
         folder = paths.augmentor(job.seed, job.size)
         if folder.is_dir():
             augmentor = GeometricAugmentor.load(folder, device=config.device)
@@ -567,7 +570,7 @@ def run_classify(paths: LowDataPaths, config: LowDataConfig, job: LowDataJob) ->
     start = time.perf_counter()
     seed = job_seed(job.seed, f"{job.method}/{size_name(job.size)}/clf_{job.classifier_seed}")
     with job_environment(config, seed) as device, _itk_threads(config.num_threads):
-        data, _ = _seed_data(paths, job.seed, job.size)
+        data = _seed_data(paths, job.seed, job.size)
         x, y = _training_set(paths, config, data, job)
         augment: Any = None
         if job.method == "torchio":
@@ -618,7 +621,8 @@ def _check_outside_data(root: Path, config: SourceConfig) -> None:
     out = root.resolve()
     for folder in folders:
         if out == folder or folder in out.parents:
-            raise StudyError(f"the run directory {out} lies inside the data folder {folder}; input data are never written to")
+            raise StudyError(f"the run directory {out} lies inside the data folder {folder}; "
+                             "input data are never written to")
 
 
 def prepare_lowdata_run(paths: LowDataPaths, config: LowDataConfig, data: StudyData, device_type: str) -> None:
@@ -717,6 +721,10 @@ def _sizes(summary: pd.DataFrame) -> list[Any]:
     return sorted(summary["size"].unique().tolist(), key=_size_order)
 
 
+def _mean_std(row: Any) -> str:
+    return f"{100 * row.balanced_accuracy_mean:.1f} ± {100 * row.balanced_accuracy_std:.1f}"
+
+
 def lowdata_markdown(summary: pd.DataFrame, distances: pd.DataFrame) -> str:
     """Three Markdown tables: balanced accuracy per method and size (mean ± std, %), variance sources, distances."""
     sizes = _sizes(summary)
@@ -725,8 +733,7 @@ def lowdata_markdown(summary: pd.DataFrame, distances: pd.DataFrame) -> str:
     head = ["Method"] + [f"{s} / class" for s in sizes]
     lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * len(sizes) + "|"]
     for method in methods:
-        cells = [f"{100 * cell[method, s].balanced_accuracy_mean:.1f} ± {100 * cell[method, s].balanced_accuracy_std:.1f}"
-                 if (method, s) in cell else "" for s in sizes]
+        cells = [_mean_std(cell[method, s]) if (method, s) in cell else "" for s in sizes]
         lines.append("| " + " | ".join([METHOD_LABELS.get(method, method)] + cells) + " |")
     lines += ["", "Sources of variance (std of balanced accuracy, %: between splits / between classifier seeds "
               "on one split; runs = seeds x classifier seeds):", "",
@@ -741,7 +748,8 @@ def lowdata_markdown(summary: pd.DataFrame, distances: pd.DataFrame) -> str:
                   "training code, and from a training code to its nearest other code:", "",
                   "| Sampler | Size / class | To nearest code | Between codes | Ratio |", "|---|---:|---:|---:|---:|"]
         for r in distances.itertuples():
-            lines.append(f"| {r.sampler} | {r.size} | {r.to_nearest_code:.3f} | {r.between_codes:.3f} | {r.ratio:.2f} |")
+            lines.append(f"| {r.sampler} | {r.size} | {r.to_nearest_code:.3f} | {r.between_codes:.3f} "
+                         f"| {r.ratio:.2f} |")
     return "\n".join(lines)
 
 
@@ -753,7 +761,7 @@ def size_plot(summary: pd.DataFrame, title: str = "") -> bytes:
     import matplotlib.pyplot as plt
 
     sizes = _sizes(summary)
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    fig, ax = plt.subplots(figsize=(9, 4.8))
     styles = {"real": ("k", "-"), "resampled": ("grey", "-"), "torchio": ("tab:orange", "--"),
               "monai": ("tab:brown", "--"), "real+prior": ("tab:green", "-"), "real+gmm": ("tab:blue", "-"),
               "real+riemannian": ("tab:red", "-"), "prior": ("tab:green", ":"), "gmm": ("tab:blue", ":"),
@@ -770,7 +778,7 @@ def size_plot(summary: pd.DataFrame, title: str = "") -> bytes:
     ax.set_ylabel("test balanced accuracy (%)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
@@ -916,7 +924,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Low-data augmentation study on any labelled image set (OASIS-1, MNIST, digits, or your "
         "NIfTI data dicts): real / classical / synthetic training sets at several training sizes; resumable.",
     )
-    parser.add_argument("--config", type=Path, required=True, help="study YAML/JSON, e.g. configs/mnist_lowdata_quick.yaml")
+    parser.add_argument("--config", type=Path, required=True,
+                        help="study YAML/JSON, e.g. configs/mnist_lowdata_quick.yaml")
     parser.add_argument("--out", type=Path, help="run directory (default: runs/lowdata_<config name>)")
     parser.add_argument("--seeds", type=int, help="number of repetitions (seeds 0..R-1)")
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")

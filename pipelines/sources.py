@@ -60,7 +60,8 @@ class PreprocessingConfig(Config):
 
     def validate(self) -> None:
         if self.spatial_size is not None and (len(self.spatial_size) not in (2, 3) or min(self.spatial_size) < 1):
-            self._fail("spatial_size", f"must be [H, W] or [H, W, D] with positive sizes, got {list(self.spatial_size)}")
+            self._fail("spatial_size",
+                       f"must be [H, W] or [H, W, D] with positive sizes, got {list(self.spatial_size)}")
         low, high = self.percentiles
         if not 0 <= low < high <= 100:
             self._fail("percentiles", f"must be [low, high] with 0 <= low < high <= 100, got {list(self.percentiles)}")

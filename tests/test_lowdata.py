@@ -174,17 +174,19 @@ def test_a_csv_list_reads_the_same_images(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda items, folder: items[5].update(image="missing.nii.gz"), "item 5: image file .*missing.nii.gz does not exist"),
-        (lambda items, folder: items[2].update(label="cat"), "label"),
-        (lambda items, folder: items[2].update(label=0.5), "0.5"),
-        (lambda items, folder: [item.update(label=2 * item["label"]) for item in items], r"classes 0..K-1 .*found \[0, 2\]"),
-        (lambda items, folder: [item.update(label=1) for item in items], "single class"),
-        (lambda items, folder: items[3].pop("label"), "item 3 must have keys 'image' and 'label'"),
+        (lambda items: items[5].update(image="missing.nii.gz"),
+         "item 5: image file .*missing.nii.gz does not exist"),
+        (lambda items: items[2].update(label="cat"), "label"),
+        (lambda items: items[2].update(label=0.5), "0.5"),
+        (lambda items: [item.update(label=2 * item["label"]) for item in items],
+         r"classes 0..K-1 .*found \[0, 2\]"),
+        (lambda items: [item.update(label=1) for item in items], "single class"),
+        (lambda items: items[3].pop("label"), "item 3 must have keys 'image' and 'label'"),
     ],
 )
 def test_bad_data_dicts_are_named(tmp_path: Path, change, message: str) -> None:
     items = _write_nifti_cohort(tmp_path)
-    change(items, tmp_path)
+    change(items)
     (tmp_path / "list.json").write_text(json.dumps(items))
     with pytest.raises((ValueError, TypeError, FileNotFoundError), match=message):
         load_source(SourceConfig(source="datadicts", path=str(tmp_path / "list.json"),
@@ -230,3 +232,16 @@ def test_command_line_reports_errors(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["--config", str(TINY), "--set", "data.source=datadicts", "--set", f"data.path={missing}",
                  "--out", str(tmp_path / "y")]) == 1
     assert f"data list {missing} does not exist" in capsys.readouterr().err
+
+
+def test_the_simulated_oasis_cohort_runs_through_the_low_data_study(tmp_path: Path) -> None:
+    oasis_tiny = {"data_dir": None, "simulation": {"n_cn": 14, "n_ad": 8, "shape": [22, 26, 22], "effect_size": 3.0}}
+    config = load_lowdata_config(TINY, {
+        "seeds": 1, "methods": ["real", "torchio", "riemannian"], "classifier_seeds": 1, "train_sizes": [2, 4],
+        "data.source": "oasis", "data.oasis": oasis_tiny, "split.val_per_class": 1, "split.test_per_class": 2,
+        "vae.architecture.hidden": [16],
+    })
+    result = run_lowdata(config, tmp_path / "run", cache_dir=tmp_path / "cache")
+    assert len(result.per_run) == 2 * 3
+    study = json.loads((tmp_path / "run" / "study.json").read_text())
+    assert study["image_shape"] == [1, 26, 22] and study["class_counts"] == [14, 8]
