@@ -212,6 +212,13 @@ def collect_fit(paths: RunPaths) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]
                 row.update({k: fit[k] for k in _FIT_COLUMNS})
                 row["sharpness_synthetic"] = fit["sharpness_synthetic"].get("riemannian", np.nan)
                 fit_rows.append(row)
+        judge = record["judge_test"]["balanced_accuracy"]
+        if record["fidelity"] and judge < MIN_JUDGE_BALANCED_ACCURACY:
+            warnings.append(
+                f"seed {seed}: the fidelity check's classifier of real images reaches only {100 * judge:.1f} % "
+                "balanced accuracy on the real test subjects, so its verdict on that seed's synthetic sets "
+                "says little"
+            )
         for source, scores in record["fidelity"].items():
             row = {"seed": seed, "source": source, "accuracy": scores["accuracy"],
                    "balanced_accuracy": scores["balanced_accuracy"]}
@@ -220,6 +227,9 @@ def collect_fit(paths: RunPaths) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]
             fidelity_rows.append(row)
     return pd.DataFrame(fit_rows), pd.DataFrame(fidelity_rows), warnings
 
+
+MIN_JUDGE_BALANCED_ACCURACY = 0.6
+"""Below this test balanced accuracy the fidelity check's real-image classifier is flagged as no judge."""
 
 _FIT_COLUMNS = ("recon_train", "recon_heldout", "kl", "active_units", "latent_dim", "log_var_mean",
                 "log_var_at_bound", "sharpness_real", "sharpness_recon", "steps")
