@@ -9,9 +9,10 @@ Two budgets: ``epochs`` (passes over the training images, the paper's set-up) or
 VAEs an epoch budget starves the small class: a class of 20 images gets one step
 per epoch where a class of 200 gets ten. A step budget gives every class the same
 number of updates; the validation loss is then evaluated every ``eval_every``
-steps, and the patience settings count those evaluations. A run is deterministic under its seed on CPU,
-and a run interrupted and resumed from its checkpoint ends with exactly the same
-weights as an uninterrupted one.
+steps, and the patience settings count those evaluations.
+
+A run is deterministic under its seed on CPU, and a run interrupted and resumed
+from its checkpoint ends with exactly the same weights as an uninterrupted one.
 """
 
 from __future__ import annotations

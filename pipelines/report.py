@@ -277,7 +277,8 @@ def fit_markdown(fit: pd.DataFrame, fidelity: pd.DataFrame, warnings: Sequence[s
                   "| Synthetic set | Balanced acc. | " + " | ".join(c.replace("_", " ") for c in recalls) + " |",
                   "|---|" + "---:|" * (1 + len(recalls))]
         for source, row in table.iterrows():
-            cells = [f"{100 * row[c + '_mean']:.1f} ± {100 * row[c + '_std']:.1f}" for c in ["balanced_accuracy"] + recalls]
+            cells = [f"{100 * row[c + '_mean']:.1f} ± {100 * row[c + '_std']:.1f}"
+                     for c in ["balanced_accuracy"] + recalls]
             lines.append(f"| {METHOD_LABELS.get(source, source)} | " + " | ".join(cells) + " |")
     if warnings:
         lines += ["", "Warnings:", ""] + [f"* {w}" for w in warnings]

@@ -165,6 +165,10 @@ def test_study_records_the_fit_and_fidelity_of_each_seed(reference):
     report = (reference.out / "report" / "fit.md").read_text()
     assert "| per-class | CN |" in report and "| VAE - ours |" in report
     assert (reference.out / "report" / "fit_grid_seed_0.png").read_bytes()[:4] == b"\x89PNG"
+    judges = [json.loads((reference.out / "generate" / f"seed_{s}" / "fit.json").read_text())["judge_test"]
+              for s in (0, 1)]
+    flagged = [f"seed {s}: the fidelity check's classifier" in report for s in (0, 1)]
+    assert flagged == [judge["balanced_accuracy"] < 0.6 for judge in judges]
 
 
 def test_shared_decoder_methods_appear_next_to_the_per_class_ones(tiny, cache, tmp_path):
@@ -178,9 +182,10 @@ def test_shared_decoder_methods_appear_next_to_the_per_class_ones(tiny, cache, t
     fit = json.loads((generate / "fit.json").read_text())
     assert set(fit["models"]) == {"per_class", "shared"}
     assert set(fit["fidelity"]) == {"riemannian", "shared-riemannian"}
-    # The shared VAE is one model: the per-class training set of the original+shared method is real + synthetic.
+    # original + shared ours trains on the real training images and n_per_class synthetic images per class.
     record = json.loads((result.out / "results" / "seed_0" / "original+shared-riemannian.json").read_text())
-    assert record["n_train"] == len(json.loads((result.out / "splits" / "seed_0.json").read_text())["indices"]["train"]) + 2 * tiny.sampling.n_per_class
+    n_real = len(json.loads((result.out / "splits" / "seed_0.json").read_text())["indices"]["train"])
+    assert record["n_train"] == n_real + 2 * tiny.sampling.n_per_class
 
 
 def test_damaged_result_is_moved_aside_and_recomputed(reference, tiny, cache, tmp_path, caplog):
