@@ -17,7 +17,6 @@ Standard deviations are sample standard deviations (``ddof=1``), 0 for a single 
 from __future__ import annotations
 
 import io
-import json
 import shutil
 from typing import Any, Sequence
 
@@ -27,7 +26,7 @@ import pandas as pd
 from augmentor.io import write_bytes
 
 from .config import CLASS_NAMES, METHODS
-from .jobs import RunPaths
+from .jobs import RunPaths, read_result
 
 __all__ = [
     "METHOD_LABELS",
@@ -185,13 +184,25 @@ def write_report(paths: RunPaths, title: str = "") -> tuple[pd.DataFrame, pd.Dat
     return per_run, summary, table
 
 
+def _check_fit_record(record: Any) -> None:
+    """Raise ``ValueError`` naming what a parsed ``fit.json`` lacks."""
+    missing = [key for key in ("models", "fidelity", "judge_test") if not isinstance(record, dict) or key not in record]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}")
+
+
 def _fit_records(paths: RunPaths) -> dict[int, dict[str, Any]]:
-    """The ``fit.json`` of every finished generate job, by seed."""
+    """The ``fit.json`` of every finished generate job, by seed.
+
+    A damaged one is moved aside (see :func:`~pipelines.jobs.read_result`), so the
+    seed's generate job writes it again on the next run.
+    """
     found = {}
-    for path in sorted((paths.root / "generate").glob("seed_*/fit.json")):
+    for path in (paths.root / "generate").glob("seed_*/fit.json"):
         seed = path.parent.name.removeprefix("seed_")
-        if seed.isdigit():
-            found[int(seed)] = json.loads(path.read_text())
+        record = read_result(path, _check_fit_record) if seed.isdigit() else None
+        if record is not None:
+            found[int(seed)] = record
     return dict(sorted(found.items()))
 
 

@@ -21,6 +21,7 @@ from pipelines.config import ClassifierConfig, SplitConfig, load_study_config
 from pipelines.data import split_subjects
 from pipelines.jobs import RunPaths
 from pipelines.oasis_study import build_parser, config_from_args, main, run_study
+from pipelines.report import write_report
 from pipelines.runner import JobFailure, RunDirectoryError, lock_run_directory
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -169,6 +170,17 @@ def test_study_records_the_fit_and_fidelity_of_each_seed(reference):
               for s in (0, 1)]
     flagged = [f"seed {s}: the fidelity check's classifier" in report for s in (0, 1)]
     assert flagged == [judge["balanced_accuracy"] < 0.6 for judge in judges]
+
+
+def test_damaged_fit_record_is_moved_aside_and_left_out_of_the_report(reference, tmp_path, caplog):
+    out = tmp_path / "copy"
+    shutil.copytree(reference.out, out)
+    (out / "generate" / "seed_0" / "fit.json").write_text('{"models": {')
+    with caplog.at_level(logging.WARNING):
+        write_report(RunPaths(out))
+    assert (out / "generate" / "seed_0" / "fit.json.corrupt").is_file()
+    assert "over 1 seed(s)" in (out / "report" / "fit.md").read_text()
+    assert any("fit.json is not a complete result" in r.getMessage() for r in caplog.records)
 
 
 def test_shared_decoder_methods_appear_next_to_the_per_class_ones(tiny, cache, tmp_path):
