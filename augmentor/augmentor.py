@@ -2,7 +2,12 @@
 
 ``fit`` trains a vanilla VAE per class, encodes that class's images and fits the
 three latent samplers on the codes (N(0, I) prior, 10-component GMM on the
-means, Riemannian uniform by HMC). ``generate`` draws latents with the chosen
+means, Riemannian uniform by HMC). With ``shared_vae=True`` one VAE is trained
+on the images of every class instead, and each class's samplers (its metric
+included) are fitted on the codes of that class's own images: every class gets
+all the data for its decoder, and the synthetic images of all classes come from
+the same decoder, so a classifier cannot tell them apart by which decoder made
+them. ``generate`` draws latents with the chosen
 sampler and decodes them into synthetic subjects of each class. The whole
 fitted state saves to a folder (JSON configs, weights and sampler state as
 tensors) that loads without unpickling arbitrary code.
@@ -46,11 +51,13 @@ from .hmc import HMCConfig
 from .models import VAEConfig, build_vae, default_vae_config
 from .samplers import SAMPLERS, GaussianMixtureSampler, LatentSampler, NormalSampler, RiemannianSampler
 from .seeding import class_seed, seed_everything
-from .training import TrainerConfig, TrainingResult, train_vae
+from .training import TrainerConfig, TrainingResult, train_vae, validation_size
 
 __all__ = ["AugmentorConfig", "GeometricAugmentor"]
 
 SAVE_KIND = "geometric-augmentor"
+SHARED_FOLDER = "shared_vae"
+"""Folder of a saved augmentor that holds the one VAE of ``shared_vae=True``."""
 # The seeds torch.Generator.manual_seed accepts; negative ones count modulo 2**64.
 _SEED_MIN, _SEED_MAX = -(2**63), 2**64 - 1
 
@@ -68,6 +75,9 @@ class AugmentorConfig(Config):
         device: where training and sampling run (``auto``, ``cpu``, ``cuda[:N]``, ``mps``);
             it replaces ``trainer.device``.
         encode_batch_size: images per batch when encoding and decoding.
+        shared_vae: train one VAE on the images of all classes (seed
+            ``trainer.seed``) and fit each class's samplers on the codes of its
+            own images, instead of one VAE per class.
     """
 
     vae: VAEConfig | None = None
@@ -77,6 +87,7 @@ class AugmentorConfig(Config):
     gmm_components: int = 10
     device: str = "auto"
     encode_batch_size: int = 256
+    shared_vae: bool = False
 
     def validate(self) -> None:
         if self.gmm_components < 1:
@@ -101,11 +112,10 @@ def _check_classes(labels: Any, n: int) -> torch.Tensor:
     return labels
 
 
-def _check_trainable(vae: VAEConfig, trainer: TrainerConfig, label: int, n_images: int) -> None:
+def _check_trainable(vae: VAEConfig, trainer: TrainerConfig, label: int | str, n_images: int) -> None:
     """Refuse, before any training, a class whose training batches ``vae`` cannot normalise."""
     needed = vae.min_train_batch
-    # train_vae holds out this many of the class's images for validation (training._split).
-    n_val = min(n_images - 1, max(1, round(n_images * trainer.val_fraction)))
+    n_val = validation_size(n_images, trainer, needed)
     smallest_batch = min(trainer.batch_size, n_images - n_val)
     if smallest_batch < needed:
         grid = " x ".join(map(str, vae.encoder_grid()))
@@ -235,17 +245,10 @@ class GeometricAugmentor:
                 f"{int(classes[counts.argmin()])} ({int(counts.min())} subjects)"
             )
         classes = [int(c) for c in classes]
-        # Build (and so validate) every class's trainer settings before training any.
-        trainers = [
-            config.trainer.replace(seed=config.trainer.seed + index, device=config.device)
-            for index in range(len(classes))
-        ]
-        for label, trainer, count in zip(classes, trainers, counts.tolist()):
-            _check_trainable(config.vae, trainer, label, count)
-        fitted = {
-            label: self._fit_class(config, trainer, label, images[labels == label], log_dir, checkpoint_dir)
-            for label, trainer in zip(classes, trainers)
-        }
+        if config.shared_vae:
+            fitted = self._fit_shared(config, classes, images, labels, log_dir, checkpoint_dir)
+        else:
+            fitted = self._fit_per_class(config, classes, counts.tolist(), images, labels, log_dir, checkpoint_dir)
         # Every class trained: only now replace the previous fitted state.
         self.config, self.classes = config, classes
         self.models = {label: f.model for label, f in fitted.items()}
@@ -254,30 +257,92 @@ class GeometricAugmentor:
         self.diagnostics = {}
         return self
 
-    def _fit_class(
+    def _fit_per_class(
+        self,
+        config: AugmentorConfig,
+        classes: list[int],
+        counts: list[int],
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        log_dir: str | Path | None,
+        checkpoint_dir: str | Path | None,
+    ) -> dict[int, _FittedClass]:
+        """One VAE per class (seed ``trainer.seed + class index``), each with its samplers."""
+        # Build (and so validate) every class's trainer settings before training any.
+        trainers = [
+            config.trainer.replace(seed=config.trainer.seed + index, device=config.device)
+            for index in range(len(classes))
+        ]
+        for label, trainer, count in zip(classes, trainers, counts):
+            _check_trainable(config.vae, trainer, label, count)
+        fitted = {}
+        for label, trainer in zip(classes, trainers):
+            class_images = images[labels == label]
+            model, history = self._train(config, trainer, class_images, f"class_{label}", log_dir, checkpoint_dir)
+            fitted[label] = _FittedClass(model, history, self._fit_samplers(config, trainer.seed, model, class_images))
+        return fitted
+
+    def _fit_shared(
+        self,
+        config: AugmentorConfig,
+        classes: list[int],
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        log_dir: str | Path | None,
+        checkpoint_dir: str | Path | None,
+    ) -> dict[int, _FittedClass]:
+        """One VAE on every image; each class's samplers fitted on the codes of its own images."""
+        trainer = config.trainer.replace(device=config.device)
+        _check_trainable(config.vae, trainer, "(all, shared VAE)", len(images))
+        model, history = self._train(config, trainer, images, SHARED_FOLDER, log_dir, checkpoint_dir)
+        return {
+            label: _FittedClass(
+                model, history, self._fit_samplers(config, trainer.seed + index, model, images[labels == label])
+            )
+            for index, label in enumerate(classes)
+        }
+
+    def _train(
         self,
         config: AugmentorConfig,
         trainer: TrainerConfig,
-        label: int,
         images: torch.Tensor,
+        folder: str,
         log_dir: str | Path | None,
         checkpoint_dir: str | Path | None,
-    ) -> _FittedClass:
-        """Train class ``label``'s VAE on its ``(n, C, H, W[, D])`` images and fit its samplers."""
+    ) -> tuple[nn.Module, list[dict[str, float]]]:
+        """A VAE trained on ``(n, C, H, W[, D])`` images, logging and checkpointing under ``folder``."""
         seed_everything(trainer.seed)
         model = build_vae(config.vae)
-        sub = lambda root: None if root is None else Path(root) / f"class_{label}"  # noqa: E731
+        sub = lambda root: None if root is None else Path(root) / folder  # noqa: E731
         result: TrainingResult = train_vae(
             model, images, trainer, log_dir=sub(log_dir), checkpoint_dir=sub(checkpoint_dir)
         )
+        return model.cpu().eval(), result.history
+
+    def _fit_samplers(
+        self, config: AugmentorConfig, seed: int, model: nn.Module, images: torch.Tensor
+    ) -> dict[str, LatentSampler]:
+        """The prior, the GMM and the Riemannian sampler fitted on the codes of ``images``."""
         mu, log_var = self._encode(model, images)
+        model.cpu()
         samplers = (
             NormalSampler(),
-            GaussianMixtureSampler(config.gmm_components, seed=trainer.seed),
+            GaussianMixtureSampler(config.gmm_components, seed=seed),
             RiemannianSampler(config.metric, config.hmc),
         )
-        fitted = {sampler.name: sampler.fit(mu, log_var) for sampler in samplers}
-        return _FittedClass(model.cpu().eval(), result.history, fitted)
+        return {sampler.name: sampler.fit(mu, log_var) for sampler in samplers}
+
+    def encode(self, images: torch.Tensor, label: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior means and log-variances ``(n, d)`` of ``(n, C, H, W[, D])`` images under class
+        ``label``'s VAE (the shared one with ``shared_vae``), on the CPU."""
+        self._require_fitted()
+        if label not in self.models:
+            raise ValueError(f"unknown class {label}; fitted classes are {self.classes}")
+        images = check_images(images, tuple(self.config.vae.in_shape), "images", min_count=1)
+        mu, log_var = self._encode(self.models[label], images)
+        self.models[label].cpu()
+        return mu, log_var
 
     def _encode(self, model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior means and log-variances ``(n, d)`` of ``(n, C, H, W[, D])`` images, on the CPU."""
@@ -373,17 +438,25 @@ class GeometricAugmentor:
 
         Layout: ``config.json``, ``classes.json``, and per class ``class_{label}/``
         with ``model.pt`` (weights), ``samplers.pt`` (metric, GMM and prior state)
-        and ``history.json``, plus a ``manifest.json`` of checksums.
+        and ``history.json``, plus a ``manifest.json`` of checksums. With
+        ``shared_vae`` the one VAE's ``model.pt`` and ``history.json`` are in
+        ``shared_vae/`` and the class folders hold only ``samplers.pt``.
         """
         self._require_fitted()
+        shared = self.config.shared_vae
         with saved_folder(path, SAVE_KIND) as tmp:
             (tmp / "config.json").write_text(self.config.to_json())
             write_json(tmp / "classes.json", self.classes)
+            if shared:
+                first = self.classes[0]
+                save_tensors(tmp / SHARED_FOLDER / "model.pt", self.models[first].state_dict())
+                write_json(tmp / SHARED_FOLDER / "history.json", self.histories[first])
             for label in self.classes:
                 folder = tmp / f"class_{label}"
-                save_tensors(folder / "model.pt", self.models[label].state_dict())
                 save_tensors(folder / "samplers.pt", {n: s.state_dict() for n, s in self.samplers[label].items()})
-                write_json(folder / "history.json", self.histories[label])
+                if not shared:
+                    save_tensors(folder / "model.pt", self.models[label].state_dict())
+                    write_json(folder / "history.json", self.histories[label])
         return Path(path)
 
     @classmethod
@@ -408,15 +481,25 @@ class GeometricAugmentor:
             config = config.replace(device=device)
         augmentor = cls(config)
         augmentor.classes = classes
+        shared = _load_model(config.vae, folder / SHARED_FOLDER) if config.shared_vae else None
         for label in classes:
             sub = folder / f"class_{label}"
-            model = build_vae(config.vae)
+            model, history = shared or _load_model(config.vae, sub)
             try:
-                model.load_state_dict(load_tensors(sub / "model.pt"))
                 states = load_tensors(sub / "samplers.pt")
                 augmentor.samplers[label] = {n: SAMPLERS[n].from_state_dict(states[n]) for n in SAMPLERS}
-                augmentor.histories[label] = json.loads((sub / "history.json").read_text())
             except (RuntimeError, KeyError, ValueError, TypeError) as err:
                 raise CorruptSaveError(f"{sub}: cannot restore class {label} ({err})") from err
-            augmentor.models[label] = model.eval()
+            augmentor.models[label], augmentor.histories[label] = model, history
         return augmentor
+
+
+def _load_model(vae: VAEConfig, folder: Path) -> tuple[nn.Module, list[dict[str, float]]]:
+    """The VAE (in eval mode) and training history saved in ``folder``."""
+    model = build_vae(vae)
+    try:
+        model.load_state_dict(load_tensors(folder / "model.pt"))
+        history = json.loads((folder / "history.json").read_text())
+    except (RuntimeError, KeyError, ValueError, TypeError) as err:
+        raise CorruptSaveError(f"{folder}: cannot restore the VAE ({err})") from err
+    return model.eval(), history

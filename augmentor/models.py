@@ -83,7 +83,17 @@ class VAEConfig(Config):
             from them well conditioned.
         reconstruction: ``"mse"`` (summed squared error) or ``"bce"`` (summed
             binary cross-entropy).
-        beta: weight of the KL term (1 is the standard ELBO).
+        beta: weight of the KL term (1 is the standard ELBO) for images of
+            ``kl_reference_size`` values; see :attr:`kl_weight`.
+        kl_reference_size: number of image values (``C x H x W[ x D]``) at which
+            ``beta`` is meant. The reconstruction term is a sum over pixels, so
+            the same ``beta`` weighs the KL more, relative to the data, on
+            smaller images (16 times more at 52 x 44 than at 208 x 176). With a
+            reference size the KL weight actually used is ``beta * n_values /
+            kl_reference_size``: the balance per pixel stays the one ``beta``
+            has at the reference size, whatever the image is resampled to.
+            ``None`` (the default, and what configs written before this setting
+            load as) uses ``beta`` as given.
     """
 
     in_shape: tuple[int, ...]
@@ -98,6 +108,15 @@ class VAEConfig(Config):
     log_var_bound: float | None = None
     reconstruction: Literal["mse", "bce"] = "mse"
     beta: float = 1.0
+    kl_reference_size: int | None = None
+
+    @property
+    def kl_weight(self) -> float:
+        """The weight of the KL term in the loss: ``beta``, rescaled by the image size when
+        ``kl_reference_size`` is set (``beta * prod(in_shape) / kl_reference_size``)."""
+        if self.kl_reference_size is None:
+            return self.beta
+        return self.beta * math.prod(self.in_shape) / self.kl_reference_size
 
     @property
     def spatial_dims(self) -> int:
@@ -146,6 +165,9 @@ class VAEConfig(Config):
             self._fail("log_var_bound", f"must be a positive number or null, got {self.log_var_bound}")
         if not (0 <= self.beta < math.inf):
             self._fail("beta", f"must be a non-negative number, got {self.beta}")
+        if self.kl_reference_size is not None and self.kl_reference_size < 1:
+            self._fail("kl_reference_size", f"must be a positive number of image values or null, "
+                                            f"got {self.kl_reference_size}")
         if self.kind == "conv" and min(self.encoder_grid()) < 1:
             self._fail(
                 "in_shape",

@@ -2,9 +2,17 @@
 
 Adam, learning rate halved when the validation loss stalls (``ReduceLROnPlateau``),
 the weights of the best validation epoch kept, optional early stopping, TensorBoard
-logging and resumable checkpoints. A run is deterministic under its seed on CPU,
-and a run interrupted and resumed from its checkpoint ends with exactly the same
-weights as an uninterrupted one.
+logging and resumable checkpoints.
+
+Two budgets: ``epochs`` (passes over the training images, the paper's set-up) or
+``max_steps`` (optimiser steps, whatever the number of images). With per-class
+VAEs an epoch budget starves the small class: a class of 20 images gets one step
+per epoch where a class of 200 gets ten. A step budget gives every class the same
+number of updates; the validation loss is then evaluated every ``eval_every``
+steps, and the patience settings count those evaluations.
+
+A run is deterministic under its seed on CPU, and a run interrupted and resumed
+from its checkpoint ends with exactly the same weights as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from augmentor.io import load_tensors, save_tensors
 from augmentor.models import VAEConfig, vae_loss
 from augmentor.seeding import seed_everything
 
-__all__ = ["CHECKPOINT_NAME", "TrainerConfig", "TrainingResult", "train_vae"]
+__all__ = ["CHECKPOINT_NAME", "TrainerConfig", "TrainingResult", "train_vae", "validation_size"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 """File name of the checkpoint written into ``checkpoint_dir``."""
@@ -43,15 +51,28 @@ class TrainerConfig(Config):
     """Optimisation settings (defaults: the paper's benchmark set-up, App. E).
 
     Args:
-        epochs: maximum number of epochs.
-        batch_size: images per optimisation step.
+        epochs: maximum number of epochs (ignored when ``max_steps`` is set).
+        batch_size: images per optimisation step (at most the number of training
+            images under ``max_steps``).
         lr: initial Adam learning rate.
-        lr_patience: epochs without validation improvement before the learning
-            rate is halved.
-        early_stopping_patience: epochs without validation improvement before
-            training stops; ``None`` never stops early.
+        lr_patience: evaluations without validation improvement before the
+            learning rate is halved (one evaluation per epoch, or per
+            ``eval_every`` steps under ``max_steps``).
+        early_stopping_patience: evaluations without validation improvement
+            before training stops; ``None`` never stops early.
         val_fraction: share of ``images`` held out for validation when no
             validation set is given (disjoint from the training images).
+        min_val_images: fewest images held out for validation (while at least one
+            image, two where batch normalisation needs them, remains for
+            training), so that a small class still has a validation loss worth
+            stopping on.
+        max_steps: optimiser steps to train for, the same for every data set
+            size; ``None`` trains for ``epochs`` epochs instead. Each step takes
+            ``min(batch_size, n_train)`` images from a reshuffled stream of the
+            training images (no image twice in a batch; the remainder of a pass
+            too small for a batch is skipped, and the next pass reshuffles).
+        eval_every: optimiser steps between validation evaluations under
+            ``max_steps`` (the last interval may be shorter).
         seed: seed of the split, the shuffling, the initial weights' RNG and the
             reparameterisation noise.
         device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``,
@@ -68,6 +89,9 @@ class TrainerConfig(Config):
     lr_patience: int = 5
     early_stopping_patience: int | None = 20
     val_fraction: float = 0.2
+    min_val_images: int = 1
+    max_steps: int | None = None
+    eval_every: int = 10
     seed: int = 0
     device: str = "auto"
     progress: bool = True
@@ -87,6 +111,12 @@ class TrainerConfig(Config):
             self._fail("early_stopping_patience", f"must be at least 1 or null, got {self.early_stopping_patience}")
         if not (0 < self.val_fraction < 1):
             self._fail("val_fraction", f"must lie strictly between 0 and 1, got {self.val_fraction}")
+        if self.min_val_images < 1:
+            self._fail("min_val_images", f"must be at least 1, got {self.min_val_images}")
+        if self.max_steps is not None and self.max_steps < 1:
+            self._fail("max_steps", f"must be at least 1 or null, got {self.max_steps}")
+        if self.eval_every < 1:
+            self._fail("eval_every", f"must be at least 1, got {self.eval_every}")
         if not (0 <= self.seed < 2**32):
             self._fail("seed", f"must lie in [0, 2**32), got {self.seed}")
         if not is_device_name(self.device):
@@ -102,12 +132,16 @@ class TrainingResult:
     """Outcome of :func:`train_vae`.
 
     Attributes:
-        history: one dict per epoch with ``epoch``, ``lr`` and the train/validation
-            ``loss``, ``recon`` and ``kl`` (per-image means).
-        best_epoch: epoch (0-based) whose weights were kept.
-        best_val_loss: validation loss of that epoch.
-        epochs_run: epochs completed, counting those before a resumption.
+        history: one dict per evaluation (per epoch, or per ``eval_every`` steps)
+            with ``epoch`` (the evaluation's index), ``step`` (optimiser steps so
+            far), ``lr`` and the train/validation ``loss``, ``recon`` and ``kl``
+            (per-image means).
+        best_epoch: evaluation (0-based) whose weights were kept.
+        best_val_loss: validation loss of that evaluation.
+        epochs_run: evaluations completed, counting those before a resumption.
         stopped_early: whether early stopping ended the run.
+        steps_run: optimiser steps taken, counting those before a resumption.
+        n_train, n_val: images trained on and held out for validation.
     """
 
     history: list[dict[str, float]]
@@ -115,14 +149,29 @@ class TrainingResult:
     best_val_loss: float
     epochs_run: int
     stopped_early: bool
+    steps_run: int = 0
+    n_train: int = 0
+    n_val: int = 0
 
 
 def _digest(images: torch.Tensor) -> str:
     return hashlib.sha256(images.detach().cpu().contiguous().numpy().data).hexdigest()
 
 
+def validation_size(n_images: int, config: TrainerConfig, min_train_images: int = 1) -> int:
+    """Images :func:`train_vae` holds out for validation from ``n_images`` (no ``val_images`` given).
+
+    ``round(n_images * val_fraction)``, raised to ``min_val_images``, and lowered
+    so that at least ``min_train_images`` remain for training (and at least one
+    is held out).
+    """
+    wanted = max(config.min_val_images, round(n_images * config.val_fraction))
+    return max(1, min(n_images - min_train_images, wanted))
+
+
 def _split(
-    images: torch.Tensor, val_images: torch.Tensor | None, val_fraction: float, generator: torch.Generator
+    images: torch.Tensor, val_images: torch.Tensor | None, config: TrainerConfig, generator: torch.Generator,
+    min_train_images: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Training and validation sets, disjoint; without ``val_images`` a random split of ``images``."""
     if val_images is not None:
@@ -135,9 +184,34 @@ def _split(
             )
         return images, val_images
     n = len(images)
-    n_val = min(n - 1, max(1, round(n * val_fraction)))
+    n_val = validation_size(n, config, min_train_images)
     order = torch.randperm(n, generator=generator)
     return images[order[n_val:]], images[order[:n_val]]
+
+
+def _batch_losses(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The loss of :func:`~augmentor.models.vae_loss` on the batch ``x``, refused when not finite."""
+    vae_config: VAEConfig = model.config
+    losses = vae_loss(model(x), x, vae_config.kl_weight, vae_config.reconstruction)
+    if not torch.isfinite(losses["loss"]):
+        raise RuntimeError(
+            f"the loss became {losses['loss'].item()}; lower the learning rate, "
+            "set grad_clip or bound the log-variance (VAEConfig.log_var_bound)"
+        )
+    return losses
+
+
+def _optimiser_step(
+    model: nn.Module, x: torch.Tensor, optimizer: torch.optim.Optimizer, config: TrainerConfig
+) -> dict[str, torch.Tensor]:
+    """One Adam step on the batch ``x``; returns its losses."""
+    losses = _batch_losses(model, x)
+    optimizer.zero_grad()
+    losses["loss"].backward()
+    if config.grad_clip is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    optimizer.step()
+    return losses
 
 
 def _run_epoch(
@@ -148,30 +222,48 @@ def _run_epoch(
     optimizer: torch.optim.Optimizer | None = None,
     generator: torch.Generator | None = None,
 ) -> dict[str, float]:
-    """One pass over ``data``; trains when ``optimizer`` is given. Returns per-image means."""
+    """One pass over ``data``; trains when ``optimizer`` is given. Returns per-image means and ``steps``."""
     training = optimizer is not None
     model.train(training)
-    vae_config: VAEConfig = model.config
     order = torch.randperm(len(data), generator=generator) if training else torch.arange(len(data))
     totals = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
+    batches = index_batches(order, config.batch_size)
     with torch.set_grad_enabled(training):
-        for index in index_batches(order, config.batch_size):
+        for index in batches:
             x = data[index].to(device)
-            losses = vae_loss(model(x), x, vae_config.beta, vae_config.reconstruction)
-            if not torch.isfinite(losses["loss"]):
-                raise RuntimeError(
-                    f"the loss became {losses['loss'].item()}; lower the learning rate, "
-                    "set grad_clip or bound the log-variance (VAEConfig.log_var_bound)"
-                )
-            if training:
-                optimizer.zero_grad()
-                losses["loss"].backward()
-                if config.grad_clip is not None:
-                    nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                optimizer.step()
+            losses = _optimiser_step(model, x, optimizer, config) if training else _batch_losses(model, x)
             for key in totals:
                 totals[key] += losses[key].item() * len(index)
-    return {key: value / len(data) for key, value in totals.items()}
+    means = {key: value / len(data) for key, value in totals.items()}
+    return {**means, "steps": len(batches) if training else 0}
+
+
+def _next_batch(stream: dict[str, Any], n: int, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+    """The next ``batch_size`` indices of a reshuffled stream over ``range(n)``.
+
+    ``stream`` (``order`` and ``cursor``) lives in the checkpointed progress record,
+    so a resumed run continues the very same stream.
+    """
+    if stream["cursor"] + batch_size > len(stream["order"]):
+        stream["order"], stream["cursor"] = torch.randperm(n, generator=generator), 0
+    start = stream["cursor"]
+    stream["cursor"] = start + batch_size
+    return stream["order"][start : start + batch_size]
+
+
+def _run_steps(
+    run: "_Run", data: torch.Tensor, n_steps: int, config: TrainerConfig, stream: dict[str, Any]
+) -> dict[str, float]:
+    """``n_steps`` optimiser steps on batches of ``stream``; returns per-image means and ``steps``."""
+    run.model.train(True)
+    batch_size = min(config.batch_size, len(data))
+    totals = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
+    for _ in range(n_steps):
+        x = data[_next_batch(stream, len(data), batch_size, run.generator)].to(run.device)
+        losses = _optimiser_step(run.model, x, run.optimizer, config)
+        for key in totals:
+            totals[key] += losses[key].item()
+    return {**{key: value / n_steps for key, value in totals.items()}, "steps": n_steps}
 
 
 def _image_grid(images: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
@@ -263,6 +355,8 @@ def _new_progress() -> dict[str, Any]:
     """The progress record of a run that has not trained yet."""
     return {
         "epoch": 0,
+        "steps": 0,
+        "stream": {"order": torch.zeros(0, dtype=torch.int64), "cursor": 0},
         "history": [],
         "best_state": None,
         "best_epoch": -1,
@@ -304,6 +398,8 @@ def _resume(path: Path, run: _Run, epochs: int) -> dict[str, Any]:
     progress = checkpoint["progress"]
     if progress["epoch"] > epochs:
         raise ValueError(f"checkpoint {path} has already run {progress['epoch']} epochs, more than epochs={epochs}")
+    if "steps" not in progress:
+        raise ValueError(f"checkpoint {path} was written by an older version; use a new checkpoint_dir or delete it")
     run.model.load_state_dict(checkpoint["model"])
     run.optimizer.load_state_dict(checkpoint["optimizer"])
     run.scheduler.load_state_dict(checkpoint["scheduler"])
@@ -326,15 +422,31 @@ def _save_checkpoint(path: Path, run: _Run, progress: dict[str, Any]) -> None:
     )
 
 
+def _n_rounds(config: TrainerConfig) -> int:
+    """Evaluations of a full run: one per epoch, or one per ``eval_every`` steps under ``max_steps``."""
+    if config.max_steps is None:
+        return config.epochs
+    return math.ceil(config.max_steps / config.eval_every)
+
+
 def _train_one_epoch(
-    run: _Run, train: torch.Tensor, val: torch.Tensor, epoch: int, config: TrainerConfig
+    run: _Run, train: torch.Tensor, val: torch.Tensor, epoch: int, config: TrainerConfig, progress: dict[str, Any]
 ) -> dict[str, float]:
-    """Train on ``train``, evaluate on ``val``, step the schedule; returns the epoch's record."""
+    """Train one round (an epoch, or ``eval_every`` steps), evaluate on ``val``, step the schedule.
+
+    Returns the round's record.
+    """
     lr = run.optimizer.param_groups[0]["lr"]
-    train_losses = _run_epoch(run.model, train, config, run.device, run.optimizer, run.generator)
+    if config.max_steps is None:
+        train_losses = _run_epoch(run.model, train, config, run.device, run.optimizer, run.generator)
+    else:
+        n_steps = min(config.eval_every, config.max_steps - progress["steps"])
+        train_losses = _run_steps(run, train, n_steps, config, progress["stream"])
+    progress["steps"] += train_losses.pop("steps")
     val_losses = _run_epoch(run.model, val, config, run.device)
+    val_losses.pop("steps")
     run.scheduler.step(val_losses["loss"])
-    record = {"epoch": epoch, "lr": lr}
+    record = {"epoch": epoch, "step": progress["steps"], "lr": lr}
     record.update({f"train_{k}": v for k, v in train_losses.items()})
     record.update({f"val_{k}": v for k, v in val_losses.items()})
     return record
@@ -409,19 +521,20 @@ def train_vae(
 
     seed_everything(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    train, val = _split(images, val_images, config.val_fraction, generator)
+    train, val = _split(images, val_images, config, generator, vae_config.min_train_batch)
     run = _start_run(model, config, train, val, generator, device)
     checkpoint = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
     resuming = checkpoint is not None and checkpoint.exists()
-    progress = _resume(checkpoint, run, config.epochs) if resuming else _new_progress()
+    rounds = _n_rounds(config)
+    progress = _resume(checkpoint, run, rounds) if resuming else _new_progress()
     start = progress["epoch"]
-    end = start if progress["stopped_early"] else config.epochs
+    end = start if progress["stopped_early"] else rounds
 
     writer = _open_writer(log_dir, start)
     try:
-        bar = tqdm(range(start, end), initial=start, total=config.epochs, desc="VAE", disable=not config.progress)
+        bar = tqdm(range(start, end), initial=start, total=rounds, desc="VAE", disable=not config.progress)
         for epoch in bar:
-            record = _train_one_epoch(run, train, val, epoch, config)
+            record = _train_one_epoch(run, train, val, epoch, config, progress)
             _record_epoch(progress, record, model, config)
             if writer is not None:
                 _log_epoch(writer, model, val, record, config)
@@ -445,4 +558,7 @@ def train_vae(
         best_val_loss=progress["best_val_loss"],
         epochs_run=progress["epoch"],
         stopped_early=progress["stopped_early"],
+        steps_run=progress["steps"],
+        n_train=len(train),
+        n_val=len(val),
     )

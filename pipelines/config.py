@@ -69,6 +69,8 @@ __all__ = [
     "identity",
     "identity_hash",
     "load_study_config",
+    "method_sampler",
+    "split_source",
 ]
 
 CLASS_NAMES = {0: "CN", 1: "AD"}
@@ -84,7 +86,15 @@ METHODS: tuple[str, ...] = (
     "original+gmm",
     "original+riemannian",  # real + synthetic from ours
     "classical",  # real training subjects with TorchIO affine + elastic augmentation per epoch
+    # The same samplers on one VAE shared by the classes (GeometricAugmentor(shared_vae=True)).
+    "shared-prior",
+    "shared-gmm",
+    "shared-riemannian",
+    "original+shared-gmm",
+    "original+shared-riemannian",
 )
+SHARED_PREFIX = "shared-"
+"""Methods (and their latent sources) drawn from the shared-decoder augmentor start with this."""
 DEFAULT_METHODS = ("original", "resampled", "prior", "gmm", "riemannian", "original+riemannian", "classical")
 
 _T88_SLICE = (208, 176)  # transposed axial slice of the T88 grid (Y, X)
@@ -97,9 +107,15 @@ MAX_THREADS = 1024
 
 
 def method_sampler(method: str) -> str | None:
-    """The latent sampler a method draws its synthetic images from, or None."""
+    """The latent source a method draws its synthetic images from (``riemannian``,
+    ``shared-riemannian``, ...), or None for the methods of real images only."""
     name = method.removeprefix("original+")
-    return name if name in SAMPLERS else None
+    return name if name.removeprefix(SHARED_PREFIX) in SAMPLERS else None
+
+
+def split_source(source: str) -> tuple[bool, str]:
+    """``"shared-gmm"`` -> ``(True, "gmm")``: whether a latent source uses the shared VAE, and its sampler."""
+    return source.startswith(SHARED_PREFIX), source.removeprefix(SHARED_PREFIX)
 
 
 @dataclasses.dataclass
@@ -427,9 +443,9 @@ class StudyConfig(Config):
 
     @property
     def samplers(self) -> list[str]:
-        """Latent samplers the chosen methods need, in a fixed order."""
+        """Latent sources the chosen methods need (per-class samplers, then shared ones), in a fixed order."""
         needed = {method_sampler(m) for m in self.methods} - {None}
-        return [s for s in SAMPLERS if s in needed]
+        return [prefix + s for prefix in ("", SHARED_PREFIX) for s in SAMPLERS if prefix + s in needed]
 
 
 # Settings that choose which jobs run or how they are scheduled, never what a job computes.

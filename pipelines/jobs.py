@@ -3,9 +3,13 @@
 Two kinds of job, both idempotent (a finished job is skipped, never redone):
 
 * ``generate/seed_<s>``: fit the per-class VAEs and latent samplers on the
-  training subjects of repetition ``s`` (:class:`augmentor.GeometricAugmentor`),
-  save the fitted augmentor, and draw ``n_per_class`` latent codes per class
-  with each sampler the methods need. Shared by all methods of the seed.
+  training subjects of repetition ``s`` (:class:`augmentor.GeometricAugmentor`;
+  for the ``shared-*`` methods also one augmentor with ``shared_vae=True``),
+  save the fitted augmentors, and draw ``n_per_class`` latent codes per class
+  with each sampler the methods need; then record how well the VAEs fit
+  (:mod:`augmentor.fit_report`) and whether each synthetic set carries its class
+  (a classifier trained on the real training images, tested on the synthetic
+  ones). Shared by all methods of the seed.
 * ``classify/seed_<s>/<method>``: build the method's training set, train the
   Table 4 classifier, evaluate it on the test subjects, write the result JSON.
 
@@ -16,8 +20,12 @@ Run directory::
     data.pt                            the images every job reads
     splits/seed_<s>.json               subject IDs and image indices of train / val / test
     generate/seed_<s>/augmentor/       fitted VAEs + samplers (checksummed saved folder)
-    generate/seed_<s>/latents_<sampler>.pt     latent codes and labels (decoded on use)
-    generate/seed_<s>/diagnostics_riemannian.json (HMC acceptance, R-hat, ESS), samples_<sampler>.png
+    generate/seed_<s>/augmentor_shared/        the shared-decoder augmentor (shared-* methods)
+    generate/seed_<s>/latents_<source>.pt      latent codes and labels (decoded on use); the
+                                       source is a sampler name, shared-<sampler> for the shared VAE
+    generate/seed_<s>/diagnostics_<source>.json (HMC acceptance, R-hat, ESS), samples_<source>.png
+    generate/seed_<s>/fit.json         fit diagnostics per class and model, fidelity per source
+    generate/seed_<s>/fit_grid[_shared].png    real / reconstructed / synthetic images per class
     results/seed_<s>/<method>.json     one finished classifier job (a damaged one is moved
                                        aside to <method>.json.corrupt and the job runs again)
     tensorboard/seed_<s>/{vae,<method>}/       training curves
@@ -47,12 +55,13 @@ import torch
 
 from augmentor.augmentor import AugmentorConfig, GeometricAugmentor
 from augmentor.devices import resolve_device
+from augmentor.fit_report import fit_report, save_fit_grid, synthetic_fidelity
 from augmentor.io import load_tensors, save_tensors, write_json
 from augmentor.plots import save_sample_grid
 from augmentor.seeding import class_seed, seed_everything
 
 from .classifier import TorchIOAugmentation, classification_metrics, predict, train_classifier
-from .config import CLASS_NAMES, METHODS, StudyConfig, method_sampler
+from .config import CLASS_NAMES, METHODS, StudyConfig, method_sampler, split_source
 from .data import StudyData
 
 __all__ = ["Job", "RunPaths", "job_seed", "read_result", "run_classify", "run_generate", "run_job", "training_set"]
@@ -111,11 +120,17 @@ class RunPaths:
     def generate(self, seed: int) -> Path:
         return self.root / "generate" / f"seed_{seed}"
 
-    def augmentor(self, seed: int) -> Path:
-        return self.generate(seed) / "augmentor"
+    def augmentor(self, seed: int, shared: bool = False) -> Path:
+        return self.generate(seed) / ("augmentor_shared" if shared else "augmentor")
 
-    def latents(self, seed: int, sampler: str) -> Path:
-        return self.generate(seed) / f"latents_{sampler}.pt"
+    def latents(self, seed: int, source: str) -> Path:
+        return self.generate(seed) / f"latents_{source}.pt"
+
+    def fit(self, seed: int) -> Path:
+        return self.generate(seed) / "fit.json"
+
+    def fit_grid(self, seed: int, shared: bool = False) -> Path:
+        return self.generate(seed) / ("fit_grid_shared.png" if shared else "fit_grid.png")
 
     def result(self, seed: int, method: str) -> Path:
         return self.root / "results" / f"seed_{seed}" / f"{method}.json"
@@ -126,8 +141,11 @@ class RunPaths:
     def is_done(self, job: Job) -> bool:
         """Whether ``job`` has finished; a damaged result file is moved aside (see :func:`read_result`)."""
         if job.kind == "generate":
-            return self.augmentor(job.seed).is_dir() and all(
-                self.latents(job.seed, s).is_file() for s in job.samplers
+            kinds = {split_source(source)[0] for source in job.samplers}
+            return (
+                all(self.augmentor(job.seed, shared).is_dir() for shared in kinds)
+                and all(self.latents(job.seed, s).is_file() for s in job.samplers)
+                and self.fit(job.seed).is_file()
             )
         return read_result(self.result(job.seed, job.method)) is not None
 
@@ -226,7 +244,9 @@ def read_split(paths: RunPaths, seed: int) -> dict[str, list[int]]:
     return json.loads(paths.split(seed).read_text())["indices"]
 
 
-def augmentor_config(config: StudyConfig, seed: int, in_shape: tuple[int, ...]) -> AugmentorConfig:
+def augmentor_config(
+    config: StudyConfig, seed: int, in_shape: tuple[int, ...], shared: bool = False
+) -> AugmentorConfig:
     trainer = config.vae.trainer.replace(
         seed=(config.vae.trainer.seed + SEED_STRIDE * seed) % 2**32, progress=config.progress
     )
@@ -237,55 +257,140 @@ def augmentor_config(config: StudyConfig, seed: int, in_shape: tuple[int, ...]) 
         hmc=config.sampling.hmc,
         gmm_components=config.sampling.gmm_components,
         device=config.device,
+        shared_vae=shared,
     )
 
 
+def _fitted_augmentor(
+    paths: RunPaths, config: StudyConfig, data: StudyData, train: torch.Tensor, seed: int, shared: bool
+) -> GeometricAugmentor:
+    """The seed's per-class (or shared-decoder) augmentor: loaded if saved, else fitted and saved."""
+    folder = paths.augmentor(seed, shared)
+    if folder.is_dir():
+        return GeometricAugmentor.load(folder, device=config.device)
+    name = "vae_shared" if shared else "vae"
+    checkpoints = paths.generate(seed) / f"checkpoints_{name}"
+    augmentor = GeometricAugmentor(augmentor_config(config, seed, tuple(data.images.shape[1:]), shared))
+    augmentor.fit(
+        data.images[train],
+        data.labels[train],
+        log_dir=paths.tensorboard(f"seed_{seed}", name),
+        checkpoint_dir=checkpoints,
+    )
+    augmentor.save(folder)
+    shutil.rmtree(checkpoints, ignore_errors=True)  # the saved augmentor supersedes them
+    return augmentor
+
+
+def _draw_latents(paths: RunPaths, config: StudyConfig, augmentor: GeometricAugmentor, seed: int, source: str) -> None:
+    """Draw and save ``n_per_class`` latents per class of ``source``, with its preview grid."""
+    sampler = split_source(source)[1]
+    n = config.sampling.n_per_class
+    codes, labels, diagnostics = [], [], {}
+    for index, label in enumerate(augmentor.classes):
+        # The same seeds as GeometricAugmentor.generate(n, sampler, seed=seed).
+        codes.append(augmentor.sample_latents(label, n, sampler, seed=class_seed(seed, index)))
+        labels.append(torch.full((n,), label, dtype=torch.int64))
+        if sampler == "riemannian" and label in augmentor.diagnostics:
+            diagnostics[str(label)] = augmentor.diagnostics[label].to_dict()
+    z, y = torch.cat(codes), torch.cat(labels)
+    if sampler == "riemannian":
+        write_json(
+            paths.generate(seed) / f"diagnostics_{source}.json",
+            {"n_per_class": n, "hmc": config.sampling.hmc.to_dict(), "per_class": diagnostics},
+        )
+    preview_labels = torch.cat([l[:8] for l in labels])
+    preview = augmentor.decode(torch.cat([c[:8] for c in codes]), preview_labels)
+    save_sample_grid(preview, preview_labels, paths.generate(seed) / f"samples_{source}.png",
+                     f"seed {seed}: {source}", class_names=CLASS_NAMES)
+    save_tensors(paths.latents(seed, source), {"z": z, "labels": y, "sampler": source, "n_per_class": n})
+
+
+def _real_image_classifier(
+    config: StudyConfig, data: StudyData, split: dict[str, torch.Tensor], seed: int, device: torch.device
+) -> tuple[Callable[[torch.Tensor], np.ndarray], dict[str, Any]]:
+    """The fidelity check's judge: the classifier trained on the real training images (minority class
+    resampled), selected on the validation images. Returns its predict function and its test metrics."""
+    real_y = data.labels[split["train"]]
+    index = split["train"][_oversample(real_y, job_seed(seed, "fidelity"))]
+    trained = train_classifier(
+        data.images[index], data.labels[index], data.images[split["val"]], data.labels[split["val"]],
+        config.classifier, seed=job_seed(seed, "fidelity"), device=device, progress=config.progress,
+        desc=f"seed {seed} fidelity judge",
+    )
+    judge = lambda x: predict(trained.model, x, config.classifier.eval_batch_size, device)  # noqa: E731
+    classes = sorted(int(c) for c in data.labels.unique())
+    test = classification_metrics(data.labels[split["test"]].numpy(), judge(data.images[split["test"]]), classes)
+    return judge, {"balanced_accuracy": test["balanced_accuracy"], "accuracy": test["accuracy"]}
+
+
+def _fit_grid_rows(
+    augmentor: GeometricAugmentor, images: torch.Tensor, labels: torch.Tensor, synthetic: dict[str, Any]
+) -> dict[int, dict[str, torch.Tensor]]:
+    """Per class: 8 real training images, their reconstructions, 8 synthetic images of each set."""
+    rows = {}
+    for label in augmentor.classes:
+        real = images[labels == label][:8]
+        recon = augmentor.decode(augmentor.encode(real, label)[0], torch.full((len(real),), label))
+        rows[label] = {"real": real, "reconstructed": recon}
+        for sampler, (x, y) in synthetic.items():
+            rows[label][f"synthetic ({sampler})"] = x[y == label][:8]
+    return rows
+
+
+def _write_fit(
+    paths: RunPaths,
+    config: StudyConfig,
+    data: StudyData,
+    job: Job,
+    augmentors: dict[bool, GeometricAugmentor],
+    device: torch.device,
+) -> None:
+    """``fit.json`` (fit diagnostics per model and class, fidelity per source) and the fit grids."""
+    split = {k: torch.tensor(v) for k, v in read_split(paths, job.seed).items()}
+    train_x, train_y = data.images[split["train"]], data.labels[split["train"]]
+    judge, judge_test = _real_image_classifier(config, data, split, job.seed, device)
+    record: dict[str, Any] = {"judge_test": judge_test, "fidelity": {}, "models": {}}
+    for shared, augmentor in augmentors.items():
+        kind = "shared" if shared else "per_class"
+        synthetic = {}
+        for source in job.samplers:
+            if split_source(source)[0] != shared:
+                continue
+            latents = load_tensors(paths.latents(job.seed, source))
+            images = augmentor.decode(latents["z"], latents["labels"])
+            synthetic[split_source(source)[1]] = (images, latents["labels"])
+            record["fidelity"][source] = synthetic_fidelity(judge, images, latents["labels"])
+        logger.info("Seed %d, %s VAE: fit diagnostics", job.seed, kind.replace("_", "-"))
+        report = fit_report(
+            augmentor, train_x, train_y, data.images[split["val"]], data.labels[split["val"]], synthetic
+        )
+        record["models"][kind] = report.to_dict()
+        shown = {name: synthetic[name] for name in ("riemannian",) if name in synthetic} or synthetic
+        save_fit_grid(
+            _fit_grid_rows(augmentor, train_x, train_y, shown), paths.fit_grid(job.seed, shared),
+            f"seed {job.seed}, {kind.replace('_', '-')} VAE", class_names=CLASS_NAMES,
+        )
+    write_json(paths.fit(job.seed), record)
+
+
 def run_generate(root: str | Path, config: StudyConfig, job: Job) -> dict[str, Any]:
-    """Fit the seed's augmentor (unless saved) and draw the missing latent sets."""
+    """Fit the seed's augmentors (unless saved), draw the missing latent sets, record the fit."""
     paths = RunPaths(root)
     if paths.is_done(job):
         return {"job": job.key, "skipped": True}
     start = time.perf_counter()
-    with job_environment(config, (config.vae.trainer.seed + SEED_STRIDE * job.seed) % 2**31):
+    with job_environment(config, (config.vae.trainer.seed + SEED_STRIDE * job.seed) % 2**31) as device:
         data = StudyData.load(paths.data)
         train = torch.tensor(read_split(paths, job.seed)["train"])
-        folder = paths.augmentor(job.seed)
-        if folder.is_dir():
-            augmentor = GeometricAugmentor.load(folder, device=config.device)
-        else:
-            checkpoints = paths.generate(job.seed) / "checkpoints"
-            augmentor = GeometricAugmentor(augmentor_config(config, job.seed, tuple(data.images.shape[1:])))
-            augmentor.fit(
-                data.images[train],
-                data.labels[train],
-                log_dir=paths.tensorboard(f"seed_{job.seed}", "vae"),
-                checkpoint_dir=checkpoints,
-            )
-            augmentor.save(folder)
-            shutil.rmtree(checkpoints, ignore_errors=True)  # the saved augmentor supersedes them
-        n = config.sampling.n_per_class
-        for sampler in job.samplers:
-            target = paths.latents(job.seed, sampler)
-            if target.is_file():
-                continue
-            codes, labels, diagnostics = [], [], {}
-            for index, label in enumerate(augmentor.classes):
-                # The same seeds as GeometricAugmentor.generate(n, sampler, seed=job.seed).
-                codes.append(augmentor.sample_latents(label, n, sampler, seed=class_seed(job.seed, index)))
-                labels.append(torch.full((n,), label, dtype=torch.int64))
-                if sampler == "riemannian" and label in augmentor.diagnostics:
-                    diagnostics[str(label)] = augmentor.diagnostics[label].to_dict()
-            z, y = torch.cat(codes), torch.cat(labels)
-            if sampler == "riemannian":
-                write_json(
-                    paths.generate(job.seed) / "diagnostics_riemannian.json",
-                    {"n_per_class": n, "hmc": config.sampling.hmc.to_dict(), "per_class": diagnostics},
-                )
-            preview_labels = torch.cat([l[:8] for l in labels])
-            preview = augmentor.decode(torch.cat([c[:8] for c in codes]), preview_labels)
-            save_sample_grid(preview, preview_labels, paths.generate(job.seed) / f"samples_{sampler}.png",
-                             f"seed {job.seed}: {sampler}", class_names=CLASS_NAMES)
-            save_tensors(target, {"z": z, "labels": y, "sampler": sampler, "n_per_class": n})
+        augmentors = {}
+        for shared in sorted({split_source(source)[0] for source in job.samplers}):
+            augmentors[shared] = augmentor = _fitted_augmentor(paths, config, data, train, job.seed, shared)
+            for source in job.samplers:
+                if split_source(source)[0] == shared and not paths.latents(job.seed, source).is_file():
+                    _draw_latents(paths, config, augmentor, job.seed, source)
+        if not paths.fit(job.seed).is_file():
+            _write_fit(paths, config, data, job, augmentors, device)
     return {"job": job.key, "skipped": False, "seconds": time.perf_counter() - start}
 
 
@@ -313,11 +418,11 @@ def training_set(
     if method == "resampled":
         index = _oversample(real_y, job_seed(job.seed, method))
         return real_x[index], real_y[index]
-    sampler = method_sampler(method)
-    if sampler is None:
+    source = method_sampler(method)
+    if source is None:
         raise ValueError(f"unknown method {method!r}")
-    latents = load_tensors(paths.latents(job.seed, sampler))
-    augmentor = GeometricAugmentor.load(paths.augmentor(job.seed), device=config.device)
+    latents = load_tensors(paths.latents(job.seed, source))
+    augmentor = GeometricAugmentor.load(paths.augmentor(job.seed, split_source(source)[0]), device=config.device)
     synth_x = augmentor.decode(latents["z"], latents["labels"])
     synth_y = latents["labels"]
     if method.startswith("original+"):

@@ -162,7 +162,8 @@ def _print_result(result: StudyResult) -> None:
     print()
     print(result.table)
     print(f"\n{PROTOCOL}")
-    print(f"\nReport: {paths.report} (summary.csv, summary.md, per_run.csv, balanced_accuracy.png); "
+    print(f"\nReport: {paths.report} (summary.csv, summary.md, per_run.csv, balanced_accuracy.png, "
+          f"fit.md: how well the VAEs fit each class); "
           f"TensorBoard: tensorboard --logdir {paths.tensorboard()}")
     print(f"{result.jobs_run} job(s) run, {result.jobs_skipped} skipped, {result.seconds:.1f} s")
 

@@ -3,7 +3,10 @@
 Written to ``<run>/report/`` (derived from the result files, so regenerated on
 every invocation): ``summary.csv`` (numbers), ``summary.md`` (the table printed
 to the terminal), ``per_run.csv`` (one row per seed and method) and
-``balanced_accuracy.png`` (box plot); the table and the figure also go to
+``balanced_accuracy.png`` (box plot); from the generate jobs' ``fit.json``,
+``fit.md`` (how well the VAEs fit each class, whether the synthetic sets carry
+their class, the warnings), ``fit.csv`` / ``fidelity.csv`` (one row per seed)
+and the real / reconstructed / synthetic grids of the first seed; the table and the figure also go to
 TensorBoard under ``tensorboard/summary``. The report always covers every
 finished result of the run directory, whichever seeds and methods the
 invocation ran.
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import io
 import shutil
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -23,9 +26,18 @@ import pandas as pd
 from augmentor.io import write_bytes
 
 from .config import CLASS_NAMES, METHODS
-from .jobs import RunPaths
+from .jobs import RunPaths, read_result
 
-__all__ = ["METHOD_LABELS", "box_plot", "collect_results", "markdown_table", "summarize", "write_report"]
+__all__ = [
+    "METHOD_LABELS",
+    "box_plot",
+    "collect_fit",
+    "collect_results",
+    "fit_markdown",
+    "markdown_table",
+    "summarize",
+    "write_report",
+]
 
 METHOD_LABELS = {
     "original": "Original (unbalanced)",
@@ -37,6 +49,11 @@ METHOD_LABELS = {
     "original+gmm": "Original + VAE - GMM",
     "original+riemannian": "Original + VAE - ours",
     "classical": "Original + affine/elastic (TorchIO)",
+    "shared-prior": "Shared VAE - N(0, I)",
+    "shared-gmm": "Shared VAE - GMM",
+    "shared-riemannian": "Shared VAE - ours",
+    "original+shared-gmm": "Original + shared VAE - GMM",
+    "original+shared-riemannian": "Original + shared VAE - ours",
 }
 _PER_CLASS = ("f1", "precision", "recall")
 
@@ -162,8 +179,144 @@ def write_report(paths: RunPaths, title: str = "") -> tuple[pd.DataFrame, pd.Dat
     write_bytes(folder / "summary.md", (header + table + "\n").encode())
     png = box_plot(per_run, methods, title)
     write_bytes(folder / "balanced_accuracy.png", png)
+    _write_fit_report(paths)
     _tensorboard_summary(paths, summary, table, png)
     return per_run, summary, table
+
+
+def _check_fit_record(record: Any) -> None:
+    """Raise ``ValueError`` naming what a parsed ``fit.json`` lacks."""
+    missing = [key for key in ("models", "fidelity", "judge_test") if not isinstance(record, dict) or key not in record]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}")
+
+
+def _fit_records(paths: RunPaths) -> dict[int, dict[str, Any]]:
+    """The ``fit.json`` of every finished generate job, by seed.
+
+    A damaged one is moved aside (see :func:`~pipelines.jobs.read_result`), so the
+    seed's generate job writes it again on the next run.
+    """
+    found = {}
+    for path in (paths.root / "generate").glob("seed_*/fit.json"):
+        seed = path.parent.name.removeprefix("seed_")
+        record = read_result(path, _check_fit_record) if seed.isdigit() else None
+        if record is not None:
+            found[int(seed)] = record
+    return dict(sorted(found.items()))
+
+
+def collect_fit(paths: RunPaths) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """The fit diagnostics of every seed: ``(fit, fidelity, warnings)``.
+
+    ``fit``: one row per seed, model (``per_class`` / ``shared``) and class;
+    ``fidelity``: one row per seed and synthetic source, with the accuracy of the
+    real-image classifier on it and that classifier's own test balanced accuracy;
+    ``warnings``: every warning, prefixed with its seed and model.
+    """
+    fit_rows, fidelity_rows, warnings = [], [], []
+    for seed, record in _fit_records(paths).items():
+        for model, report in record["models"].items():
+            warnings += [f"seed {seed}, {model.replace('_', '-')} VAE: {w}" for w in report["warnings"]]
+            for label, fit in report["classes"].items():
+                row = {"seed": seed, "model": model, "class": _class_name(label)}
+                row.update({k: fit[k] for k in _FIT_COLUMNS})
+                row["sharpness_synthetic"] = fit["sharpness_synthetic"].get("riemannian", np.nan)
+                fit_rows.append(row)
+        judge = record["judge_test"]["balanced_accuracy"]
+        if record["fidelity"] and judge < MIN_JUDGE_BALANCED_ACCURACY:
+            warnings.append(
+                f"seed {seed}: the fidelity check's classifier of real images reaches only {100 * judge:.1f} % "
+                "balanced accuracy on the real test subjects, so its verdict on that seed's synthetic sets "
+                "says little"
+            )
+        for source, scores in record["fidelity"].items():
+            row = {"seed": seed, "source": source, "accuracy": scores["accuracy"],
+                   "balanced_accuracy": scores["balanced_accuracy"]}
+            row.update({f"{_class_name(c)}_recall": r for c, r in scores["recall"].items()})
+            row["judge_test_balanced_accuracy"] = record["judge_test"]["balanced_accuracy"]
+            fidelity_rows.append(row)
+    return pd.DataFrame(fit_rows), pd.DataFrame(fidelity_rows), warnings
+
+
+MIN_JUDGE_BALANCED_ACCURACY = 0.6
+"""Below this test balanced accuracy the fidelity check's real-image classifier is flagged as no judge."""
+
+_FIT_COLUMNS = ("recon_train", "recon_heldout", "kl", "active_units", "latent_dim", "log_var_mean",
+                "log_var_at_bound", "sharpness_real", "sharpness_recon", "steps")
+
+
+def _mean_std(frame: pd.DataFrame, keys: list[str], columns: list[str]) -> pd.DataFrame:
+    grouped = frame.groupby(keys, sort=False)[columns]
+    return grouped.mean().join(grouped.std(ddof=1).fillna(0.0), lsuffix="_mean", rsuffix="_std")
+
+
+def _cell(mean: float, std: float, form: str) -> str:
+    """``mean ± std`` in ``form``; a dash where the quantity does not apply (no bound, no held-out set)."""
+    return "—" if np.isnan(mean) else f"{form.format(mean)} ± {form.format(std)}"
+
+
+def fit_markdown(fit: pd.DataFrame, fidelity: pd.DataFrame, warnings: Sequence[str]) -> str:
+    """The fit and fidelity tables (mean ± std over the seeds) and the warnings, as Markdown."""
+    lines = []
+    if len(fit):
+        columns = ["recon_train", "recon_heldout", "kl", "active_units", "log_var_at_bound",
+                   "sharpness_real", "sharpness_recon", "sharpness_synthetic"]
+        table = _mean_std(fit.astype({"log_var_at_bound": float, "recon_heldout": float}), ["model", "class"], columns)
+        lines += [
+            "| VAE | Class | Recon. error (train) | Recon. error (held out) | KL (nats) | Active units | "
+            "log-var on bound | Sharpness real | recon. | synthetic (ours) |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        dims = fit.groupby(["model", "class"], sort=False)["latent_dim"].first()
+        for (model, name), row in table.iterrows():
+            cell = lambda c, f="{:.2f}": _cell(row[c + "_mean"], row[c + "_std"], f)  # noqa: E731
+            lines.append(
+                f"| {model.replace('_', '-')} | {name} | {cell('recon_train', '{:.1f}')} | "
+                f"{cell('recon_heldout', '{:.1f}')} | {cell('kl', '{:.1f}')} | "
+                f"{cell('active_units', '{:.1f}')} / {dims[(model, name)]} | {cell('log_var_at_bound')} | "
+                f"{cell('sharpness_real', '{:.3f}')} | {cell('sharpness_recon', '{:.3f}')} | "
+                f"{cell('sharpness_synthetic', '{:.3f}')} |"
+            )
+    if len(fidelity):
+        recalls = [c for c in fidelity.columns if c.endswith("_recall")]
+        table = _mean_std(fidelity, ["source"], ["balanced_accuracy"] + recalls)
+        judge = fidelity["judge_test_balanced_accuracy"].groupby(fidelity["source"], sort=False).first()
+        lines += ["", "Fidelity: balanced accuracy (%) of a classifier trained on the real training images "
+                  f"(its own test balanced accuracy: {100 * judge.mean():.1f} on average), tested on each "
+                  "synthetic set (does each synthetic image carry its class?).", "",
+                  "| Synthetic set | Balanced acc. | " + " | ".join(c.replace("_", " ") for c in recalls) + " |",
+                  "|---|" + "---:|" * (1 + len(recalls))]
+        for source, row in table.iterrows():
+            cells = [f"{100 * row[c + '_mean']:.1f} ± {100 * row[c + '_std']:.1f}"
+                     for c in ["balanced_accuracy"] + recalls]
+            lines.append(f"| {METHOD_LABELS.get(source, source)} | " + " | ".join(cells) + " |")
+    if warnings:
+        lines += ["", "Warnings:", ""] + [f"* {w}" for w in warnings]
+    return "\n".join(lines)
+
+
+def _write_fit_report(paths: RunPaths) -> None:
+    """``fit.md``, ``fit.csv``, ``fidelity.csv`` and the first seed's fit grids (nothing without fit records)."""
+    fit, fidelity, warnings = collect_fit(paths)
+    if not len(fit) and not len(fidelity):
+        return
+    folder = paths.report
+    write_bytes(folder / "fit.csv", fit.to_csv(index=False, float_format="%.6f").encode())
+    write_bytes(folder / "fidelity.csv", fidelity.to_csv(index=False, float_format="%.6f").encode())
+    seeds = sorted(set(fit["seed"]) | set(fidelity["seed"] if len(fidelity) else []))
+    header = (
+        f"# Fit of the generative models over {len(seeds)} seed(s)\n\nPer class, mean ± std over the seeds: "
+        "reconstruction error (squared error summed over an image, posterior-mean reconstruction) on the "
+        "VAE's training images and on the held-out validation subjects; KL to the prior (nats); active "
+        "units (Var_x(E[z|x]) > 0.01); share of posterior log-variances on their bound; sharpness (mean "
+        "absolute Laplacian) of the real, reconstructed and synthetic (ours) images.\n\n"
+    )
+    write_bytes(folder / "fit.md", (header + fit_markdown(fit, fidelity, warnings) + "\n").encode())
+    for shared in (False, True):
+        grid = paths.fit_grid(seeds[0], shared)
+        if grid.is_file():
+            write_bytes(folder / f"{grid.stem}_seed_{seeds[0]}.png", grid.read_bytes())
 
 
 def _tensorboard_summary(paths: RunPaths, summary: pd.DataFrame, table: str, png: bytes) -> None:

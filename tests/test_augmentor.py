@@ -336,3 +336,65 @@ def test_trainer_seed_of_a_later_class_is_checked_before_training(monkeypatch):
     config = config.replace(trainer=config.trainer.replace(seed=2**32 - 1))  # class 1 would train with 2**32
     with pytest.raises(ConfigError, match="TrainerConfig.seed"):
         GeometricAugmentor(config).fit(images, labels)
+
+
+def _uneven_classes():
+    """20 images of class 0 and 6 of class 5 (labels kept as given)."""
+    images, labels = blobs(20, (1, 16, 16))
+    keep = torch.cat([torch.arange(20), torch.arange(20, 26)])
+    return images[keep], torch.where(labels[keep] == 1, 5, 0)
+
+
+def test_step_budget_gives_every_class_the_same_number_of_steps():
+    images, labels = _uneven_classes()
+    config = tiny_config().replace(trainer=tiny_config().trainer.replace(max_steps=5, eval_every=2))
+    augmentor = GeometricAugmentor(config).fit(images, labels)
+    assert {label: history[-1]["step"] for label, history in augmentor.histories.items()} == {0: 5, 5: 5}
+
+
+@pytest.fixture(scope="module")
+def shared_fit():
+    images, labels = _uneven_classes()
+    augmentor = GeometricAugmentor(tiny_config().replace(shared_vae=True)).fit(images, labels)
+    return augmentor, images, labels
+
+
+def test_shared_vae_is_one_model_with_samplers_on_each_class_codes(shared_fit):
+    augmentor, images, labels = shared_fit
+    assert augmentor.classes == [0, 5]
+    assert augmentor.models[0] is augmentor.models[5]
+    # One training on all 26 images (not one per class).
+    assert augmentor.histories[0] is augmentor.histories[5]
+    for label in augmentor.classes:
+        mu, _ = augmentor.encode(images[labels == label], label)
+        centroids = augmentor.samplers[label]["riemannian"].metric.centroids
+        assert len(centroids) == int((labels == label).sum())
+        assert torch.allclose(centroids, mu, atol=1e-5)
+    # The classes' codes differ, so their GMMs do too: each class samples near its own codes.
+    z0 = augmentor.sample_latents(0, 200, "gmm", seed=0).mean(0)
+    z5 = augmentor.sample_latents(5, 200, "gmm", seed=0).mean(0)
+    mu0 = augmentor.encode(images[labels == 0], 0)[0].mean(0)
+    mu5 = augmentor.encode(images[labels == 5], 5)[0].mean(0)
+    assert (z0 - mu0).norm() < (z0 - mu5).norm() and (z5 - mu5).norm() < (z5 - mu0).norm()
+
+
+def test_shared_vae_save_load_round_trip(shared_fit, tmp_path):
+    augmentor, _, _ = shared_fit
+    fake, fake_labels = augmentor.generate(3, seed=0)
+    augmentor.save(tmp_path / "model")
+    assert (tmp_path / "model" / "shared_vae" / "model.pt").is_file()
+    assert not (tmp_path / "model" / "class_0" / "model.pt").exists()
+    again = GeometricAugmentor.load(tmp_path / "model")
+    assert again.config.shared_vae and again.models[0] is again.models[5]
+    again_fake, again_labels = again.generate(3, seed=0)
+    assert torch.equal(again_fake, fake) and torch.equal(again_labels, fake_labels)
+
+
+def test_shared_vae_checks_batches_on_all_images():
+    # 2 + 2 images: each class alone could not fill a BatchNorm batch after validation, all four can.
+    images, labels = blobs(2, (1, 16, 16))
+    config = tiny_config().replace(vae=vae_preset("tiny2d", strides=(4, 4)))
+    with pytest.raises(ValueError, match="batch normalisation"):
+        GeometricAugmentor(config).fit(images, labels)
+    augmentor = GeometricAugmentor(config.replace(shared_vae=True)).fit(images, labels)
+    assert augmentor.models[0] is augmentor.models[1]

@@ -231,3 +231,27 @@ def test_one_voxel_feature_map_needs_batches_of_two_or_no_instance_norm():
     with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
         model(torch.rand(1, 1, 16, 16))
     assert model(torch.rand(2, 1, 16, 16)).recon.shape == (2, 1, 16, 16)
+
+
+def test_kl_weight_is_rescaled_by_the_image_size_against_its_reference():
+    # 1 x 52 x 44 = 2288 values against the paper's 1 x 208 x 176 = 36608: 16 times fewer.
+    small = VAEConfig(in_shape=(1, 52, 44), beta=1.0, kl_reference_size=208 * 176)
+    assert small.kl_weight == pytest.approx(1 / 16)
+    assert VAEConfig(in_shape=(1, 208, 176), beta=0.5, kl_reference_size=208 * 176).kl_weight == pytest.approx(0.5)
+    # Without a reference (every config written before the setting existed) beta applies as given.
+    old = VAEConfig.from_dict({"in_shape": [1, 52, 44], "beta": 0.3})
+    assert old.kl_reference_size is None and old.kl_weight == 0.3
+    with pytest.raises(ConfigError, match="kl_reference_size"):
+        VAEConfig(in_shape=(1, 8, 8), kl_reference_size=0)
+
+
+def test_training_loss_uses_the_rescaled_kl_weight():
+    # Hand computation: recon = sum of squared errors per image, KL of N(mu, e^lv) to N(0, 1) per image.
+    config = VAEConfig(in_shape=(1, 2, 2), kind="mlp", hidden=(4,), latent_dim=1, beta=2.0, kl_reference_size=16)
+    x = torch.zeros(1, 1, 2, 2)
+    output = VAEOutput(recon=torch.full((1, 1, 2, 2), 0.5), mu=torch.tensor([[1.0]]), log_var=torch.tensor([[0.0]]),
+                       z=torch.zeros(1, 1))
+    losses = vae_loss(output, x, config.kl_weight)
+    assert losses["recon"].item() == pytest.approx(4 * 0.25)
+    assert losses["kl"].item() == pytest.approx(0.5)  # -0.5 * (1 + 0 - 1 - 1)
+    assert losses["loss"].item() == pytest.approx(1.0 + 2.0 * 4 / 16 * 0.5)

@@ -21,6 +21,7 @@ from pipelines.config import ClassifierConfig, SplitConfig, load_study_config
 from pipelines.data import split_subjects
 from pipelines.jobs import RunPaths
 from pipelines.oasis_study import build_parser, config_from_args, main, run_study
+from pipelines.report import write_report
 from pipelines.runner import JobFailure, RunDirectoryError, lock_run_directory
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -153,6 +154,50 @@ def test_report_covers_every_finished_result(reference, tiny, cache):
     summary = (reference.out / "report" / "summary.md").read_text()
     assert "mean ± std over 2 seed(s)" in summary
     assert all(f"| {label} | 2 |" in summary for label in ("Original (unbalanced)", "VAE - ours"))
+
+
+def test_study_records_the_fit_and_fidelity_of_each_seed(reference):
+    fit = json.loads((reference.out / "generate" / "seed_1" / "fit.json").read_text())
+    assert set(fit["models"]) == {"per_class"} and set(fit["fidelity"]) == {"prior", "gmm", "riemannian"}
+    for scores in fit["fidelity"].values():
+        assert 0 <= scores["balanced_accuracy"] <= 1 and set(scores["recall"]) == {"0", "1"}
+    classes = fit["models"]["per_class"]["classes"]
+    assert set(classes) == {"0", "1"} and all(c["active_units"] <= c["latent_dim"] for c in classes.values())
+    report = (reference.out / "report" / "fit.md").read_text()
+    assert "| per-class | CN |" in report and "| VAE - ours |" in report
+    assert (reference.out / "report" / "fit_grid_seed_0.png").read_bytes()[:4] == b"\x89PNG"
+    judges = [json.loads((reference.out / "generate" / f"seed_{s}" / "fit.json").read_text())["judge_test"]
+              for s in (0, 1)]
+    flagged = [f"seed {s}: the fidelity check's classifier" in report for s in (0, 1)]
+    assert flagged == [judge["balanced_accuracy"] < 0.6 for judge in judges]
+
+
+def test_damaged_fit_record_is_moved_aside_and_left_out_of_the_report(reference, tmp_path, caplog):
+    out = tmp_path / "copy"
+    shutil.copytree(reference.out, out)
+    (out / "generate" / "seed_0" / "fit.json").write_text('{"models": {')
+    with caplog.at_level(logging.WARNING):
+        write_report(RunPaths(out))
+    assert (out / "generate" / "seed_0" / "fit.json.corrupt").is_file()
+    assert "over 1 seed(s)" in (out / "report" / "fit.md").read_text()
+    assert any("fit.json is not a complete result" in r.getMessage() for r in caplog.records)
+
+
+def test_shared_decoder_methods_appear_next_to_the_per_class_ones(tiny, cache, tmp_path):
+    methods = ("riemannian", "shared-riemannian", "original+shared-riemannian")
+    result = run_study(tiny.replace(seeds=1, methods=methods), tmp_path / "shared", cache_dir=cache)
+    generate = result.out / "generate" / "seed_0"
+    assert (generate / "augmentor").is_dir() and (generate / "augmentor_shared").is_dir()
+    assert (generate / "latents_shared-riemannian.pt").is_file() and (generate / "fit_grid_shared.png").is_file()
+    assert list(result.summary.index) == list(methods)
+    assert "| Shared VAE - ours | 1 |" in result.table and "| Original + shared VAE - ours | 1 |" in result.table
+    fit = json.loads((generate / "fit.json").read_text())
+    assert set(fit["models"]) == {"per_class", "shared"}
+    assert set(fit["fidelity"]) == {"riemannian", "shared-riemannian"}
+    # original + shared ours trains on the real training images and n_per_class synthetic images per class.
+    record = json.loads((result.out / "results" / "seed_0" / "original+shared-riemannian.json").read_text())
+    n_real = len(json.loads((result.out / "splits" / "seed_0.json").read_text())["indices"]["train"])
+    assert record["n_train"] == n_real + 2 * tiny.sampling.n_per_class
 
 
 def test_damaged_result_is_moved_aside_and_recomputed(reference, tiny, cache, tmp_path, caplog):

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from augmentor.config import ConfigError
+from augmentor import training
 from augmentor.io import load_tensors
 from augmentor.models import VAEConfig, build_vae, vae_preset
-from augmentor.training import CHECKPOINT_NAME, TrainerConfig, _split, train_vae
+from augmentor.training import CHECKPOINT_NAME, TrainerConfig, _next_batch, _split, train_vae, validation_size
 
 
 def _blobs(n: int, size: int = 16, seed: int = 0) -> torch.Tensor:
@@ -122,70 +123,86 @@ def test_tensorboard_events_are_written_for_3d_images(tmp_path):
 
 def test_split_is_disjoint_and_complete():
     images = torch.arange(50, dtype=torch.float32).view(50, 1, 1, 1) / 50
-    train, val = _split(images, None, 0.2, torch.Generator().manual_seed(0))
+    train, val = _split(images, None, _config(val_fraction=0.2), torch.Generator().manual_seed(0))
     train_ids, val_ids = set(train.flatten().tolist()), set(val.flatten().tolist())
     assert len(val_ids) == 10 and len(train_ids) == 40
     assert not train_ids & val_ids
     assert train_ids | val_ids == set(images.flatten().tolist())
-    train, val = _split(images[:2], None, 0.01, torch.Generator().manual_seed(0))
+    train, val = _split(images[:2], None, _config(val_fraction=0.01), torch.Generator().manual_seed(0))
     assert len(train) == len(val) == 1
 
 
-_GOOD = torch.rand(8, 1, 16, 16)
-
-
 @pytest.mark.parametrize(
-    "images, message",
-    [
-        (torch.where(torch.arange(8 * 256).view(8, 1, 16, 16) == 5, float("nan"), _GOOD), "NaN or infinite"),
-        (torch.where(torch.arange(8 * 256).view(8, 1, 16, 16) == 5, float("inf"), _GOOD), "NaN or infinite"),
-        (_GOOD * 255, r"must lie in \[0, 1\]"),
-        (_GOOD - 0.5, r"must lie in \[0, 1\]"),
-        (_GOOD[:, 0], "must have 4 dimensions"),
-        (torch.rand(8, 1, 16, 15), "per image but the model expects"),
-        (torch.rand(8, 3, 16, 16), "per image but the model expects"),
-        (_GOOD[:1], "at least 2 images"),
-        ((_GOOD * 255).to(torch.uint8), "floating-point"),
-    ],
+    "n, fraction, minimum, min_train, expected",
+    [(50, 0.2, 1, 1, 10), (20, 0.2, 8, 1, 8), (20, 0.2, 30, 1, 19), (20, 0.2, 30, 2, 18), (2, 0.01, 1, 1, 1)],
 )
-def test_bad_images_raise(images, message):
-    with pytest.raises(ValueError, match=message):
-        train_vae(_model(), images, _config(epochs=1))
+def test_validation_size_has_a_floor_and_leaves_training_images(n, fraction, minimum, min_train, expected):
+    config = _config(val_fraction=fraction, min_val_images=minimum)
+    assert validation_size(n, config, min_train) == expected
 
 
-def test_bad_validation_images_and_models_raise():
-    with pytest.raises(ValueError, match="val_images contain 512 NaN"):
-        train_vae(_model(), _GOOD, _config(epochs=1), val_images=torch.tensor(float("nan")).expand(2, 1, 16, 16))
-    with pytest.raises(ValueError, match="2 of the 3 val_images also appear in images"):
-        train_vae(_model(), _GOOD, _config(epochs=1), val_images=torch.cat([_GOOD[3:5], torch.rand(1, 1, 16, 16)]))
-    with pytest.raises(TypeError, match="VAEConfig"):
-        train_vae(torch.nn.Linear(2, 2), _GOOD, _config(epochs=1))
-    with pytest.raises(TypeError, match="torch.Tensor"):
-        train_vae(_model(), _GOOD.numpy(), _config(epochs=1))
+class _CountingVAE(torch.nn.Module):
+    """Wraps a VAE and counts its forward passes in training mode (one per optimiser step)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.inner, self.config, self.train_calls = model, model.config, 0
+
+    def forward(self, x):
+        self.train_calls += self.training
+        return self.inner(x)
+
+    def encode(self, x):
+        return self.inner.encode(x)
+
+    def decode(self, z):
+        return self.inner.decode(z)
 
 
-@pytest.mark.parametrize(
-    "changes, field",
-    [
-        ({"epochs": 0}, "epochs"),
-        ({"batch_size": 0}, "batch_size"),
-        ({"lr": 0.0}, "lr"),
-        ({"lr_patience": -1}, "lr_patience"),
-        ({"early_stopping_patience": 0}, "early_stopping_patience"),
-        ({"val_fraction": 1.0}, "val_fraction"),
-        ({"val_fraction": 0.0}, "val_fraction"),
-        ({"seed": -1}, "seed"),
-        ({"device": "gpu"}, "device"),
-        ({"grad_clip": -1.0}, "grad_clip"),
-        ({"image_log_every": -1}, "image_log_every"),
-        ({"epochs": "10"}, "epochs"),
-    ],
-)
-def test_trainer_config_validation_names_the_field(changes, field):
-    with pytest.raises(ConfigError, match=rf"TrainerConfig\.{field}"):
-        TrainerConfig(**changes)
+@pytest.mark.parametrize("n_images", [12, 40, 150])
+def test_step_budget_trains_the_same_number_of_steps_whatever_the_data_size(n_images):
+    model = _CountingVAE(_model())
+    config = _config(max_steps=7, eval_every=3, batch_size=16, lr=1e-3, grad_clip=10.0, early_stopping_patience=None)
+    result = train_vae(model, _blobs(n_images), config)
+    assert model.train_calls == result.steps_run == 7
+    assert [h["step"] for h in result.history] == [3, 6, 7]  # evaluations every 3 steps, the last one short
+    assert result.epochs_run == 3
 
 
-def test_trainer_config_json_round_trip():
-    config = TrainerConfig(epochs=3, early_stopping_patience=None, grad_clip=1.0, device="cuda:1")
-    assert TrainerConfig.from_json(config.to_json()) == config
+def test_epoch_budget_steps_grow_with_the_data_size():
+    # The old behaviour the step budget replaces: one epoch of 40 images is 3 steps, of 12 images 1.
+    steps = [train_vae(_model(), _blobs(n), _config(epochs=2, val_fraction=0.1)).steps_run for n in (12, 40)]
+    assert steps == [2, 6]
+
+
+def test_step_stream_never_repeats_an_image_within_a_batch():
+    stream, generator = {"order": torch.zeros(0, dtype=torch.int64), "cursor": 0}, torch.Generator().manual_seed(0)
+    seen = [_next_batch(stream, 10, 4, generator) for _ in range(6)]
+    assert all(len(set(batch.tolist())) == 4 for batch in seen)
+    # Two batches per pass of 10 (the remainder of 2 is skipped), then a reshuffle.
+    assert set(torch.cat(seen[:2]).tolist()) | set(torch.cat(seen[2:4]).tolist()) <= set(range(10))
+
+
+def test_resumed_step_budget_run_matches_an_uninterrupted_one(tmp_path, monkeypatch):
+    images = _blobs(24)
+    config = _config(max_steps=9, eval_every=3, batch_size=8, early_stopping_patience=None)
+    straight_model = _model()
+    straight = train_vae(straight_model, images, config)
+
+    # Interrupt the run in its third round (after 6 steps were checkpointed, mid-way through a pass).
+    real_run_steps, calls = training._run_steps, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_run_steps(*args, **kwargs)
+
+    monkeypatch.setattr(training, "_run_steps", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_vae(_model(), images, config, checkpoint_dir=tmp_path)
+    monkeypatch.setattr(training, "_run_steps", real_run_steps)
+    resumed_model = _model(seed=123)
+    resumed = train_vae(resumed_model, images, config, checkpoint_dir=tmp_path)
+    assert resumed == straight and resumed.steps_run == 9
+    assert _same_weights(resumed_model.state_dict(), straight_model.state_dict())
