@@ -18,6 +18,8 @@ Run directory::
     generate/seed_<s>/augmentor/       fitted VAEs + samplers (checksummed saved folder)
     generate/seed_<s>/latents_<sampler>.pt     latent codes and labels (decoded on use)
     generate/seed_<s>/diagnostics_riemannian.json (HMC acceptance, R-hat, ESS), samples_<sampler>.png
+    generate/seed_<s>/real_vs_synthetic.png    training images over each sampler's, per class
+                                       (volumes: their middle axial slice)
     results/seed_<s>/<method>.json     one finished classifier job (a damaged one is moved
                                        aside to <method>.json.corrupt and the job runs again)
     tensorboard/seed_<s>/{vae,<method>}/       training curves
@@ -50,6 +52,7 @@ from augmentor.devices import resolve_device
 from augmentor.io import load_tensors, save_tensors, write_json
 from augmentor.plots import save_sample_grid
 from augmentor.seeding import class_seed, seed_everything
+from oasis.loader import axial_slices
 
 from .classifier import TorchIOAugmentation, classification_metrics, predict, train_classifier
 from .config import CLASS_NAMES, METHODS, StudyConfig, method_sampler
@@ -63,6 +66,7 @@ SEED_STRIDE = 7919  # offsets the VAE trainer's seed between repetitions
 # What the report reads from a result file; a file without them is not a finished result.
 _RESULT_KEYS = ("test", "best_epoch", "n_train")
 _TEST_KEYS = ("balanced_accuracy", "accuracy", "per_class")
+PREVIEW_PER_CLASS = 8  # images per row of the generate job's figures
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +120,9 @@ class RunPaths:
 
     def latents(self, seed: int, sampler: str) -> Path:
         return self.generate(seed) / f"latents_{sampler}.pt"
+
+    def real_vs_synthetic(self, seed: int) -> Path:
+        return self.generate(seed) / "real_vs_synthetic.png"
 
     def result(self, seed: int, method: str) -> Path:
         return self.root / "results" / f"seed_{seed}" / f"{method}.json"
@@ -237,6 +244,7 @@ def augmentor_config(config: StudyConfig, seed: int, in_shape: tuple[int, ...]) 
         hmc=config.sampling.hmc,
         gmm_components=config.sampling.gmm_components,
         device=config.device,
+        encode_batch_size=config.vae.encode_batch_size,
     )
 
 
@@ -264,6 +272,7 @@ def run_generate(root: str | Path, config: StudyConfig, job: Job) -> dict[str, A
             augmentor.save(folder)
             shutil.rmtree(checkpoints, ignore_errors=True)  # the saved augmentor supersedes them
         n = config.sampling.n_per_class
+        previews: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for sampler in job.samplers:
             target = paths.latents(job.seed, sampler)
             if target.is_file():
@@ -281,12 +290,47 @@ def run_generate(root: str | Path, config: StudyConfig, job: Job) -> dict[str, A
                     paths.generate(job.seed) / "diagnostics_riemannian.json",
                     {"n_per_class": n, "hmc": config.sampling.hmc.to_dict(), "per_class": diagnostics},
                 )
-            preview_labels = torch.cat([l[:8] for l in labels])
-            preview = augmentor.decode(torch.cat([c[:8] for c in codes]), preview_labels)
-            save_sample_grid(preview, preview_labels, paths.generate(job.seed) / f"samples_{sampler}.png",
+            previews[sampler] = _decode_preview(augmentor, z, y)
+            save_sample_grid(axial_slices(previews[sampler][0]), previews[sampler][1],
+                             paths.generate(job.seed) / f"samples_{sampler}.png",
                              f"seed {job.seed}: {sampler}", class_names=CLASS_NAMES)
             save_tensors(target, {"z": z, "labels": y, "sampler": sampler, "n_per_class": n})
+        if job.samplers and not paths.real_vs_synthetic(job.seed).is_file():
+            for sampler in set(job.samplers) - set(previews):
+                latents = load_tensors(paths.latents(job.seed, sampler))
+                previews[sampler] = _decode_preview(augmentor, latents["z"], latents["labels"])
+            _save_real_vs_synthetic(paths, job, data.images[train], data.labels[train], previews)
     return {"job": job.key, "skipped": False, "seconds": time.perf_counter() - start}
+
+
+def _decode_preview(
+    augmentor: GeometricAugmentor, z: torch.Tensor, labels: torch.Tensor, per_class: int = PREVIEW_PER_CLASS
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``per_class`` codes of each class decoded: images ``(n, C, ...)`` and their labels."""
+    chosen = torch.cat([torch.nonzero(labels == c).flatten()[:per_class] for c in labels.unique()])
+    return augmentor.decode(z[chosen], labels[chosen]), labels[chosen]
+
+
+def _save_real_vs_synthetic(
+    paths: RunPaths,
+    job: Job,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    previews: dict[str, tuple[torch.Tensor, torch.Tensor]],
+) -> None:
+    """One PNG, per class a row of training images then a row per sampler (volumes: middle axial slice)."""
+    rows, row_ids, row_names = [], [], {}
+    for label in labels.unique().tolist():
+        name = CLASS_NAMES.get(label, f"class {label}")
+        sets = [("real", images[labels == label])]
+        sets += [(s, previews[s][0][previews[s][1] == label]) for s in job.samplers]
+        for title, chosen in sets:
+            row_names[len(row_names)] = f"{name} {title}"
+            chosen = axial_slices(chosen[:PREVIEW_PER_CLASS])
+            rows.append(chosen)
+            row_ids.append(torch.full((len(chosen),), len(row_names) - 1))
+    save_sample_grid(torch.cat(rows), torch.cat(row_ids), paths.real_vs_synthetic(job.seed),
+                     f"seed {job.seed}: training images and synthetic ones", PREVIEW_PER_CLASS, row_names)
 
 
 def _oversample(labels: torch.Tensor, seed: int) -> torch.Tensor:
