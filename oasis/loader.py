@@ -69,6 +69,7 @@ __all__ = [
     "SkippedSubject",
     "T88_FOLDER",
     "T88_SHAPE",
+    "axial_slices",
     "extract_axial_slice",
     "load_oasis",
     "load_oasis_npz",
@@ -501,6 +502,28 @@ def extract_axial_slice(volume: Any, index: int | None = None) -> np.ndarray:
     if not 0 <= index < z:
         raise IndexError(f"axial slice index {index} outside 0..{z - 1} for a volume of shape {(x, y, z)}")
     return np.asarray(volume[:, :, index], dtype=np.float32).reshape(x, y).T
+
+
+def axial_slices(images: torch.Tensor, index: int | None = None) -> torch.Tensor:
+    """The transposed axial slice of each volume, for display: ``(N, C, X, Y, Z)`` -> ``(N, C, Y, X)``.
+
+    The convention of :func:`extract_axial_slice` (``out[..., row, col] ==
+    volume[..., col, row, index]``), so a 3D study's figures look like the 2D
+    study's images. 2D images ``(N, C, H, W)`` are returned as they are.
+
+    Args:
+        images: ``(N, C, H, W)`` images or ``(N, C, X, Y, Z)`` volumes.
+        index: axial index ``k``; default ``Z // 2``.
+    """
+    if images.ndim == 4:
+        return images
+    if images.ndim != 5:
+        raise ValueError(f"expected (N, C, H, W) images or (N, C, X, Y, Z) volumes, got {tuple(images.shape)}")
+    z = images.shape[-1]
+    index = z // 2 if index is None else index
+    if not 0 <= index < z:
+        raise IndexError(f"axial slice index {index} outside 0..{z - 1}")
+    return images[..., index].transpose(-1, -2)
 
 
 def _output_size(shape: tuple[int, ...], image_size: tuple[int, ...] | None, downsample: int) -> tuple[int, ...]:

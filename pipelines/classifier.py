@@ -12,7 +12,10 @@ Network (paper, for 1 x 208 x 176 inputs)::
 The convolutions are unpadded (that is what gives 64 x 2 x 2 = 256 features on
 208 x 176); the flattened size is computed from the input size, so downsampled
 images work (with ``padding: 1`` when they are small). Blocks are MONAI
-:class:`~monai.networks.blocks.Convolution` layers (conv -> norm -> act).
+:class:`~monai.networks.blocks.Convolution` layers (conv -> norm -> act) built
+for the images' dimension: volumes ``(1, X, Y, Z)`` get the same network with 3D
+convolutions, batch norm and max-pooling (on 44 x 52 x 44 with ``padding: 1``
+the last feature map is 1 x 1 x 1, so Linear(channels[-1] -> 100)).
 
 Training: Adam, batch 200, 50 epochs, learning rate halved after 5 epochs without
 a better validation balanced accuracy, weights of the best validation epoch kept
@@ -122,30 +125,48 @@ def classification_metrics(y_true: Any, y_pred: Any, classes: Sequence[int] = (0
 
 
 class TorchIOAugmentation:
-    """Random affine + elastic deformation of 2D images with TorchIO, reproducible per (seed, epoch).
+    """Random affine + elastic deformation of 2D images or 3D volumes with TorchIO, reproducible per (seed, epoch).
+
+    2D images are deformed in their plane (TorchIO sees them as one-slice volumes):
+    in-plane rotation, scaling and translation, and in-plane elastic displacements.
+    Volumes get the same transforms in all three axes: rotations of up to
+    ``degrees`` about each axis, per-axis scaling, translation and elastic
+    displacement (each a fraction of that axis's size).
 
     Each call transforms every image of the batch with freshly drawn parameters;
     the draws come from torch's global generator, seeded with ``seed`` and
     ``epoch``, so a given epoch always sees the same augmented set.
+
+    Args:
+        config: ranges and probabilities of the two transforms.
+        image_size: ``(H, W)`` or ``(X, Y, Z)`` of the images.
+        seed: seeds every epoch's draws.
     """
 
     def __init__(self, config: AugmentationConfig, image_size: Sequence[int], seed: int) -> None:
         import torchio as tio
 
-        h, w = (int(s) for s in image_size)
-        translation = config.translation * min(h, w)
-        displacement = (config.elastic_max_displacement * h, config.elastic_max_displacement * w, 0.0)
+        sizes = tuple(int(s) for s in image_size)
+        if len(sizes) not in (2, 3):
+            raise ValueError(f"image_size must be (H, W) or (X, Y, Z), got {sizes}")
+        self.planar = len(sizes) == 2
+        scale = (1 - config.scales, 1 + config.scales)
+        translation = (-config.translation * min(sizes), config.translation * min(sizes))
+        rotation = (-config.degrees, config.degrees)
+        displacement = tuple(config.elastic_max_displacement * n for n in sizes)
+        points = config.elastic_control_points
+        if self.planar:  # the third axis is the image's single slice: leave it alone
+            scales, degrees, shifts = (*scale, *scale, 1, 1), (0, 0, 0, 0, *rotation), (*translation, *translation, 0, 0)
+            displacement, control_points = (*displacement, 0.0), (points, points, 5)
+        else:
+            scales, degrees, shifts, control_points = scale * 3, rotation * 3, translation * 3, (points,) * 3
         self.transform = tio.Compose(
             [
                 tio.RandomAffine(
-                    scales=(1 - config.scales, 1 + config.scales, 1 - config.scales, 1 + config.scales, 1, 1),
-                    degrees=(0, 0, 0, 0, -config.degrees, config.degrees),
-                    translation=(-translation, translation, -translation, translation, 0, 0),
-                    image_interpolation="linear",
-                    p=config.p_affine,
+                    scales=scales, degrees=degrees, translation=shifts, image_interpolation="linear", p=config.p_affine
                 ),
                 tio.RandomElasticDeformation(
-                    num_control_points=(config.elastic_control_points, config.elastic_control_points, 5),
+                    num_control_points=control_points,
                     max_displacement=displacement,
                     locked_borders=2,
                     image_interpolation="linear",
@@ -155,12 +176,18 @@ class TorchIOAugmentation:
         )
         self.seed = seed
 
+    def _augment(self, image: torch.Tensor) -> torch.Tensor:
+        """One ``(C, H, W)`` image or ``(C, X, Y, Z)`` volume through the transforms."""
+        if self.planar:
+            return self.transform(image.unsqueeze(-1)).squeeze(-1)
+        return self.transform(image)
+
     def __call__(self, images: torch.Tensor, epoch: int) -> torch.Tensor:
-        """Augmented copy of ``(N, C, H, W)`` images in [0, 1] (the input is not modified)."""
+        """Augmented copy of ``(N, C, H, W)`` or ``(N, C, X, Y, Z)`` images in [0, 1] (the input is not modified)."""
         state = torch.random.get_rng_state()
         torch.manual_seed((self.seed * 100_003 + epoch) % 2**63)
         try:
-            out = torch.stack([self.transform(image.unsqueeze(-1)).squeeze(-1) for image in images.cpu()])
+            out = torch.stack([self._augment(image) for image in images.cpu()])
         finally:
             torch.random.set_rng_state(state)
         return out.clamp_(0, 1)
@@ -197,7 +224,7 @@ def _train_epoch(
     batch_size: int,
     generator: torch.Generator,
 ) -> float:
-    """One pass over ``x`` ``(N, C, H, W)`` (on the model's device) in shuffled batches; the mean loss."""
+    """One pass over ``x`` ``(N, C, H, W[, D])`` (on the model's device) in shuffled batches; the mean loss."""
     device = x.device
     loss_fn = nn.CrossEntropyLoss()
     model.train()
@@ -235,7 +262,7 @@ def train_classifier(
     """Train an :class:`OasisClassifier`, keeping the epoch with the best validation balanced accuracy.
 
     Args:
-        train_images, train_labels: ``(N, C, H, W)`` in [0, 1] and ``(N,)`` labels 0..K-1.
+        train_images, train_labels: ``(N, C, H, W)`` or ``(N, C, X, Y, Z)`` in [0, 1] and ``(N,)`` labels 0..K-1.
         val_images, val_labels: the validation set (drives the learning rate and the choice of epoch).
         config: network and optimisation settings.
         seed: seeds the initial weights and the batch order.

@@ -47,6 +47,7 @@ from augmentor.metric import MetricConfig
 from augmentor.models import VAE_PRESETS, VAEConfig, default_vae_config, vae_preset
 from augmentor.samplers import SAMPLERS
 from augmentor.training import TrainerConfig
+from oasis.loader import T88_SHAPE
 from oasis.simulate import SimulationConfig
 
 __all__ = [
@@ -97,7 +98,6 @@ SHARED_PREFIX = "shared-"
 """Methods (and their latent sources) drawn from the shared-decoder augmentor start with this."""
 DEFAULT_METHODS = ("original", "resampled", "prior", "gmm", "riemannian", "original+riemannian", "classical")
 
-_T88_SLICE = (208, 176)  # transposed axial slice of the T88 grid (Y, X)
 # The split's random_state (NumPy's legacy RandomState) takes seeds below 2**32.
 MAX_SEED = 2**32 - 1
 # Plans, reports and Ray submissions hold every job (one per seed and method) in memory.
@@ -120,7 +120,7 @@ def split_source(source: str) -> tuple[bool, str]:
 
 @dataclasses.dataclass
 class DataConfig(Config):
-    """Where the images come from and how each subject becomes one 2D image.
+    """Where the images come from and how each subject becomes one 2D image or one 3D volume.
 
     Attributes:
         data_dir: a local OASIS-1 copy (``disc*/OAS1_XXXX_MR1``), or the authors'
@@ -128,9 +128,13 @@ class DataConfig(Config):
         csv: the clinical table; default ``data_dir/oasis_cross-sectional.csv``.
         cohort: ``all`` (100 AD / 316 CN on the real table) or ``clinicadl``
             (age >= 62 with a CDR: 100 AD / 93 CN).
-        slice_index: axial slice ``k`` of the T88 volume; default the middle one.
-        image_size: output ``[H, W]`` (area-averaged); or use ``downsample``.
-        downsample: integer factor dividing the slice size (1 = 208 x 176 on T88).
+        dim: 2 for the transposed axial slice ``(H, W)``, 3 for the whole volume
+            ``(X, Y, Z)`` (the study then runs the 3D VAE and the 3D classifier).
+        slice_index: axial slice ``k`` of the T88 volume (``dim: 2``); default the middle one.
+        image_size: output ``[H, W]`` (``dim: 2``) or ``[X, Y, Z]`` (``dim: 3``),
+            area-averaged; or use ``downsample``.
+        downsample: integer factor dividing every size (1 = 208 x 176 slices or
+            176 x 208 x 176 volumes on T88; 4 gives 52 x 44 or 44 x 52 x 44).
         cache_dir: where simulated cohorts are cached (see :func:`resolve_cache_dir`).
         simulation: parameters of the simulated cohort (used when ``data_dir`` is null).
     """
@@ -138,6 +142,7 @@ class DataConfig(Config):
     data_dir: str | None = None
     csv: str | None = None
     cohort: Literal["all", "clinicadl"] = "all"
+    dim: Literal[2, 3] = 2
     slice_index: int | None = None
     image_size: tuple[int, ...] | None = None
     downsample: int = 1
@@ -148,10 +153,17 @@ class DataConfig(Config):
         if self.downsample < 1:
             self._fail("downsample", f"must be a positive integer, got {self.downsample}")
         if self.image_size is not None:
-            if len(self.image_size) != 2 or min(self.image_size) < 1:
-                self._fail("image_size", f"must be [H, W] with positive sizes, got {list(self.image_size)}")
+            if len(self.image_size) != self.dim or min(self.image_size) < 1:
+                wanted = "[H, W]" if self.dim == 2 else "[X, Y, Z]"
+                self._fail("image_size", f"must be {wanted} with positive sizes (dim {self.dim}), "
+                           f"got {list(self.image_size)}")
             if self.downsample != 1:
                 self._fail("image_size", "give either image_size or downsample, not both")
+        if self.dim == 3 and self.slice_index is not None:
+            self._fail("slice_index", "applies to 2D slices only; dim 3 uses the whole volume (set it to null)")
+        if self.dim == 3 and self.data_dir is not None and Path(self.data_dir).suffix == ".npz":
+            self._fail("dim", "the authors' OASIS.npz holds 2D slices only; dim 3 needs an OASIS-1 copy or the "
+                       "simulated cohort")
         if self.slice_index is not None and self.slice_index < 0:
             self._fail("slice_index", f"must be >= 0 or null, got {self.slice_index}")
         if self.data_dir is None and self.slice_index is not None and self.slice_index >= self.simulation.shape[2]:
@@ -163,16 +175,15 @@ class DataConfig(Config):
         if self.csv is not None and self.data_dir is None:
             self._fail("csv", "a clinical table needs data_dir (the simulated cohort writes its own)")
 
-    def expected_image_size(self) -> tuple[int, int]:
-        """The ``(H, W)`` the loader will produce, predicted from the settings alone."""
+    def expected_image_size(self) -> tuple[int, ...]:
+        """The ``(H, W)`` or ``(X, Y, Z)`` the loader will produce, predicted from the settings alone."""
         if self.image_size is not None:
-            return tuple(self.image_size)  # type: ignore[return-value]
-        if self.data_dir is None:
-            x, y, _ = self.simulation.shape
-            base = (y, x)
-        else:
-            base = _T88_SLICE
-        return (base[0] // self.downsample, base[1] // self.downsample)
+            return tuple(self.image_size)
+        volume = self.simulation.shape if self.data_dir is None else T88_SHAPE
+        x, y, _ = volume
+        # The 2D image is the transposed axial slice (Y, X); volumes keep file order (X, Y, Z).
+        base = (y, x) if self.dim == 2 else tuple(volume)
+        return tuple(n // self.downsample for n in base)
 
 
 @dataclasses.dataclass
@@ -203,6 +214,9 @@ class VAESection(Config):
             from the data.
         trainer: optimisation settings; its ``seed`` is offset per repetition, and
             ``device`` / ``progress`` are taken from the study.
+        encode_batch_size: images per batch when the fitted VAEs encode the training
+            images and decode the synthetic sets. It bounds memory: the decoder's
+            last feature maps of a batch of 256 volumes of 44 x 52 x 44 take gigabytes.
     """
 
     preset: str | None = "oasis"
@@ -212,8 +226,11 @@ class VAESection(Config):
             epochs=1000, batch_size=100, lr=1e-4, lr_patience=20, early_stopping_patience=None
         )
     )
+    encode_batch_size: int = 256
 
     def validate(self) -> None:
+        if self.encode_batch_size < 1:
+            self._fail("encode_batch_size", f"must be >= 1, got {self.encode_batch_size}")
         if self.preset is not None and self.preset not in VAE_PRESETS:
             self._fail("preset", f"unknown preset {self.preset!r}; valid names are {', '.join(VAE_PRESETS)} or null")
         if "in_shape" in self.architecture:

@@ -40,7 +40,7 @@ CACHE_ENV = "GEOMETRIC_AUGMENTOR_CACHE"
 
 @dataclasses.dataclass
 class StudyData:
-    """Images ``(N, 1, H, W)`` in [0, 1], labels ``(N,)`` and one subject ID per image."""
+    """Images ``(N, 1, H, W)`` or volumes ``(N, 1, X, Y, Z)`` in [0, 1], labels ``(N,)``, one subject ID each."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -112,6 +112,7 @@ def load_study_data(config: DataConfig, cache_dir: str | Path | None = None, pro
             resolve_cache_dir(config, cache_dir),
             progress=progress,
             cohort=config.cohort,
+            dim=config.dim,
             slice_index=config.slice_index,
             **size,
         )
@@ -122,6 +123,7 @@ def load_study_data(config: DataConfig, cache_dir: str | Path | None = None, pro
             Path(config.data_dir).expanduser(),
             None if config.csv is None else Path(config.csv).expanduser(),
             cohort=config.cohort,
+            dim=config.dim,
             slice_index=config.slice_index,
             progress=progress,
             **size,

@@ -26,6 +26,8 @@ Run directory::
     generate/seed_<s>/diagnostics_<source>.json (HMC acceptance, R-hat, ESS), samples_<source>.png
     generate/seed_<s>/fit.json         fit diagnostics per class and model, fidelity per source
     generate/seed_<s>/fit_grid[_shared].png    real / reconstructed / synthetic images per class
+    generate/seed_<s>/real_vs_synthetic.png    training images over each per-class sampler's, per
+                                       class (volumes: their middle axial slice)
     results/seed_<s>/<method>.json     one finished classifier job (a damaged one is moved
                                        aside to <method>.json.corrupt and the job runs again)
     tensorboard/seed_<s>/{vae,<method>}/       training curves
@@ -59,6 +61,7 @@ from augmentor.fit_report import fit_report, save_fit_grid, synthetic_fidelity
 from augmentor.io import load_tensors, save_tensors, write_json
 from augmentor.plots import save_sample_grid
 from augmentor.seeding import class_seed, seed_everything
+from oasis.loader import axial_slices
 
 from .classifier import TorchIOAugmentation, classification_metrics, predict, train_classifier
 from .config import CLASS_NAMES, METHODS, StudyConfig, method_sampler, split_source
@@ -72,6 +75,7 @@ SEED_STRIDE = 7919  # offsets the VAE trainer's seed between repetitions
 # What the report reads from a result file; a file without them is not a finished result.
 _RESULT_KEYS = ("test", "best_epoch", "n_train")
 _TEST_KEYS = ("balanced_accuracy", "accuracy", "per_class")
+PREVIEW_PER_CLASS = 8  # images per row of the generate job's figures
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +135,9 @@ class RunPaths:
 
     def fit_grid(self, seed: int, shared: bool = False) -> Path:
         return self.generate(seed) / ("fit_grid_shared.png" if shared else "fit_grid.png")
+
+    def real_vs_synthetic(self, seed: int) -> Path:
+        return self.generate(seed) / "real_vs_synthetic.png"
 
     def result(self, seed: int, method: str) -> Path:
         return self.root / "results" / f"seed_{seed}" / f"{method}.json"
@@ -258,6 +265,7 @@ def augmentor_config(
         gmm_components=config.sampling.gmm_components,
         device=config.device,
         shared_vae=shared,
+        encode_batch_size=config.vae.encode_batch_size,
     )
 
 
@@ -301,7 +309,7 @@ def _draw_latents(paths: RunPaths, config: StudyConfig, augmentor: GeometricAugm
         )
     preview_labels = torch.cat([l[:8] for l in labels])
     preview = augmentor.decode(torch.cat([c[:8] for c in codes]), preview_labels)
-    save_sample_grid(preview, preview_labels, paths.generate(seed) / f"samples_{source}.png",
+    save_sample_grid(axial_slices(preview), preview_labels, paths.generate(seed) / f"samples_{source}.png",
                      f"seed {seed}: {source}", class_names=CLASS_NAMES)
     save_tensors(paths.latents(seed, source), {"z": z, "labels": y, "sampler": source, "n_per_class": n})
 
@@ -327,14 +335,15 @@ def _real_image_classifier(
 def _fit_grid_rows(
     augmentor: GeometricAugmentor, images: torch.Tensor, labels: torch.Tensor, synthetic: dict[str, Any]
 ) -> dict[int, dict[str, torch.Tensor]]:
-    """Per class: 8 real training images, their reconstructions, 8 synthetic images of each set."""
+    """Per class: 8 real training images, their reconstructions, 8 synthetic images of each set (volumes:
+    their middle axial slice)."""
     rows = {}
     for label in augmentor.classes:
         real = images[labels == label][:8]
         recon = augmentor.decode(augmentor.encode(real, label)[0], torch.full((len(real),), label))
-        rows[label] = {"real": real, "reconstructed": recon}
+        rows[label] = {"real": axial_slices(real), "reconstructed": axial_slices(recon)}
         for sampler, (x, y) in synthetic.items():
-            rows[label][f"synthetic ({sampler})"] = x[y == label][:8]
+            rows[label][f"synthetic ({sampler})"] = axial_slices(x[y == label][:8])
     return rows
 
 
@@ -391,7 +400,45 @@ def run_generate(root: str | Path, config: StudyConfig, job: Job) -> dict[str, A
                     _draw_latents(paths, config, augmentor, job.seed, source)
         if not paths.fit(job.seed).is_file():
             _write_fit(paths, config, data, job, augmentors, device)
+        per_class = [source for source in job.samplers if not split_source(source)[0]]
+        if per_class and not paths.real_vs_synthetic(job.seed).is_file():
+            previews = {}
+            for source in per_class:
+                latents = load_tensors(paths.latents(job.seed, source))
+                previews[source] = _decode_preview(augmentors[False], latents["z"], latents["labels"])
+            _save_real_vs_synthetic(paths, per_class, job.seed, data.images[train], data.labels[train], previews)
     return {"job": job.key, "skipped": False, "seconds": time.perf_counter() - start}
+
+
+def _decode_preview(
+    augmentor: GeometricAugmentor, z: torch.Tensor, labels: torch.Tensor, per_class: int = PREVIEW_PER_CLASS
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``per_class`` codes of each class decoded: images ``(n, C, ...)`` and their labels."""
+    chosen = torch.cat([torch.nonzero(labels == c).flatten()[:per_class] for c in labels.unique()])
+    return augmentor.decode(z[chosen], labels[chosen]), labels[chosen]
+
+
+def _save_real_vs_synthetic(
+    paths: RunPaths,
+    samplers: list[str],
+    seed: int,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    previews: dict[str, tuple[torch.Tensor, torch.Tensor]],
+) -> None:
+    """One PNG, per class a row of training images then a row per sampler (volumes: middle axial slice)."""
+    rows, row_ids, row_names = [], [], {}
+    for label in labels.unique().tolist():
+        name = CLASS_NAMES.get(label, f"class {label}")
+        sets = [("real", images[labels == label])]
+        sets += [(s, previews[s][0][previews[s][1] == label]) for s in samplers]
+        for title, chosen in sets:
+            row_names[len(row_names)] = f"{name} {title}"
+            chosen = axial_slices(chosen[:PREVIEW_PER_CLASS])
+            rows.append(chosen)
+            row_ids.append(torch.full((len(chosen),), len(row_names) - 1))
+    save_sample_grid(torch.cat(rows), torch.cat(row_ids), paths.real_vs_synthetic(seed),
+                     f"seed {seed}: training images and synthetic ones", PREVIEW_PER_CLASS, row_names)
 
 
 def _oversample(labels: torch.Tensor, seed: int) -> torch.Tensor:

@@ -17,6 +17,11 @@ Usage::
     python -m augmentor.oasis --config configs/oasis_paper.yaml --data-dir /data/OASIS-1 --out runs/paper
     python -m augmentor.oasis --seeds 5 --backend ray --out runs/quick   # resumes / extends runs/quick
     python -m augmentor.oasis --set classifier.epochs=10 --set sampling.n_per_class=200
+    python -m augmentor.oasis --config configs/oasis_3d_quick.yaml   # whole volumes (data.dim: 3)
+
+With ``data.dim: 3`` every subject is its whole (downsampled) volume: the same
+protocol runs the VAEs and the Table 4 classifier with 3D convolutions, and the
+classical baseline deforms in 3D.
 
 Rerunning a command resumes its run directory (finished jobs are skipped);
 a run directory made with other settings, or in use by another run, is refused.

@@ -17,6 +17,7 @@ from oasis.loader import (
     T88_FOLDER,
     T88_SHAPE,
     OasisDataError,
+    axial_slices,
     extract_axial_slice,
     load_oasis,
     load_oasis_npz,
@@ -346,3 +347,35 @@ def test_npz_labels_must_be_cn_or_ad(tmp_path: Path, labels: list[float], shown:
         load_oasis_npz(path)
     np.savez(path, x_train=x, y_train=np.array([0.0, 1.0, 1.0, 0.0]))  # integral floats are fine
     assert load_oasis_npz(path).labels.tolist() == [0, 1, 1, 0]
+
+
+def test_volume_mode_downsamples_by_area_averaging(good_tree: Path) -> None:
+    """dim=3 with downsample: each volume area-averaged to the smaller grid, then scaled to [0, 1]."""
+    volumes = load_oasis(good_tree, dim=3, downsample=2)
+    assert volumes.images.shape == (5, 1, 4, 5, 3) and volumes.images.dtype == torch.float32
+    raw = torch.from_numpy(random_volume(2).astype(np.float32))
+    pooled = torch.nn.functional.avg_pool3d(raw[None, None], 2)[0, 0]
+    expected = (pooled - pooled.min()) / (pooled.max() - pooled.min())
+    torch.testing.assert_close(volumes.images[1, 0], expected)
+    same = load_oasis(good_tree, dim=3, image_size=(4, 5, 3))
+    assert torch.equal(same.images, volumes.images)
+    with pytest.raises(ValueError, match="image_size must hold 3 positive sizes"):
+        load_oasis(good_tree, dim=3, image_size=(4, 5))
+
+
+def test_axial_slices_follow_the_2d_convention(good_tree: Path) -> None:
+    """The middle axial slice of each loaded volume is the 2D loader's image (both scaled to [0, 1])."""
+    volumes = load_oasis(good_tree, dim=3).images
+    slices = axial_slices(volumes)
+    assert slices.shape == (5, 1, SHAPE[1], SHAPE[0])
+    flat = slices.flatten(1)
+    low, high = flat.min(1).values.view(-1, 1, 1, 1), flat.max(1).values.view(-1, 1, 1, 1)
+    torch.testing.assert_close((slices - low) / (high - low), load_oasis(good_tree).images)
+    volume = volumes[2, 0].numpy()
+    assert np.array_equal(axial_slices(volumes, index=1)[2, 0].numpy(), extract_axial_slice(volume, 1))
+    images = torch.rand(2, 1, 6, 5)
+    assert axial_slices(images) is images  # 2D images are shown as they are
+    with pytest.raises(ValueError, match=r"\(N, C, X, Y, Z\) volumes"):
+        axial_slices(torch.rand(6, 5, 4))
+    with pytest.raises(IndexError, match="outside 0..5"):
+        axial_slices(volumes, index=6)

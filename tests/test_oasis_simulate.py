@@ -13,6 +13,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import oasis.simulate as simulate
 from augmentor.config import ConfigError
@@ -168,3 +169,21 @@ def test_load_simulated_and_config_checks(offline_cohort: tuple[Path, Path, list
         SimulationConfig.from_dict({"n_subjects": 3})
     assert SimulationConfig.from_json(SimulationConfig(**TINY).to_json()) == SimulationConfig(**TINY)
     assert os.fspath(simulate.default_cache_root()).endswith(os.path.join("geometric-augmentor", "oasis-sim"))
+
+
+def test_volume_mode_of_the_study_data(offline_cohort: tuple[Path, Path, list[str]]) -> None:
+    """data.dim 3 reads the simulated cohort as volumes of the predicted size; the 2D image is their middle slice."""
+    from oasis.loader import axial_slices
+    from pipelines.config import DataConfig
+    from pipelines.data import load_study_data
+
+    cache = offline_cohort[0].parent
+    config = DataConfig(dim=3, downsample=2, simulation=SimulationConfig(**TINY))
+    volumes = load_study_data(config, cache, progress=False)
+    assert volumes.images.shape == (6, 1, 22, 26, 22) and config.expected_image_size() == (22, 26, 22)
+    assert "3D volumes" in volumes.source
+    full = load_study_data(config.replace(downsample=1), cache, progress=False).images
+    slices = load_study_data(config.replace(dim=2, downsample=1), cache, progress=False).images
+    middle = axial_slices(full).flatten(1)
+    low, high = middle.min(1, keepdim=True).values, middle.max(1, keepdim=True).values
+    torch.testing.assert_close(((middle - low) / (high - low)).view_as(slices), slices)
