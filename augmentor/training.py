@@ -25,7 +25,7 @@ from augmentor.config import Config
 from augmentor.data import check_images
 from augmentor.devices import DEVICE_CHOICES, is_device_name, resolve_device
 from augmentor.io import load_tensors, save_tensors
-from augmentor.models import VAEConfig, vae_loss
+from augmentor.models import VAEConfig
 from augmentor.seeding import seed_everything
 
 __all__ = ["CHECKPOINT_NAME", "TrainerConfig", "TrainingResult", "train_vae"]
@@ -103,7 +103,8 @@ class TrainingResult:
 
     Attributes:
         history: one dict per epoch with ``epoch``, ``lr`` and the train/validation
-            ``loss``, ``recon`` and ``kl`` (per-image means).
+            entries of ``model.loss`` (the VAE's ``loss``, ``recon`` and ``kl``),
+            per-image means.
         best_epoch: epoch (0-based) whose weights were kept.
         best_val_loss: validation loss of that epoch.
         epochs_run: epochs completed, counting those before a resumption.
@@ -151,13 +152,12 @@ def _run_epoch(
     """One pass over ``data``; trains when ``optimizer`` is given. Returns per-image means."""
     training = optimizer is not None
     model.train(training)
-    vae_config: VAEConfig = model.config
     order = torch.randperm(len(data), generator=generator) if training else torch.arange(len(data))
-    totals = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
+    totals: dict[str, float] = {}
     with torch.set_grad_enabled(training):
         for index in index_batches(order, config.batch_size):
             x = data[index].to(device)
-            losses = vae_loss(model(x), x, vae_config.beta, vae_config.reconstruction)
+            losses = model.loss(x)
             if not torch.isfinite(losses["loss"]):
                 raise RuntimeError(
                     f"the loss became {losses['loss'].item()}; lower the learning rate, "
@@ -169,8 +169,8 @@ def _run_epoch(
                 if config.grad_clip is not None:
                     nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 optimizer.step()
-            for key in totals:
-                totals[key] += losses[key].item() * len(index)
+            for key, value in losses.items():
+                totals[key] = totals.get(key, 0.0) + value.item() * len(index)
     return {key: value / len(data) for key, value in totals.items()}
 
 
@@ -371,7 +371,7 @@ def train_vae(
     log_dir: str | Path | None = None,
     checkpoint_dir: str | Path | None = None,
 ) -> TrainingResult:
-    """Train a VAE by minimising the negative ELBO of :func:`augmentor.models.vae_loss`.
+    """Train a VAE (or a peer model of :mod:`augmentor.peers`) by minimising ``model.loss``.
 
     Each epoch shuffles the training images, takes Adam steps, then evaluates the
     validation loss, which drives ``ReduceLROnPlateau`` (factor 0.5), early
@@ -379,9 +379,11 @@ def train_vae(
     weights are loaded into ``model``, which is left in eval mode.
 
     Args:
-        model: a :class:`~augmentor.models.VAE` or :class:`~augmentor.models.MLPVAE`
-            (anything with a ``config`` :class:`~augmentor.models.VAEConfig`,
-            ``encode``, ``decode`` and a forward returning ``VAEOutput``).
+        model: a :class:`~augmentor.models.VAE`, :class:`~augmentor.models.MLPVAE`
+            or a model of :data:`augmentor.peers.MODELS` (anything with a ``config``
+            :class:`~augmentor.models.VAEConfig`, ``encode`` returning the codes
+            first, ``decode``, and ``loss(x)`` returning a dict of scalars whose
+            ``"loss"`` is minimised; every entry is averaged per image into the history).
         images: training images ``(N, C, H, W[, D])``, float in [0, 1], N >= 2.
         config: optimisation settings.
         val_images: validation images ``(M, C, H, W[, D])``; if ``None``, a random
