@@ -3,7 +3,11 @@
 ``fit`` trains a vanilla VAE per class, encodes that class's images and fits the
 three latent samplers on the codes (N(0, I) prior, 10-component GMM on the
 means, Riemannian uniform by HMC). ``generate`` draws latents with the chosen
-sampler and decodes them into synthetic subjects of each class. The whole
+sampler and decodes them into synthetic subjects of each class.
+``AugmentorConfig.model`` swaps the VAE for a peer model of
+:mod:`augmentor.peers` (AE, WAE, VAMP, HVAE, RHVAE, RAE variants) on the same
+architecture, with the samplers that apply to it (its own sampler for VAMP
+and RHVAE; no Riemannian sampler on a deterministic model's codes). The whole
 fitted state saves to a folder (JSON configs, weights and sampler state as
 tensors) that loads without unpickling arbitrary code.
 
@@ -43,7 +47,9 @@ from .data import check_images, load_data_dicts
 from .devices import DEVICE_CHOICES, is_device_name, resolve_device
 from .diagnostics import HMCDiagnostics
 from .hmc import HMCConfig
-from .models import VAEConfig, build_vae, default_vae_config
+from .models import VAEConfig, default_vae_config
+from .peers import MODELS, PEER_SAMPLERS, RHVAESampler, build_model, model_config, model_samplers, option_names
+from .peers import riemannian_refusal
 from .samplers import SAMPLERS, GaussianMixtureSampler, LatentSampler, NormalSampler, RiemannianSampler
 from .seeding import class_seed, seed_everything
 from .training import TrainerConfig, TrainingResult, train_vae
@@ -51,6 +57,8 @@ from .training import TrainerConfig, TrainingResult, train_vae
 __all__ = ["AugmentorConfig", "GeometricAugmentor"]
 
 SAVE_KIND = "geometric-augmentor"
+# Every sampler a saved class may hold, by name.
+_ALL_SAMPLERS: dict[str, type[LatentSampler]] = {**SAMPLERS, **PEER_SAMPLERS}
 # The seeds torch.Generator.manual_seed accepts; negative ones count modulo 2**64.
 _SEED_MIN, _SEED_MAX = -(2**63), 2**64 - 1
 
@@ -61,6 +69,12 @@ class AugmentorConfig(Config):
 
     Attributes:
         vae: architecture; None picks :func:`default_vae_config` for the data's shape.
+        model: the generative model trained per class, a name of
+            :data:`augmentor.peers.MODELS` (``"vae"``, the paper's, or a peer:
+            ``"ae"``, ``"wae"``, ``"vamp"``, ``"hvae"``, ``"rhvae"``, ``"rae"``,
+            ``"rae_l2"``, ``"rae_gp"``, ``"rae_sn"``) on the ``vae`` architecture.
+        model_options: the model's own settings (e.g. ``{"n_pseudo_inputs": 50}``
+            for ``"vamp"``); see :func:`augmentor.peers.model_config`.
         trainer: optimisation settings (its ``seed`` is offset by the class index).
         metric: how each class's metric is built.
         hmc: default HMC settings of the Riemannian sampler.
@@ -71,6 +85,8 @@ class AugmentorConfig(Config):
     """
 
     vae: VAEConfig | None = None
+    model: str = "vae"
+    model_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
     metric: MetricConfig = dataclasses.field(default_factory=MetricConfig)
     hmc: HMCConfig = dataclasses.field(default_factory=HMCConfig)
@@ -79,6 +95,17 @@ class AugmentorConfig(Config):
     encode_batch_size: int = 256
 
     def validate(self) -> None:
+        if self.model not in MODELS:
+            self._fail("model", f"unknown model {self.model!r}; valid names are {', '.join(MODELS)}")
+        unknown = sorted(set(self.model_options) - set(option_names(self.model)))
+        if unknown:
+            valid = sorted(option_names(self.model)) or "none"
+            self._fail("model_options", f"unknown key(s) {unknown} for model {self.model!r}; valid keys are {valid}")
+        if self.vae is not None:  # otherwise the values are checked once the data gives the architecture
+            try:
+                model_config(self.model, self.vae, self.model_options)
+            except ConfigError as err:
+                self._fail("model_options", str(err))
         if self.gmm_components < 1:
             self._fail("gmm_components", f"must be >= 1, got {self.gmm_components}")
         if self.encode_batch_size < 1:
@@ -263,28 +290,30 @@ class GeometricAugmentor:
         log_dir: str | Path | None,
         checkpoint_dir: str | Path | None,
     ) -> _FittedClass:
-        """Train class ``label``'s VAE on its ``(n, C, H, W[, D])`` images and fit its samplers."""
+        """Train class ``label``'s model on its ``(n, C, H, W[, D])`` images and fit its samplers."""
         seed_everything(trainer.seed)
-        model = build_vae(config.vae)
+        model = build_model(model_config(config.model, config.vae, config.model_options))
         sub = lambda root: None if root is None else Path(root) / f"class_{label}"  # noqa: E731
         result: TrainingResult = train_vae(
             model, images, trainer, log_dir=sub(log_dir), checkpoint_dir=sub(checkpoint_dir)
         )
         mu, log_var = self._encode(model, images)
-        samplers = (
-            NormalSampler(),
-            GaussianMixtureSampler(config.gmm_components, seed=trainer.seed),
-            RiemannianSampler(config.metric, config.hmc),
-        )
+        samplers: list[LatentSampler] = [NormalSampler(), GaussianMixtureSampler(config.gmm_components, seed=trainer.seed)]
+        if log_var is not None:
+            samplers.append(RiemannianSampler(config.metric, config.hmc))
         fitted = {sampler.name: sampler.fit(mu, log_var) for sampler in samplers}
+        if getattr(model, "own_sampler", None):
+            fitted[model.own_sampler] = model.fit_sampler(images, config.encode_batch_size, self.device, config.hmc)
         return _FittedClass(model.cpu().eval(), result.history, fitted)
 
-    def _encode(self, model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Posterior means and log-variances ``(n, d)`` of ``(n, C, H, W[, D])`` images, on the CPU."""
+    def _encode(self, model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Codes ``(n, d)`` of ``(n, C, H, W[, D])`` images, on the CPU: means and log-variances
+        (None for a deterministic model)."""
         model = model.to(self.device).eval()
-        to_cpu = lambda x: tuple(part.cpu() for part in model.encode(x))  # noqa: E731
+        to_cpu = lambda x: tuple(None if part is None else part.cpu() for part in model.encode(x))  # noqa: E731
         parts = map_batches(to_cpu, images, self.config.encode_batch_size, self.device)
-        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        log_vars = [p[1] for p in parts]
+        return torch.cat([p[0] for p in parts]), None if log_vars[0] is None else torch.cat(log_vars)
 
     def _decode(self, model: nn.Module, z: torch.Tensor) -> torch.Tensor:
         """Images ``(n, C, H, W[, D])`` of latents ``(n, d)`` decoded by ``model``, on the CPU."""
@@ -329,10 +358,18 @@ class GeometricAugmentor:
         n, seed = _check_count(n, "n"), _check_seed(seed)
         if label not in self.samplers:
             raise ValueError(f"unknown class {label}; fitted classes are {self.classes}")
-        if sampler not in SAMPLERS:
-            raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
-        chosen = self.samplers[label][sampler]
-        if isinstance(chosen, RiemannianSampler):
+        if sampler not in _ALL_SAMPLERS:
+            raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(_ALL_SAMPLERS)}")
+        fitted = self.samplers[label]
+        if sampler not in fitted:
+            if sampler == "riemannian":
+                raise ValueError(riemannian_refusal(self.config.model))
+            raise ValueError(
+                f"sampler {sampler!r} does not apply to model {self.config.model!r}; "
+                f"its samplers are {', '.join(model_samplers(self.models[label]))}"
+            )
+        chosen = fitted[sampler]
+        if isinstance(chosen, (RiemannianSampler, RHVAESampler)):
             z = chosen.sample(n, seed=seed, hmc_config=hmc or self.config.hmc, device=self.device)
             self.diagnostics[label] = chosen.diagnostics
             return z
@@ -349,8 +386,9 @@ class GeometricAugmentor:
 
         Args:
             n_per_class: images per class, an integer >= 1.
-            sampler: a name of :data:`augmentor.samplers.SAMPLERS`: ``"riemannian"``
-                (ours), ``"gmm"`` or ``"prior"``.
+            sampler: ``"riemannian"`` (ours), ``"gmm"`` or ``"prior"``, or a peer
+                model's own sampler (``"vamp"``, ``"rhvae"``); which apply to the
+                configured model: :func:`augmentor.peers.model_samplers`.
             seed: an integer in ``[-2**63, 2**64 - 1]``; the same seed gives the
                 same images (each class draws from its own stream).
             hmc: HMC settings overriding the configured ones for this call only.
@@ -410,13 +448,16 @@ class GeometricAugmentor:
         augmentor.classes = classes
         for label in classes:
             sub = folder / f"class_{label}"
-            model = build_vae(config.vae)
             try:
+                model = build_model(model_config(config.model, config.vae, config.model_options))
                 model.load_state_dict(load_tensors(sub / "model.pt"))
                 states = load_tensors(sub / "samplers.pt")
-                augmentor.samplers[label] = {n: SAMPLERS[n].from_state_dict(states[n]) for n in SAMPLERS}
+                augmentor.samplers[label] = {n: _ALL_SAMPLERS[n].from_state_dict(s) for n, s in states.items()}
                 augmentor.histories[label] = json.loads((sub / "history.json").read_text())
             except (RuntimeError, KeyError, ValueError, TypeError) as err:
                 raise CorruptSaveError(f"{sub}: cannot restore class {label} ({err})") from err
+            missing = sorted(set(model_samplers(model)) - set(augmentor.samplers[label]))
+            if missing:
+                raise CorruptSaveError(f"{sub}: samplers.pt lacks the state of sampler(s) {missing}")
             augmentor.models[label] = model.eval()
         return augmentor
