@@ -366,7 +366,7 @@ class GeometricAugmentor:
                 raise ValueError(riemannian_refusal(self.config.model))
             raise ValueError(
                 f"sampler {sampler!r} does not apply to model {self.config.model!r}; "
-                f"its samplers are {', '.join(model_samplers(self.models[label]))}"
+                f"its samplers are {', '.join(model_samplers(self.config.model))}"
             )
         chosen = fitted[sampler]
         if isinstance(chosen, (RiemannianSampler, RHVAESampler)):
@@ -456,7 +456,7 @@ class GeometricAugmentor:
                 augmentor.histories[label] = json.loads((sub / "history.json").read_text())
             except (RuntimeError, KeyError, ValueError, TypeError) as err:
                 raise CorruptSaveError(f"{sub}: cannot restore class {label} ({err})") from err
-            missing = sorted(set(model_samplers(model)) - set(augmentor.samplers[label]))
+            missing = sorted(set(model_samplers(config.model)) - set(augmentor.samplers[label]))
             if missing:
                 raise CorruptSaveError(f"{sub}: samplers.pt lacks the state of sampler(s) {missing}")
             augmentor.models[label] = model.eval()

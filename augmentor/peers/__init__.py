@@ -57,6 +57,8 @@ __all__ = [
     "build_model",
     "model_config",
     "model_samplers",
+    "MODEL_LABELS",
+    "SAMPLER_LABELS",
     "riemannian_refusal",
 ]
 
@@ -73,6 +75,15 @@ MODELS: dict[str, Callable[[VAEConfig], nn.Module]] = {
     "rae_sn": RAE,
 }
 """Model builders by name: each takes the model's config (:func:`model_config`)."""
+
+MODEL_LABELS: dict[str, str] = {
+    "vae": "VAE", "ae": "AE", "wae": "WAE", "vamp": "VAMP", "hvae": "HVAE", "rhvae": "RHVAE",
+    "rae": "RAE", "rae_l2": "RAE-L2", "rae_gp": "RAE-GP", "rae_sn": "RAE-SN",
+}
+"""Each model's name in tables (paper Table 1)."""
+
+SAMPLER_LABELS: dict[str, str] = {"prior": "N(0, I)", "gmm": "GMM", "riemannian": "ours", "vamp": "VAMP", "rhvae": "RHVAE"}
+"""Each sampler's name in tables: a row is ``"<model> - <sampler>"``, e.g. ``"VAMP - VAMP"``."""
 
 MODEL_CONFIGS: dict[str, type[VAEConfig]] = {
     "vae": VAEConfig,
@@ -128,8 +139,13 @@ def build_model(config: VAEConfig) -> nn.Module:
     return MODELS[name](config)
 
 
-def model_samplers(model: nn.Module) -> tuple[str, ...]:
-    """Names of the samplers that apply to a trained ``model``."""
+def model_samplers(name: str) -> tuple[str, ...]:
+    """Names of the samplers that apply to model ``name``: its own first, then the generic ones.
+
+    ``"riemannian"`` only where the encoder gives posterior variances (see :func:`riemannian_refusal`).
+    """
+    _check_name(name)
+    model = MODELS[name]
     own = getattr(model, "own_sampler", None)
     generic = ("prior", "gmm") + (("riemannian",) if getattr(model, "stochastic", True) else ())
     return ((own,) if own else ()) + generic
