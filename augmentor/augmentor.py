@@ -298,7 +298,9 @@ class GeometricAugmentor:
             model, images, trainer, log_dir=sub(log_dir), checkpoint_dir=sub(checkpoint_dir)
         )
         mu, log_var = self._encode(model, images)
-        samplers: list[LatentSampler] = [NormalSampler(), GaussianMixtureSampler(config.gmm_components, seed=trainer.seed)]
+        samplers: list[LatentSampler] = [
+            NormalSampler(), GaussianMixtureSampler(config.gmm_components, seed=trainer.seed)
+        ]
         if log_var is not None:
             samplers.append(RiemannianSampler(config.metric, config.hmc))
         fitted = {sampler.name: sampler.fit(mu, log_var) for sampler in samplers}

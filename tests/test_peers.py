@@ -96,12 +96,14 @@ def test_wae_loss_is_reconstruction_plus_weighted_mmd_to_normal_draws():
 
 def test_vamp_log_prior_matches_a_direct_mixture_density():
     g = torch.Generator().manual_seed(0)
-    mu, log_var = torch.randn(5, 3, generator=g, dtype=torch.float64), torch.randn(5, 3, generator=g, dtype=torch.float64)
+    mu = torch.randn(5, 3, generator=g, dtype=torch.float64)
+    log_var = torch.randn(5, 3, generator=g, dtype=torch.float64)
     z = 3 * torch.randn(4, 3, generator=g, dtype=torch.float64)
     direct = []
     for point in z:
         densities = [
-            torch.distributions.MultivariateNormal(m, torch.diag(lv.exp())).log_prob(point).exp() for m, lv in zip(mu, log_var)
+            torch.distributions.MultivariateNormal(m, torch.diag(lv.exp())).log_prob(point).exp()
+            for m, lv in zip(mu, log_var)
         ]
         direct.append(math.log(sum(densities) / len(densities)))
     assert torch.allclose(vamp_log_prior(z, mu, log_var), torch.tensor(direct, dtype=torch.float64), rtol=1e-10)
@@ -132,7 +134,8 @@ def test_vamp_sampler_draws_from_the_pseudo_inputs_posteriors():
     near = (z[:, None, :] - mu[None]).norm(dim=-1).min(1).values
     assert (near < 0.6).all()  # every draw is within 6 sd of a component
     assert 0.45 < (z[:, 0] > 0).float().mean() < 0.55  # equal weights
-    assert torch.equal(MixtureSampler.from_state_dict(sampler.state_dict()).sample(5, seed=1), sampler.sample(5, seed=1))
+    restored = MixtureSampler.from_state_dict(sampler.state_dict())
+    assert torch.equal(restored.sample(5, seed=1), sampler.sample(5, seed=1))
 
 
 # --- RAE: the penalties ---------------------------------------------------------------------------

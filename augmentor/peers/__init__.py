@@ -82,7 +82,9 @@ MODEL_LABELS: dict[str, str] = {
 }
 """Each model's name in tables (paper Table 1)."""
 
-SAMPLER_LABELS: dict[str, str] = {"prior": "N(0, I)", "gmm": "GMM", "riemannian": "ours", "vamp": "VAMP", "rhvae": "RHVAE"}
+SAMPLER_LABELS: dict[str, str] = {
+    "prior": "N(0, I)", "gmm": "GMM", "riemannian": "ours", "vamp": "VAMP", "rhvae": "RHVAE",
+}
 """Each sampler's name in tables: a row is ``"<model> - <sampler>"``, e.g. ``"VAMP - VAMP"``."""
 
 MODEL_CONFIGS: dict[str, type[VAEConfig]] = {

@@ -36,7 +36,7 @@ def inverse_metric(
 
 def kinetic_gradient(
     z: torch.Tensor,
-    rho: torch.Tensor,
+    rho: torch.Tensor | None,
     centroids: torch.Tensor,
     matrices: torch.Tensor,
     temperature: float,
@@ -47,13 +47,16 @@ def kinetic_gradient(
     In closed form: ``sum_i (z - c_i) w_i(z) / T^2 * (tr(G(z) M_i) - rho^T M_i rho)``
     with ``w_i(z) = exp(-|z - c_i|^2 / T^2)``. (Autograd through ``z`` would also
     differentiate through ``rho`` wherever ``rho`` was computed from ``z``, as in
-    the implicit leapfrog equations.)
+    the implicit leapfrog equations.) ``rho=None`` leaves out the momentum term:
+    the gradient of ``0.5 log det G`` alone.
     """
     weights = torch.exp(-_squared_distances(z, centroids) / temperature**2)  # (B, N)
     metric = torch.linalg.inv(inverse_metric(z, centroids, matrices, temperature, regularization))
-    trace = torch.einsum("bjk,nkj->bn", metric, matrices)
-    quadratic = torch.einsum("bj,njk,bk->bn", rho, matrices, rho)
-    coefficient = weights * (trace - quadratic) / temperature**2  # (B, N)
+    difference = torch.einsum("bjk,nkj->bn", metric, matrices)  # tr(G M_i)
+    if rho is not None:
+        outer = rho[:, :, None] * rho[:, None, :]  # tr(rho rho^T M_i) = rho^T M_i rho, without a (B, N, d) product
+        difference = difference - torch.einsum("bjk,nkj->bn", outer, matrices)
+    coefficient = weights * difference / temperature**2  # (B, N)
     return coefficient.sum(1, keepdim=True) * z - coefficient @ centroids
 
 
@@ -99,7 +102,7 @@ class RHVAEDensity:
 
     def grad_log_density(self, z: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
         """``(B, d)`` gradient of :meth:`log_density` (``dtype`` is accepted for the HMC interface, not used)."""
-        return -kinetic_gradient(z, torch.zeros_like(z), *self._parts())
+        return -kinetic_gradient(z, None, *self._parts())
 
     def log_density_and_grad(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.log_density(z), self.grad_log_density(z)

@@ -105,7 +105,8 @@ class RHVAESampler(LatentSampler):
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> "RHVAESampler":
-        sampler = cls(float(state["temperature"]), float(state["regularization"]), HMCConfig.from_dict(state["hmc_config"]))
+        hmc = HMCConfig.from_dict(state["hmc_config"])
+        sampler = cls(float(state["temperature"]), float(state["regularization"]), hmc)
         return sampler.fit(state["centroids"], state["matrices"])
 
 
