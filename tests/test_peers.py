@@ -353,6 +353,14 @@ def test_trainer_fits_a_peer_and_logs_its_terms(tmp_path):
         train_vae(build_model(model_config("ae", MLP)), images, config, checkpoint_dir=tmp_path)
 
 
+def test_each_model_lists_the_samplers_that_apply():
+    assert model_samplers("vae") == ("prior", "gmm", "riemannian")
+    assert model_samplers("vamp") == ("vamp", "prior", "gmm", "riemannian")
+    assert model_samplers("rhvae") == ("rhvae", "prior", "gmm", "riemannian")
+    for name in ("ae", "wae", "rae", "rae_l2", "rae_gp", "rae_sn"):
+        assert model_samplers(name) == ("prior", "gmm"), name
+
+
 def test_model_configs_are_validated_and_named():
     with pytest.raises(ConfigError, match="unknown model 'vampire'"):
         AugmentorConfig(model="vampire")

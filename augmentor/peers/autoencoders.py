@@ -59,7 +59,7 @@ class WAEConfig(VAEConfig):
     """
 
     model: Literal["wae"] = "wae"
-    mmd_weight: float = 3.0
+    mmd_weight: float = 3e-2
     kernel_bandwidth: float = 1.0
     kernel_scales: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
