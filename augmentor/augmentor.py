@@ -8,7 +8,11 @@ included) are fitted on the codes of that class's own images: every class gets
 all the data for its decoder, and the synthetic images of all classes come from
 the same decoder, so a classifier cannot tell them apart by which decoder made
 them. ``generate`` draws latents with the chosen
-sampler and decodes them into synthetic subjects of each class. The whole
+sampler and decodes them into synthetic subjects of each class.
+``AugmentorConfig.model`` swaps the VAE for a peer model of
+:mod:`augmentor.peers` (AE, WAE, VAMP, HVAE, RHVAE, RAE variants) on the same
+architecture, with the samplers that apply to it (its own sampler for VAMP
+and RHVAE; no Riemannian sampler on a deterministic model's codes). The whole
 fitted state saves to a folder (JSON configs, weights and sampler state as
 tensors) that loads without unpickling arbitrary code.
 
@@ -48,7 +52,9 @@ from .data import check_images, load_data_dicts
 from .devices import DEVICE_CHOICES, is_device_name, resolve_device
 from .diagnostics import HMCDiagnostics
 from .hmc import HMCConfig
-from .models import VAEConfig, build_vae, default_vae_config
+from .models import VAEConfig, default_vae_config
+from .peers import MODELS, PEER_SAMPLERS, RHVAESampler, build_model, model_config, model_samplers, option_names
+from .peers import riemannian_refusal
 from .samplers import SAMPLERS, GaussianMixtureSampler, LatentSampler, NormalSampler, RiemannianSampler
 from .seeding import class_seed, seed_everything
 from .training import TrainerConfig, TrainingResult, train_vae, validation_size
@@ -58,6 +64,8 @@ __all__ = ["AugmentorConfig", "GeometricAugmentor"]
 SAVE_KIND = "geometric-augmentor"
 SHARED_FOLDER = "shared_vae"
 """Folder of a saved augmentor that holds the one VAE of ``shared_vae=True``."""
+# Every sampler a saved class may hold, by name.
+_ALL_SAMPLERS: dict[str, type[LatentSampler]] = {**SAMPLERS, **PEER_SAMPLERS}
 # The seeds torch.Generator.manual_seed accepts; negative ones count modulo 2**64.
 _SEED_MIN, _SEED_MAX = -(2**63), 2**64 - 1
 
@@ -68,6 +76,12 @@ class AugmentorConfig(Config):
 
     Attributes:
         vae: architecture; None picks :func:`default_vae_config` for the data's shape.
+        model: the generative model trained per class, a name of
+            :data:`augmentor.peers.MODELS` (``"vae"``, the paper's, or a peer:
+            ``"ae"``, ``"wae"``, ``"vamp"``, ``"hvae"``, ``"rhvae"``, ``"rae"``,
+            ``"rae_l2"``, ``"rae_gp"``, ``"rae_sn"``) on the ``vae`` architecture.
+        model_options: the model's own settings (e.g. ``{"n_pseudo_inputs": 50}``
+            for ``"vamp"``); see :func:`augmentor.peers.model_config`.
         trainer: optimisation settings (its ``seed`` is offset by the class index).
         metric: how each class's metric is built.
         hmc: default HMC settings of the Riemannian sampler.
@@ -81,6 +95,8 @@ class AugmentorConfig(Config):
     """
 
     vae: VAEConfig | None = None
+    model: str = "vae"
+    model_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
     metric: MetricConfig = dataclasses.field(default_factory=MetricConfig)
     hmc: HMCConfig = dataclasses.field(default_factory=HMCConfig)
@@ -90,6 +106,17 @@ class AugmentorConfig(Config):
     shared_vae: bool = False
 
     def validate(self) -> None:
+        if self.model not in MODELS:
+            self._fail("model", f"unknown model {self.model!r}; valid names are {', '.join(MODELS)}")
+        unknown = sorted(set(self.model_options) - set(option_names(self.model)))
+        if unknown:
+            valid = sorted(option_names(self.model)) or "none"
+            self._fail("model_options", f"unknown key(s) {unknown} for model {self.model!r}; valid keys are {valid}")
+        if self.vae is not None:  # otherwise the values are checked once the data gives the architecture
+            try:
+                model_config(self.model, self.vae, self.model_options)
+            except ConfigError as err:
+                self._fail("model_options", str(err))
         if self.gmm_components < 1:
             self._fail("gmm_components", f"must be >= 1, got {self.gmm_components}")
         if self.encode_batch_size < 1:
@@ -311,9 +338,9 @@ class GeometricAugmentor:
         log_dir: str | Path | None,
         checkpoint_dir: str | Path | None,
     ) -> tuple[nn.Module, list[dict[str, float]]]:
-        """A VAE trained on ``(n, C, H, W[, D])`` images, logging and checkpointing under ``folder``."""
+        """A model (the VAE or ``config.model``) trained on ``(n, C, H, W[, D])`` images, logging and checkpointing under ``folder``."""
         seed_everything(trainer.seed)
-        model = build_vae(config.vae)
+        model = build_model(model_config(config.model, config.vae, config.model_options))
         sub = lambda root: None if root is None else Path(root) / folder  # noqa: E731
         result: TrainingResult = train_vae(
             model, images, trainer, log_dir=sub(log_dir), checkpoint_dir=sub(checkpoint_dir)
@@ -323,15 +350,18 @@ class GeometricAugmentor:
     def _fit_samplers(
         self, config: AugmentorConfig, seed: int, model: nn.Module, images: torch.Tensor
     ) -> dict[str, LatentSampler]:
-        """The prior, the GMM and the Riemannian sampler fitted on the codes of ``images``."""
+        """The prior, the GMM, the Riemannian sampler (models with posterior variances) and the
+        model's own sampler (VAMP, RHVAE) fitted on the codes of ``images``."""
         mu, log_var = self._encode(model, images)
         model.cpu()
-        samplers = (
-            NormalSampler(),
-            GaussianMixtureSampler(config.gmm_components, seed=seed),
-            RiemannianSampler(config.metric, config.hmc),
-        )
-        return {sampler.name: sampler.fit(mu, log_var) for sampler in samplers}
+        samplers: list[LatentSampler] = [NormalSampler(), GaussianMixtureSampler(config.gmm_components, seed=seed)]
+        if log_var is not None:  # the metric needs posterior variances; deterministic codes have none
+            samplers.append(RiemannianSampler(config.metric, config.hmc))
+        fitted = {sampler.name: sampler.fit(mu, log_var) for sampler in samplers}
+        if getattr(model, "own_sampler", None):
+            fitted[model.own_sampler] = model.fit_sampler(images, config.encode_batch_size, self.device, config.hmc)
+            model.cpu()
+        return fitted
 
     def encode(self, images: torch.Tensor, label: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior means and log-variances ``(n, d)`` of ``(n, C, H, W[, D])`` images under class
@@ -344,12 +374,14 @@ class GeometricAugmentor:
         self.models[label].cpu()
         return mu, log_var
 
-    def _encode(self, model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Posterior means and log-variances ``(n, d)`` of ``(n, C, H, W[, D])`` images, on the CPU."""
+    def _encode(self, model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Codes ``(n, d)`` of ``(n, C, H, W[, D])`` images, on the CPU: means and log-variances
+        (None for a deterministic model)."""
         model = model.to(self.device).eval()
-        to_cpu = lambda x: tuple(part.cpu() for part in model.encode(x))  # noqa: E731
+        to_cpu = lambda x: tuple(None if part is None else part.cpu() for part in model.encode(x))  # noqa: E731
         parts = map_batches(to_cpu, images, self.config.encode_batch_size, self.device)
-        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        log_vars = [p[1] for p in parts]
+        return torch.cat([p[0] for p in parts]), None if log_vars[0] is None else torch.cat(log_vars)
 
     def _decode(self, model: nn.Module, z: torch.Tensor) -> torch.Tensor:
         """Images ``(n, C, H, W[, D])`` of latents ``(n, d)`` decoded by ``model``, on the CPU."""
@@ -394,10 +426,18 @@ class GeometricAugmentor:
         n, seed = _check_count(n, "n"), _check_seed(seed)
         if label not in self.samplers:
             raise ValueError(f"unknown class {label}; fitted classes are {self.classes}")
-        if sampler not in SAMPLERS:
-            raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
-        chosen = self.samplers[label][sampler]
-        if isinstance(chosen, RiemannianSampler):
+        if sampler not in _ALL_SAMPLERS:
+            raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(_ALL_SAMPLERS)}")
+        fitted = self.samplers[label]
+        if sampler not in fitted:
+            if sampler == "riemannian":
+                raise ValueError(riemannian_refusal(self.config.model))
+            raise ValueError(
+                f"sampler {sampler!r} does not apply to model {self.config.model!r}; "
+                f"its samplers are {', '.join(model_samplers(self.config.model))}"
+            )
+        chosen = fitted[sampler]
+        if isinstance(chosen, (RiemannianSampler, RHVAESampler)):
             z = chosen.sample(n, seed=seed, hmc_config=hmc or self.config.hmc, device=self.device)
             self.diagnostics[label] = chosen.diagnostics
             return z
@@ -414,8 +454,9 @@ class GeometricAugmentor:
 
         Args:
             n_per_class: images per class, an integer >= 1.
-            sampler: a name of :data:`augmentor.samplers.SAMPLERS`: ``"riemannian"``
-                (ours), ``"gmm"`` or ``"prior"``.
+            sampler: ``"riemannian"`` (ours), ``"gmm"`` or ``"prior"``, or a peer
+                model's own sampler (``"vamp"``, ``"rhvae"``); which apply to the
+                configured model: :func:`augmentor.peers.model_samplers`.
             seed: an integer in ``[-2**63, 2**64 - 1]``; the same seed gives the
                 same images (each class draws from its own stream).
             hmc: HMC settings overriding the configured ones for this call only.
@@ -481,22 +522,25 @@ class GeometricAugmentor:
             config = config.replace(device=device)
         augmentor = cls(config)
         augmentor.classes = classes
-        shared = _load_model(config.vae, folder / SHARED_FOLDER) if config.shared_vae else None
+        shared = _load_model(config, folder / SHARED_FOLDER) if config.shared_vae else None
         for label in classes:
             sub = folder / f"class_{label}"
-            model, history = shared or _load_model(config.vae, sub)
+            model, history = shared or _load_model(config, sub)
             try:
                 states = load_tensors(sub / "samplers.pt")
-                augmentor.samplers[label] = {n: SAMPLERS[n].from_state_dict(states[n]) for n in SAMPLERS}
+                augmentor.samplers[label] = {n: _ALL_SAMPLERS[n].from_state_dict(s) for n, s in states.items()}
             except (RuntimeError, KeyError, ValueError, TypeError) as err:
                 raise CorruptSaveError(f"{sub}: cannot restore class {label} ({err})") from err
+            missing = sorted(set(model_samplers(config.model)) - set(augmentor.samplers[label]))
+            if missing:
+                raise CorruptSaveError(f"{sub}: samplers.pt lacks the state of sampler(s) {missing}")
             augmentor.models[label], augmentor.histories[label] = model, history
         return augmentor
 
 
-def _load_model(vae: VAEConfig, folder: Path) -> tuple[nn.Module, list[dict[str, float]]]:
-    """The VAE (in eval mode) and training history saved in ``folder``."""
-    model = build_vae(vae)
+def _load_model(config: AugmentorConfig, folder: Path) -> tuple[nn.Module, list[dict[str, float]]]:
+    """The model (in eval mode) and training history saved in ``folder``."""
+    model = build_model(model_config(config.model, config.vae, config.model_options))
     try:
         model.load_state_dict(load_tensors(folder / "model.pt"))
         history = json.loads((folder / "history.json").read_text())

@@ -39,6 +39,7 @@ __all__ = [
     "vae_preset",
     "VAE_PRESETS",
     "vae_loss",
+    "reconstruction_error",
 ]
 
 Activation = Literal["relu", "leakyrelu", "prelu", "elu", "selu", "celu", "gelu", "relu6", "swish", "mish", "tanh"]
@@ -249,6 +250,14 @@ class _BaseVAE(nn.Module):
         mu, log_var = self.encode(x)
         z = mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)
         return VAEOutput(self.decode(z), mu, log_var, z)
+
+    def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The training objective on a batch: :func:`vae_loss` of ``forward(x)``.
+
+        Every model the trainer fits (:func:`augmentor.training.train_vae`) has this
+        method; it returns scalars, ``"loss"`` the one minimised.
+        """
+        return vae_loss(self(x), x, self.config.kl_weight, self.config.reconstruction)
 
 
 class VAE(_BaseVAE):
@@ -496,13 +505,30 @@ def vae_loss(
         ``{"loss": recon + beta * kl, "recon": ..., "kl": ...}``, scalars, where
         ``kl = KL(N(mu, diag(exp(log_var))) || N(0, I))`` summed over latent axes.
     """
-    if reconstruction == "mse":
-        per_pixel = (output.recon - x) ** 2
-    elif reconstruction == "bce":
-        per_pixel = F.binary_cross_entropy(output.recon, x, reduction="none")
-    else:
-        raise ValueError(f"reconstruction must be 'mse' or 'bce', got {reconstruction!r}")
-    recon = per_pixel.flatten(1).sum(1).mean()
+    recon = reconstruction_error(output.recon, x, reconstruction).mean()
     mu, log_var = output.mu, output.log_var
     kl = (-0.5 * (1 + log_var - mu**2 - log_var.exp()).sum(1)).mean()
     return {"loss": recon + beta * kl, "recon": recon, "kl": kl}
+
+
+def reconstruction_error(
+    recon: torch.Tensor, x: torch.Tensor, reconstruction: Literal["mse", "bce"] = "mse"
+) -> torch.Tensor:
+    """Per-image reconstruction error summed over pixels, ``(B,)``.
+
+    It is ``-log p(x | z)`` up to a constant: ``"mse"`` the squared error (a
+    Gaussian decoder of variance 1/2), ``"bce"`` the binary cross-entropy (a
+    Bernoulli decoder).
+
+    Args:
+        recon: decoded images ``(B, C, H, W[, D])`` in [0, 1].
+        x: target images, same shape, in [0, 1].
+        reconstruction: ``"mse"`` or ``"bce"``.
+    """
+    if reconstruction == "mse":
+        per_pixel = (recon - x) ** 2
+    elif reconstruction == "bce":
+        per_pixel = F.binary_cross_entropy(recon, x, reduction="none")
+    else:
+        raise ValueError(f"reconstruction must be 'mse' or 'bce', got {reconstruction!r}")
+    return per_pixel.flatten(1).sum(1)

@@ -33,7 +33,7 @@ from augmentor.config import Config
 from augmentor.data import check_images
 from augmentor.devices import DEVICE_CHOICES, is_device_name, resolve_device
 from augmentor.io import load_tensors, save_tensors
-from augmentor.models import VAEConfig, vae_loss
+from augmentor.models import VAEConfig
 from augmentor.seeding import seed_everything
 
 __all__ = ["CHECKPOINT_NAME", "TrainerConfig", "TrainingResult", "train_vae", "validation_size"]
@@ -134,8 +134,8 @@ class TrainingResult:
     Attributes:
         history: one dict per evaluation (per epoch, or per ``eval_every`` steps)
             with ``epoch`` (the evaluation's index), ``step`` (optimiser steps so
-            far), ``lr`` and the train/validation ``loss``, ``recon`` and ``kl``
-            (per-image means).
+            far), ``lr`` and the train/validation entries of ``model.loss`` (the
+            VAE's ``loss``, ``recon`` and ``kl``), per-image means.
         best_epoch: evaluation (0-based) whose weights were kept.
         best_val_loss: validation loss of that evaluation.
         epochs_run: evaluations completed, counting those before a resumption.
@@ -190,9 +190,8 @@ def _split(
 
 
 def _batch_losses(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The loss of :func:`~augmentor.models.vae_loss` on the batch ``x``, refused when not finite."""
-    vae_config: VAEConfig = model.config
-    losses = vae_loss(model(x), x, vae_config.kl_weight, vae_config.reconstruction)
+    """``model.loss(x)`` (the VAE's negative ELBO, or a peer model's objective), refused when not finite."""
+    losses = model.loss(x)
     if not torch.isfinite(losses["loss"]):
         raise RuntimeError(
             f"the loss became {losses['loss'].item()}; lower the learning rate, "
@@ -226,14 +225,14 @@ def _run_epoch(
     training = optimizer is not None
     model.train(training)
     order = torch.randperm(len(data), generator=generator) if training else torch.arange(len(data))
-    totals = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
+    totals: dict[str, float] = {}
     batches = index_batches(order, config.batch_size)
     with torch.set_grad_enabled(training):
         for index in batches:
             x = data[index].to(device)
             losses = _optimiser_step(model, x, optimizer, config) if training else _batch_losses(model, x)
-            for key in totals:
-                totals[key] += losses[key].item() * len(index)
+            for key, value in losses.items():
+                totals[key] = totals.get(key, 0.0) + value.item() * len(index)
     means = {key: value / len(data) for key, value in totals.items()}
     return {**means, "steps": len(batches) if training else 0}
 
@@ -257,12 +256,12 @@ def _run_steps(
     """``n_steps`` optimiser steps on batches of ``stream``; returns per-image means and ``steps``."""
     run.model.train(True)
     batch_size = min(config.batch_size, len(data))
-    totals = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
+    totals: dict[str, float] = {}
     for _ in range(n_steps):
         x = data[_next_batch(stream, len(data), batch_size, run.generator)].to(run.device)
         losses = _optimiser_step(run.model, x, run.optimizer, config)
-        for key in totals:
-            totals[key] += losses[key].item()
+        for key, value in losses.items():
+            totals[key] = totals.get(key, 0.0) + value.item()
     return {**{key: value / n_steps for key, value in totals.items()}, "steps": n_steps}
 
 
@@ -483,7 +482,7 @@ def train_vae(
     log_dir: str | Path | None = None,
     checkpoint_dir: str | Path | None = None,
 ) -> TrainingResult:
-    """Train a VAE by minimising the negative ELBO of :func:`augmentor.models.vae_loss`.
+    """Train a VAE (or a peer model of :mod:`augmentor.peers`) by minimising ``model.loss``.
 
     Each epoch shuffles the training images, takes Adam steps, then evaluates the
     validation loss, which drives ``ReduceLROnPlateau`` (factor 0.5), early
@@ -491,9 +490,11 @@ def train_vae(
     weights are loaded into ``model``, which is left in eval mode.
 
     Args:
-        model: a :class:`~augmentor.models.VAE` or :class:`~augmentor.models.MLPVAE`
-            (anything with a ``config`` :class:`~augmentor.models.VAEConfig`,
-            ``encode``, ``decode`` and a forward returning ``VAEOutput``).
+        model: a :class:`~augmentor.models.VAE`, :class:`~augmentor.models.MLPVAE`
+            or a model of :data:`augmentor.peers.MODELS` (anything with a ``config``
+            :class:`~augmentor.models.VAEConfig`, ``encode`` returning the codes
+            first, ``decode``, and ``loss(x)`` returning a dict of scalars whose
+            ``"loss"`` is minimised; every entry is averaged per image into the history).
         images: training images ``(N, C, H, W[, D])``, float in [0, 1], N >= 2.
         config: optimisation settings.
         val_images: validation images ``(M, C, H, W[, D])``; if ``None``, a random

@@ -23,18 +23,26 @@ the test set:
 Riemannian variants (``sampling.riemannian_variants``) add rows that differ only
 in the chains' settings, for the chain-length ablation of SPEC section 1.
 
+Peer models (``models``: AE, WAE, VAMP, HVAE, RHVAE, RAE variants of
+:mod:`augmentor.peers`) are trained on the same images with the same
+architecture and trainer, each sampled with the samplers listed for it (rows
+``"AE - GMM"``, ``"WAE - N(0, I)"``, ``"VAMP - VAMP"``, ...) and evaluated by the
+same code; their rows follow the VAE's.
+
 Run directory::
 
     .lock, study.json                  lock and identity (see pipelines.runner)
     model/vae.pt                       the trained VAE (config, weights, history)
     model/codes.pt                     mu and log_var of the training images
     model/checkpoints/                 training checkpoints (removed once vae.pt exists)
+    model/<peer>.pt, <peer>_codes.pt   each peer model and its codes (log_var None if deterministic)
     domain_classifier.pt               the FD_domain feature network
     features/test_<space>.pt           features of the test images
     samples/<key>.pt                   latents, the fitted sampler's state, HMC diagnostics
+                                       (a peer's keys are ``<peer>-<sampler>``, e.g. ``ae-gmm``)
     results/<key>.json                 one finished evaluation (a damaged one is moved aside)
     report/                            summary.csv, summary.md, samples_<key>.png, reconstructions.png
-    tensorboard/{vae,summary}          training curves; metrics and table
+    tensorboard/{vae,<peer>,summary}   training curves; metrics and table
 
 Every stage is skipped when its output exists, so a rerun resumes; outputs are
 written atomically and finished results are never overwritten.
@@ -84,7 +92,10 @@ from augmentor.metrics import (
     prd_score,
     train_domain_classifier,
 )
-from augmentor.models import VAEConfig, build_vae
+from augmentor.models import VAEConfig
+from augmentor.peers import MODEL_LABELS, MODELS, PEER_SAMPLERS, build_model, model_config
+from augmentor.peers import SAMPLER_LABELS as PEER_SAMPLER_LABELS
+from augmentor.peers import RHVAESampler, model_samplers, option_names
 from augmentor.plots import save_sample_grid
 from augmentor.samplers import SAMPLERS, GaussianMixtureSampler, LatentSampler, NormalSampler, RiemannianSampler
 from augmentor.seeding import seed_everything
@@ -101,12 +112,14 @@ __all__ = [
     "BenchmarkResult",
     "BenchmarkSamplingConfig",
     "BenchmarkVAESection",
+    "PeerModelSpec",
     "GenerationPaths",
     "SampleSpec",
     "benchmark_identity",
     "load_benchmark_config",
     "load_benchmark_data",
     "read_benchmark_result",
+    "peer_specs",
     "sample_specs",
     "main",
     "run_benchmark",
@@ -222,6 +235,49 @@ class BenchmarkSamplingConfig(Config):
 
 
 @dataclasses.dataclass
+class PeerModelSpec(Config):
+    """A peer model of the benchmark: trained like the VAE, sampled with its own samplers.
+
+    Attributes:
+        name: a peer of :data:`augmentor.peers.MODELS` (``ae``, ``wae``, ``vamp``, ``hvae``,
+            ``rhvae``, ``rae``, ``rae_l2``, ``rae_gp``, ``rae_sn``).
+        samplers: the rows to draw (names of :func:`augmentor.peers.model_samplers`);
+            empty: the paper's choice (:meth:`default_samplers`).
+        options: the model's own settings (see :func:`augmentor.peers.model_config`).
+    """
+
+    name: str
+    samplers: tuple[str, ...] = ()
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.name not in MODELS or self.name == "vae":
+            peers = [name for name in MODELS if name != "vae"]
+            self._fail("name", f"must be a peer model of {peers} (the VAE's rows come from sampling.samplers), "
+                               f"got {self.name!r}")
+        allowed = model_samplers(self.name)
+        bad = [s for s in self.samplers if s not in allowed]
+        if bad or len(set(self.samplers)) != len(self.samplers):
+            self._fail("samplers", f"must list distinct samplers of model {self.name!r}, i.e. of {list(allowed)}, "
+                                   f"got {list(self.samplers)}")
+        unknown = sorted(set(self.options) - set(option_names(self.name)))
+        if unknown:
+            self._fail("options", f"unknown key(s) {unknown} for model {self.name!r}; "
+                                  f"valid keys are {sorted(option_names(self.name))}")
+
+    def default_samplers(self) -> tuple[str, ...]:
+        """The paper's rows: the own sampler (VAMP, RHVAE), else the prior and the GMM (AE, WAE,
+        HVAE), or the GMM alone (the RAEs, which are meant to be sampled ex post)."""
+        own = [s for s in model_samplers(self.name) if s in PEER_SAMPLERS]
+        if own:
+            return tuple(own)
+        return ("gmm",) if self.name.startswith("rae") else ("prior", "gmm")
+
+    def rows(self) -> tuple[str, ...]:
+        return self.samplers or self.default_samplers()
+
+
+@dataclasses.dataclass
 class BenchmarkMetricsConfig(Config):
     """The metrics' settings.
 
@@ -269,6 +325,9 @@ class BenchmarkConfig(Config):
         train_sizes: the low-data sweep (Sec. 5.2, Fig. 4): one run per size, each in
             ``<out>/n_train_<size>`` with a validation set of a fifth of the size, then
             a table and a plot of the metrics against the size; empty: one run with ``data``.
+        models: peer models trained and evaluated beside the VAE, each a mapping of
+            :class:`PeerModelSpec` fields, e.g. ``[{name: ae}, {name: vamp, options:
+            {n_pseudo_inputs: 50}}]`` (see :meth:`peer_models`).
     """
 
     name: str = "mnist"
@@ -277,6 +336,7 @@ class BenchmarkConfig(Config):
     sampling: BenchmarkSamplingConfig = dataclasses.field(default_factory=BenchmarkSamplingConfig)
     metrics: BenchmarkMetricsConfig = dataclasses.field(default_factory=BenchmarkMetricsConfig)
     train_sizes: tuple[int, ...] = ()
+    models: tuple[dict[str, Any], ...] = ()
     device: str = "auto"
     num_threads: int = 2
     deterministic: bool = True
@@ -289,6 +349,9 @@ class BenchmarkConfig(Config):
         if self.train_sizes and k is not None and k > min(self.train_sizes):
             self._fail("train_sizes", f"the smallest size {min(self.train_sizes)} has fewer training images than "
                                       f"sampling.metric.n_centroids ({k})")
+        names = [model.name for model in self.peer_models()]
+        if len(set(names)) != len(names):
+            self._fail("models", f"lists a model more than once: {names}")
         if not self.name or "/" in self.name:
             self._fail("name", f"must be a non-empty name without '/', got {self.name!r}")
         if not is_device_name(self.device):
@@ -299,6 +362,11 @@ class BenchmarkConfig(Config):
         if n_train is not None and k is not None and k > n_train:
             raise ConfigError(f"BenchmarkConfig.sampling.metric.n_centroids: {k} centroids need at least as many "
                               f"training images, but data.n_train is {n_train}")
+
+    def peer_models(self) -> list[PeerModelSpec]:
+        """The entries of ``models``, validated."""
+        return [PeerModelSpec.from_dict(entry, where=f"BenchmarkConfig.models[{index}]")
+                for index, entry in enumerate(self.models)]
 
     def check_data(self, image_shape: tuple[int, ...], n_train: int) -> VAEConfig:
         """The VAE's config for the loaded images; raise :class:`ConfigError` naming what does not fit.
@@ -311,6 +379,11 @@ class BenchmarkConfig(Config):
             vae = self.vae.build(image_shape)
         except ConfigError as err:
             raise ConfigError(f"BenchmarkConfig.vae: {err}") from None
+        for index, model in enumerate(self.peer_models()):
+            try:
+                model_config(model.name, vae, model.options)
+            except ConfigError as err:
+                raise ConfigError(f"BenchmarkConfig.models[{index}] ({model.name}): {err}") from None
         k = self.sampling.metric.n_centroids
         if k is not None and k > n_train:
             raise ConfigError(f"BenchmarkConfig.sampling.metric.n_centroids: {k} centroids for only "
@@ -340,9 +413,12 @@ class SampleSpec:
     key: str
     sampler: str
     hmc: HMCConfig | None = None
+    model: str = "vae"
 
     @property
     def label(self) -> str:
+        if self.model != "vae":
+            return f"{MODEL_LABELS[self.model]} - {PEER_SAMPLER_LABELS[self.sampler]}"
         base = SAMPLER_LABELS[self.sampler]
         return base if self.key == self.sampler else f"{base} [{self.key.split('[', 1)[1]}"
 
@@ -354,6 +430,14 @@ def sample_specs(config: BenchmarkSamplingConfig) -> list[SampleSpec]:
         settings = ",".join(f"{k}={variant[k]}" for k in _VARIANT_KEYS if k in variant)
         specs.append(SampleSpec(f"riemannian[{settings}]", "riemannian", config.hmc.replace(**variant)))
     return specs
+
+
+def peer_specs(models: Sequence[PeerModelSpec], config: BenchmarkSamplingConfig) -> list[SampleSpec]:
+    """The peer models' rows, keyed ``<model>-<sampler>``; HMC samplers take ``config.hmc``."""
+    hmc_samplers = ("riemannian", "rhvae")
+    return [SampleSpec(f"{model.name}-{sampler}", sampler, config.hmc if sampler in hmc_samplers else None,
+                       model.name)
+            for model in models for sampler in model.rows()]
 
 
 class GenerationPaths:
@@ -368,6 +452,16 @@ class GenerationPaths:
         self.checkpoints = self.root / "model" / "checkpoints"
         self.domain_classifier = self.root / "domain_classifier.pt"
         self.report = self.root / "report"
+
+    def model_file(self, name: str) -> Path:
+        """The trained model ``name`` (``vae`` or a peer)."""
+        return self.vae if name == "vae" else self.root / "model" / f"{name}.pt"
+
+    def codes_file(self, name: str) -> Path:
+        return self.codes if name == "vae" else self.root / "model" / f"{name}_codes.pt"
+
+    def checkpoints_dir(self, name: str) -> Path:
+        return self.checkpoints if name == "vae" else self.root / "model" / f"checkpoints_{name}"
 
     def features(self, space: str) -> Path:
         return self.root / "features" / f"test_{space}.pt"
@@ -440,42 +534,62 @@ def _trainer(config: BenchmarkConfig) -> TrainerConfig:
     return config.vae.trainer.replace(device=config.device, progress=config.progress)
 
 
-def _load_vae(paths: GenerationPaths) -> torch.nn.Module:
-    saved = load_tensors(paths.vae)
-    model = build_vae(VAEConfig.from_dict(saved["config"]))
+def _model_name(model_config_: VAEConfig) -> str:
+    return getattr(model_config_, "model", "vae")
+
+
+def _load_model(paths: GenerationPaths, wanted: VAEConfig) -> torch.nn.Module:
+    """The saved model of ``wanted``'s name; refused if it was trained with other settings."""
+    target = paths.model_file(_model_name(wanted))
+    saved = load_tensors(target)
+    if saved["config"] != wanted.to_dict():
+        differs = sorted(k for k in wanted.to_dict() if saved["config"].get(k) != wanted.to_dict()[k])
+        raise StudyError(f"{target} was trained with other settings (differs in: {', '.join(differs)}); "
+                         "use a new --out")
+    model = build_model(wanted)
     model.load_state_dict(saved["state"])
     return model.eval()
 
 
 def train_stage(paths: GenerationPaths, config: BenchmarkConfig, data: BenchmarkData,
-                vae_config: VAEConfig, device: torch.device) -> torch.nn.Module:
-    """Train the VAE on the training images (validation images for the schedule), or load it; save its codes."""
-    if paths.vae.is_file():
-        model = _load_vae(paths)
+                model_cfg: VAEConfig, device: torch.device) -> torch.nn.Module:
+    """Train the model of ``model_cfg`` (the VAE, or a peer of :func:`augmentor.peers.model_config`) on the
+    training images (validation images for the schedule), or load it; save its codes.
+
+    Every model trains with the same trainer settings and seed.
+    """
+    name = _model_name(model_cfg)
+    target, checkpoints = paths.model_file(name), paths.checkpoints_dir(name)
+    if target.is_file():
+        model = _load_model(paths, model_cfg)
     else:
         trainer = _trainer(config)
         seed_everything(trainer.seed)
-        model = build_vae(vae_config)
-        result = train_vae(model, data.train, trainer, val_images=data.val, log_dir=paths.tensorboard("vae"),
-                           checkpoint_dir=paths.checkpoints)
+        model = build_model(model_cfg)
+        result = train_vae(model, data.train, trainer, val_images=data.val, log_dir=paths.tensorboard(name),
+                           checkpoint_dir=checkpoints)
         model = model.cpu().eval()
-        save_tensors(paths.vae, {"config": vae_config.to_dict(), "state": model.state_dict(),
-                                 "history": result.history, "best_epoch": result.best_epoch,
-                                 "best_val_loss": result.best_val_loss})
-        shutil.rmtree(paths.checkpoints, ignore_errors=True)  # the saved model supersedes them
-    if not paths.codes.is_file():  # also after a run killed between the two saves
+        save_tensors(target, {"config": model_cfg.to_dict(), "state": model.state_dict(),
+                              "history": result.history, "best_epoch": result.best_epoch,
+                              "best_val_loss": result.best_val_loss})
+        shutil.rmtree(checkpoints, ignore_errors=True)  # the saved model supersedes them
+    codes = paths.codes_file(name)
+    if not codes.is_file():  # also after a run killed between the two saves
         mu, log_var = encode(model, data.train, config.metrics.batch_size, device)
-        save_tensors(paths.codes, {"mu": mu, "log_var": log_var})
+        save_tensors(codes, {"mu": mu, "log_var": log_var})
     return model
 
 
 def encode(model: torch.nn.Module, images: torch.Tensor, batch_size: int,
-           device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Posterior means and log-variances ``(N, d)`` of images ``(N, C, H, W)``, on the CPU."""
+           device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Posterior means and log-variances ``(N, d)`` of images ``(N, C, H, W)``, on the CPU
+    (log-variances None for a deterministic model)."""
     model = model.to(device).eval()
-    parts = map_batches(lambda x: tuple(p.cpu() for p in model.encode(x)), images, batch_size, device)
+    parts = map_batches(lambda x: tuple(None if p is None else p.cpu() for p in model.encode(x)), images,
+                        batch_size, device)
     model.cpu()
-    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    log_vars = [p[1] for p in parts]
+    return torch.cat([p[0] for p in parts]), None if log_vars[0] is None else torch.cat(log_vars)
 
 
 def decode(model: torch.nn.Module, z: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
@@ -496,17 +610,29 @@ def _fit_sampler(spec: SampleSpec, config: BenchmarkSamplingConfig, mu: torch.Te
 
 
 def sample_stage(paths: GenerationPaths, config: BenchmarkConfig, spec: SampleSpec,
-                 device: torch.device) -> dict[str, Any]:
-    """Fit ``spec``'s sampler on the training codes and draw ``n_samples`` latents (or read them)."""
+                 device: torch.device, model: torch.nn.Module | None = None,
+                 train_images: torch.Tensor | None = None) -> dict[str, Any]:
+    """Fit ``spec``'s sampler on its model's training codes and draw ``n_samples`` latents (or read them).
+
+    A peer model's own sampler (``vamp``, ``rhvae``) is fitted by ``model`` on ``train_images``.
+    """
     target = paths.samples(spec.key)
     if target.is_file():
         return load_tensors(target)
-    codes = load_tensors(paths.codes)
+    codes = load_tensors(paths.codes_file(spec.model))
     mu, log_var = codes["mu"], codes["log_var"]
     sampling = config.sampling
-    sampler = _fit_sampler(spec, sampling, mu, log_var)
+    if spec.sampler in PEER_SAMPLERS:
+        sampler = model.fit_sampler(train_images, config.metrics.batch_size, device, spec.hmc or sampling.hmc)
+        model.cpu()
+    else:
+        sampler = _fit_sampler(spec, sampling, mu, log_var)
     n, diagnostics = sampling.n_samples, None
-    if isinstance(sampler, RiemannianSampler):
+    if isinstance(sampler, RHVAESampler):
+        z = sampler.sample(n, seed=sampling.seed, hmc_config=spec.hmc.replace(progress=config.progress),
+                           device=device)
+        diagnostics = sampler.diagnostics.to_dict()
+    elif isinstance(sampler, RiemannianSampler):
         hmc = HMCSampler(config=spec.hmc.replace(progress=config.progress))
         metric = sampler.metric.to(device=device)
         init = None
@@ -770,7 +896,9 @@ class BenchmarkResult:
     seconds: float
 
 
-_NOT_IDENTITY = ("name", "progress", "train_sizes")
+# A peer model's settings are checked against its saved model instead (pipelines' _load_model), so
+# adding peers only adds rows to a finished run.
+_NOT_IDENTITY = ("name", "progress", "train_sizes", "models")
 
 
 def benchmark_identity(config: BenchmarkConfig, device_type: str, fingerprint: str, fid_network: str) -> dict:
@@ -798,7 +926,7 @@ def run_benchmark(config: BenchmarkConfig, out: str | Path) -> BenchmarkResult:
     start = time.perf_counter()
     paths = GenerationPaths(out)
     device = resolve_device(config.device)
-    specs = sample_specs(config.sampling)
+    specs = sample_specs(config.sampling) + peer_specs(config.peer_models(), config.sampling)
     saved_identity(paths)  # refuses a foreign folder before anything is created in it
     with lock_run_directory(paths), job_environment(config, config.vae.trainer.seed):
         data = load_benchmark_data(config.data)
@@ -818,8 +946,12 @@ def run_benchmark(config: BenchmarkConfig, out: str | Path) -> BenchmarkResult:
         todo = [s for s in specs if read_benchmark_result(paths.result(s.key)) is None]
         logger.info("Benchmark %r: %d sample set(s), %d already evaluated, device %s, run directory %s",
                     config.name, len(specs), len(specs) - len(todo), device.type, paths.root)
-        model = train_stage(paths, config, data, vae_config, device)
-        _reconstruction_grid(paths, model, data, device)
+        models = {"vae": train_stage(paths, config, data, vae_config, device)}
+        _reconstruction_grid(paths, models["vae"], data, device)
+        for peer in config.peer_models():
+            logger.info("peer model %s", peer.name)
+            peer_config = model_config(peer.name, vae_config, peer.options)
+            models[peer.name] = train_stage(paths, config, data, peer_config, device)
         if todo:
             classifier = domain_stage(paths, config, data, device)
             networks: dict[str, FeatureExtractor] = {"domain": DomainFeatures(classifier)}
@@ -828,7 +960,8 @@ def run_benchmark(config: BenchmarkConfig, out: str | Path) -> BenchmarkResult:
             spaces = {space: (net, _reference_features(paths, space, net, data.test, config))
                       for space, net in networks.items()}
         for spec in tqdm(todo, desc="sample sets", unit="set", disable=not config.progress):
-            record = sample_stage(paths, config, spec, device)
+            model = models[spec.model]
+            record = sample_stage(paths, config, spec, device, model, data.train)
             images = decode(model, record["z"], config.metrics.batch_size, device)
             _sample_grid(paths, spec, images, classifier)
             evaluate_stage(paths, config, spec, images, data, spaces, feature_space, classifier, fid_note,

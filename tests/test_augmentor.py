@@ -149,6 +149,9 @@ def test_generate_before_fit_and_unknown_sampler(fitted_2d):
     with pytest.raises(RuntimeError, match="not fitted"):
         GeometricAugmentor(tiny_config()).generate(2)
     with pytest.raises(ValueError, match="unknown sampler"):
+        fitted_2d[0].generate(2, sampler="vampire")
+    # A peer model's own sampler is known, but does not apply to the VAE.
+    with pytest.raises(ValueError, match="'vamp' does not apply to model 'vae'"):
         fitted_2d[0].generate(2, sampler="vamp")
 
 

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from augmentor.config import ConfigError
+from augmentor.io import load_tensors
 from augmentor.metrics import INCEPTION_ENV
 from pipelines.generation import (
     BenchmarkConfig,
@@ -22,7 +23,7 @@ from pipelines.generation import (
     run_sweep,
     sample_specs,
 )
-from pipelines.runner import RunDirectoryError
+from pipelines.runner import RunDirectoryError, StudyError
 
 TINY = Path(__file__).resolve().parents[1] / "configs" / "mnist_tiny.yaml"
 
@@ -182,3 +183,39 @@ def test_low_data_sweep_runs_one_benchmark_per_size_and_plots(tmp_path, mnist_fi
 def test_train_sizes_smaller_than_the_centroids_are_refused(mnist_file):
     with pytest.raises(ConfigError, match="train_sizes"):
         tiny_config(mnist_file, train_sizes=[10, 100])
+
+
+def test_peer_models_add_their_rows_trained_like_the_vae(tmp_path, mnist_file):
+    out = tmp_path / "peers"
+    models = [{"name": "ae"}, {"name": "vamp", "options": {"n_pseudo_inputs": 5}}, {"name": "rae_sn"}]
+    config = tiny_config(mnist_file, **{"sampling.samplers": ["gmm"], "models": models})
+    result = run_benchmark(config, out)
+    assert list(result.table["key"]) == ["gmm", "ae-prior", "ae-gmm", "vamp-vamp", "rae_sn-gmm"]
+    assert list(result.table["sampler"]) == ["VAE - GMM", "AE - N(0, I)", "AE - GMM", "VAMP - VAMP", "RAE-SN - GMM"]
+    assert np.isfinite(result.table["fd_domain"].to_numpy(float)).all()
+    paths = GenerationPaths(out)
+    assert load_tensors(paths.codes_file("ae"))["log_var"] is None  # deterministic codes
+    assert any((out / "tensorboard" / "vamp").iterdir())
+    # Another peer only adds its rows; the finished ones are kept.
+    more = tiny_config(mnist_file, **{"sampling.samplers": ["gmm"], "models": models + [{"name": "rhvae"}]})
+    again = run_benchmark(more, out)
+    assert (again.evaluated, again.skipped) == (1, 5) and again.table["sampler"].iloc[-1] == "RHVAE - RHVAE"
+    assert again.table.set_index("key").loc["rhvae-rhvae", "hmc_acceptance"] > 0
+    # A peer trained with other settings is not silently reused.
+    changed = [{"name": "vamp", "options": {"n_pseudo_inputs": 6}, "samplers": ["prior"]}]
+    with pytest.raises(StudyError, match="vamp.pt was trained with other settings.*n_pseudo_inputs"):
+        run_benchmark(tiny_config(mnist_file, **{"sampling.samplers": ["gmm"], "models": changed}), out)
+
+
+@pytest.mark.parametrize(
+    ("models", "message"),
+    [
+        ([{"name": "vae"}], "must be a peer model"),
+        ([{"name": "ae", "samplers": ["riemannian"]}], r"samplers of model 'ae', i.e. of \['prior', 'gmm'\]"),
+        ([{"name": "wae", "options": {"n_pseudo_inputs": 3}}], r"unknown key\(s\) \['n_pseudo_inputs'\]"),
+        ([{"name": "ae"}, {"name": "ae"}], "more than once"),
+    ],
+)
+def test_peer_model_entries_are_validated(models, message, mnist_file):
+    with pytest.raises(ConfigError, match=message):
+        tiny_config(mnist_file, models=models)

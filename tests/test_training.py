@@ -142,15 +142,18 @@ def test_validation_size_has_a_floor_and_leaves_training_images(n, fraction, min
 
 
 class _CountingVAE(torch.nn.Module):
-    """Wraps a VAE and counts its forward passes in training mode (one per optimiser step)."""
+    """Wraps a VAE and counts its losses computed in training mode (one per optimiser step)."""
 
     def __init__(self, model):
         super().__init__()
         self.inner, self.config, self.train_calls = model, model.config, 0
 
     def forward(self, x):
-        self.train_calls += self.training
         return self.inner(x)
+
+    def loss(self, x):
+        self.train_calls += self.training
+        return self.inner.loss(x)
 
     def encode(self, x):
         return self.inner.encode(x)

@@ -1,0 +1,102 @@
+"""VAE with a VampPrior (Tomczak & Welling, 2018).
+
+The prior is the mixture of the encoder's posteriors at ``K`` learned
+pseudo-inputs ``u_k``: ``p(z) = 1/K sum_k q(z | u_k)``. The KL term of the ELBO
+has no closed form then and is estimated with the reparameterised sample:
+``log q(z | x) - log p(z)``. New codes are drawn from that prior, through the
+pseudo-inputs' posteriors (:meth:`VAMP.pseudo_posteriors` and
+:class:`augmentor.peers.samplers.MixtureSampler`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from augmentor.models import VAEConfig
+
+from augmentor.hmc import HMCConfig
+
+from .base import PeerModel
+from .samplers import MixtureSampler
+
+__all__ = ["VAMP", "VAMPConfig", "log_normal_diag", "vamp_log_prior"]
+
+
+@dataclasses.dataclass
+class VAMPConfig(VAEConfig):
+    """VampPrior settings.
+
+    Args:
+        n_pseudo_inputs: number ``K`` of learned pseudo-inputs (paper: 50).
+    """
+
+    model: Literal["vamp"] = "vamp"
+    n_pseudo_inputs: int = 50
+
+    def validate(self) -> None:
+        super().validate()
+        if self.n_pseudo_inputs < 1:
+            self._fail("n_pseudo_inputs", f"must be >= 1, got {self.n_pseudo_inputs}")
+
+
+def log_normal_diag(z: torch.Tensor, mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    """``log N(z; mu, diag(exp(log_var)))`` summed over the last axis (broadcasting)."""
+    return -0.5 * (math.log(2 * math.pi) + log_var + (z - mu) ** 2 * torch.exp(-log_var)).sum(-1)
+
+
+def vamp_log_prior(z: torch.Tensor, mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    """``log (1/K sum_k N(z; mu_k, diag(exp(log_var_k))))`` per code, ``(B,)``.
+
+    Args:
+        z: codes ``(B, d)``.
+        mu: the components' means ``(K, d)``.
+        log_var: their log-variances ``(K, d)``.
+    """
+    per_component = log_normal_diag(z[:, None, :], mu[None], log_var[None])  # (B, K)
+    return torch.logsumexp(per_component, dim=1) - math.log(len(mu))
+
+
+class VAMP(PeerModel):
+    """VAE whose prior is the VampPrior of ``config.n_pseudo_inputs`` learned pseudo-inputs.
+
+    The pseudo-inputs are images of ``in_shape`` kept in [0, 1] by a hard tanh,
+    initialised uniformly at random from the global torch RNG.
+    """
+
+    config_class = VAMPConfig
+    own_sampler = "vamp"
+
+    def __init__(self, config: VAMPConfig) -> None:
+        super().__init__(config)
+        self.pseudo_inputs = nn.Parameter(torch.rand(config.n_pseudo_inputs, *config.in_shape))
+
+    def pseudo_images(self) -> torch.Tensor:
+        """The pseudo-inputs in [0, 1], ``(K, C, H, W[, D])``."""
+        return F.hardtanh(self.pseudo_inputs, 0.0, 1.0)
+
+    def pseudo_posteriors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mu_k, log_var_k)``, each ``(K, d)``: the prior's mixture components."""
+        return self.net.encode(self.pseudo_images())
+
+    @torch.no_grad()
+    def fit_sampler(
+        self, images: torch.Tensor, batch_size: int, device: torch.device | str, hmc: HMCConfig
+    ) -> MixtureSampler:
+        """The VampPrior as a sampler: the pseudo-inputs' posteriors in eval mode (``images``,
+        ``batch_size`` and ``hmc`` are not needed). The model is left in eval mode on ``device``."""
+        self.to(device).eval()
+        return MixtureSampler().fit(*self.pseudo_posteriors())
+
+    def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{"loss", "recon", "kl"}``: reconstruction plus ``beta`` times the sampled KL to the VampPrior."""
+        mu, log_var = self.encode(x)
+        z = mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)
+        recon = self.reconstruction(self.decode(z), x).mean()
+        kl = (log_normal_diag(z, mu, log_var) - vamp_log_prior(z, *self.pseudo_posteriors())).mean()
+        return {"loss": recon + self.config.kl_weight * kl, "recon": recon, "kl": kl}
