@@ -106,6 +106,20 @@ MAX_REPETITIONS = 10_000
 MAX_THREADS = 1024
 
 
+def check_run_settings(config: Config) -> None:
+    """The checks every experiment config shares: ``name``, ``device`` and ``num_threads``.
+
+    Raises:
+        ConfigError: naming the first field that is wrong.
+    """
+    if not config.name or "/" in config.name:
+        config._fail("name", f"must be a non-empty name without '/', got {config.name!r}")
+    if not is_device_name(config.device):
+        config._fail("device", f"must be {DEVICE_CHOICES}, got {config.device!r}")
+    if not 1 <= config.num_threads <= MAX_THREADS:
+        config._fail("num_threads", f"must lie in 1..{MAX_THREADS}, got {config.num_threads}")
+
+
 def method_sampler(method: str) -> str | None:
     """The latent source a method draws its synthetic images from (``riemannian``,
     ``shared-riemannian``, ...), or None for the methods of real images only."""
@@ -436,12 +450,7 @@ class StudyConfig(Config):
             self._fail("methods", f"unknown method(s) {unknown}; valid methods are {list(METHODS)}")
         if len(set(self.methods)) != len(self.methods):
             self._fail("methods", f"lists a method twice: {list(self.methods)}")
-        if not is_device_name(self.device):
-            self._fail("device", f"must be {DEVICE_CHOICES}, got {self.device!r}")
-        if not 1 <= self.num_threads <= MAX_THREADS:
-            self._fail("num_threads", f"must lie in 1..{MAX_THREADS}, got {self.num_threads}")
-        if not self.name or "/" in self.name:
-            self._fail("name", f"must be a non-empty name without '/', got {self.name!r}")
+        check_run_settings(self)
         # Checks that need the image size, predicted from the data settings.
         size = self.data.expected_image_size()
         try:

@@ -73,7 +73,7 @@ from tqdm.auto import tqdm
 from augmentor.batching import map_batches
 from augmentor.config import Config, ConfigError, load_config_file, read_config_data
 from augmentor.datasets import DATASETS, load_dataset
-from augmentor.devices import DEVICE_CHOICES, is_device_name, resolve_device
+from augmentor.devices import resolve_device
 from augmentor.hmc import HMCConfig, HMCSampler
 from augmentor.io import load_tensors, save_tensors, write_bytes, write_json
 from augmentor.metric import MetricConfig
@@ -101,7 +101,7 @@ from augmentor.samplers import SAMPLERS, GaussianMixtureSampler, LatentSampler, 
 from augmentor.seeding import seed_everything
 from augmentor.training import TrainerConfig, train_vae
 
-from .config import MAX_THREADS, VAESection, add_override_arguments, apply_overrides, command_line_overrides
+from .config import VAESection, add_override_arguments, apply_overrides, check_run_settings, command_line_overrides
 from .jobs import job_environment, read_result
 from .runner import StudyError, claim_run_directory, lock_run_directory, saved_identity
 
@@ -352,12 +352,7 @@ class BenchmarkConfig(Config):
         names = [model.name for model in self.peer_models()]
         if len(set(names)) != len(names):
             self._fail("models", f"lists a model more than once: {names}")
-        if not self.name or "/" in self.name:
-            self._fail("name", f"must be a non-empty name without '/', got {self.name!r}")
-        if not is_device_name(self.device):
-            self._fail("device", f"must be {DEVICE_CHOICES}, got {self.device!r}")
-        if not 1 <= self.num_threads <= MAX_THREADS:
-            self._fail("num_threads", f"must lie in 1..{MAX_THREADS}, got {self.num_threads}")
+        check_run_settings(self)
         n_train, k = self.data.n_train, self.sampling.metric.n_centroids
         if n_train is not None and k is not None and k > n_train:
             raise ConfigError(f"BenchmarkConfig.sampling.metric.n_centroids: {k} centroids need at least as many "

@@ -50,7 +50,7 @@ import pandas as pd
 import torch
 
 from augmentor.config import Config, ConfigError, load_config_file, read_config_data
-from augmentor.devices import DEVICE_CHOICES, is_device_name, resolve_device
+from augmentor.devices import resolve_device
 from augmentor.interpolation import conformal_length, geodesic_interpolation, resample_polyline
 from augmentor.io import load_tensors, save_tensors, write_bytes
 from augmentor.metric import MetricConfig, RiemannianMetric
@@ -58,7 +58,7 @@ from augmentor.models import VAEConfig
 from augmentor.plots import pyplot, save_figure
 from augmentor.samplers import RiemannianSampler
 
-from .config import MAX_THREADS, add_override_arguments, apply_overrides, command_line_overrides
+from .config import add_override_arguments, apply_overrides, check_run_settings, command_line_overrides
 from .generation import (
     BenchmarkConfig,
     BenchmarkDataConfig,
@@ -187,12 +187,7 @@ class LatentMapConfig(Config):
     progress: bool = True
 
     def validate(self) -> None:
-        if not self.name or "/" in self.name:
-            self._fail("name", f"must be a non-empty name without '/', got {self.name!r}")
-        if not is_device_name(self.device):
-            self._fail("device", f"must be {DEVICE_CHOICES}, got {self.device!r}")
-        if not 1 <= self.num_threads <= MAX_THREADS:
-            self._fail("num_threads", f"must lie in 1..{MAX_THREADS}, got {self.num_threads}")
+        check_run_settings(self)
         n_train, k = self.data.n_train, self.metric.n_centroids
         if n_train is not None and k is not None and k > n_train:
             self._fail("metric.n_centroids", f"{k} centroids need at least as many training images, "

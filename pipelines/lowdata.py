@@ -63,7 +63,7 @@ import torch
 
 from augmentor.augmentor import GeometricAugmentor
 from augmentor.config import Config, ConfigError, load_config_file, read_config_data
-from augmentor.devices import DEVICE_CHOICES, is_device_name, resolve_device
+from augmentor.devices import resolve_device
 from augmentor.io import load_tensors, save_tensors, write_bytes, write_json
 from augmentor.samplers import SAMPLERS
 from augmentor.seeding import class_seed
@@ -79,6 +79,7 @@ from .config import (
     VAESection,
     add_override_arguments,
     apply_overrides,
+    check_run_settings,
     command_line_overrides,
 )
 from .data import StudyData
@@ -287,12 +288,7 @@ class LowDataConfig(Config):
         unknown = [m for m in self.methods if m not in LOWDATA_METHODS]
         if not self.methods or unknown or len(set(self.methods)) != len(self.methods):
             self._fail("methods", f"must be distinct names of {list(LOWDATA_METHODS)}, got {list(self.methods)}")
-        if not is_device_name(self.device):
-            self._fail("device", f"must be {DEVICE_CHOICES}, got {self.device!r}")
-        if not 1 <= self.num_threads <= MAX_THREADS:
-            self._fail("num_threads", f"must lie in 1..{MAX_THREADS}, got {self.num_threads}")
-        if not self.name or "/" in self.name:
-            self._fail("name", f"must be a non-empty name without '/', got {self.name!r}")
+        check_run_settings(self)
         size = self.data.expected_image_size()
         if size is not None:
             self.check_image_size(size)
