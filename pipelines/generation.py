@@ -941,12 +941,6 @@ def run_benchmark(config: BenchmarkConfig, out: str | Path) -> BenchmarkResult:
         todo = [s for s in specs if read_benchmark_result(paths.result(s.key)) is None]
         logger.info("Benchmark %r: %d sample set(s), %d already evaluated, device %s, run directory %s",
                     config.name, len(specs), len(specs) - len(todo), device.type, paths.root)
-        models = {"vae": train_stage(paths, config, data, vae_config, device)}
-        _reconstruction_grid(paths, models["vae"], data, device)
-        for peer in config.peer_models():
-            logger.info("peer model %s", peer.name)
-            peer_config = model_config(peer.name, vae_config, peer.options)
-            models[peer.name] = train_stage(paths, config, data, peer_config, device)
         if todo:
             classifier = domain_stage(paths, config, data, device)
             networks: dict[str, FeatureExtractor] = {"domain": DomainFeatures(classifier)}
@@ -954,13 +948,24 @@ def run_benchmark(config: BenchmarkConfig, out: str | Path) -> BenchmarkResult:
                 networks["inception"] = extractor
             spaces = {space: (net, _reference_features(paths, space, net, data.test, config))
                       for space, net in networks.items()}
-        for spec in tqdm(todo, desc="sample sets", unit="set", disable=not config.progress):
-            model = models[spec.model]
-            record = sample_stage(paths, config, spec, device, model, data.train)
-            images = decode(model, record["z"], config.metrics.batch_size, device)
-            _sample_grid(paths, spec, images, classifier)
-            evaluate_stage(paths, config, spec, images, data, spaces, feature_space, classifier, fid_note,
-                           record["diagnostics"])
+        # One model at a time, trained then evaluated: a run stopped part-way keeps the rows of
+        # every model it finished, and resuming trains only what is missing.
+        progress = tqdm(total=len(todo), desc="sample sets", unit="set", disable=not config.progress)
+        for name, model_cfg in [("vae", vae_config)] + [
+                (peer.name, model_config(peer.name, vae_config, peer.options)) for peer in config.peer_models()]:
+            if name != "vae":
+                logger.info("peer model %s", name)
+            model = train_stage(paths, config, data, model_cfg, device)
+            if name == "vae":
+                _reconstruction_grid(paths, model, data, device)
+            for spec in [s for s in todo if s.model == name]:
+                record = sample_stage(paths, config, spec, device, model, data.train)
+                images = decode(model, record["z"], config.metrics.batch_size, device)
+                _sample_grid(paths, spec, images, classifier)
+                evaluate_stage(paths, config, spec, images, data, spaces, feature_space, classifier, fid_note,
+                               record["diagnostics"])
+                progress.update()
+        progress.close()
         header = (f"Generation benchmark {config.name!r}: {len(data.train)} training images, "
                   f"{config.sampling.n_samples} samples per sampler against {len(data.test)} test images")
         table, markdown = write_report(paths, config, specs, header)
