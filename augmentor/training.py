@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +37,17 @@ from augmentor.io import load_tensors, save_tensors
 from augmentor.models import VAEConfig
 from augmentor.seeding import seed_everything
 
-__all__ = ["CHECKPOINT_NAME", "TrainerConfig", "TrainingResult", "train_vae", "validation_size"]
+__all__ = ["CHECKPOINT_NAME", "RUN_ONLY_SETTINGS", "TrainerConfig", "TrainingResult", "train_vae", "validation_size"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 """File name of the checkpoint written into ``checkpoint_dir``."""
 
+RUN_ONLY_SETTINGS = ("progress", "device", "checkpoint_every_s")
+"""Fields of :class:`TrainerConfig` that do not change the trained weights (left out of run identities)."""
+
 # Settings that may change between an interrupted run and its resumption
 # without changing the result of the epochs already run.
-_RESUMABLE_CHANGES = ("epochs", "progress", "device", "image_log_every")
+_RESUMABLE_CHANGES = ("epochs", "image_log_every", *RUN_ONLY_SETTINGS)
 
 
 @dataclasses.dataclass
@@ -81,6 +85,13 @@ class TrainerConfig(Config):
         grad_clip: clip the gradient norm to this value; ``None`` does not clip.
         image_log_every: log validation reconstructions to TensorBoard every this
             many epochs (0: never).
+        checkpoint_every_s: least seconds between two checkpoints (with a
+            ``checkpoint_dir``); the last round always writes one. A checkpoint
+            holds the weights, Adam's moments and the best weights: 0.6 GB for the
+            OASIS paper VAE, 1.3-2.3 s to write on a 2-core machine, while its whole
+            epoch, checkpoint included, took 1.1 s on an H200. 0 writes one after
+            every round. A run stopped between two checkpoints resumes from the
+            earlier one (and still ends with the same weights).
     """
 
     epochs: int = 100
@@ -97,6 +108,7 @@ class TrainerConfig(Config):
     progress: bool = True
     grad_clip: float | None = None
     image_log_every: int = 10
+    checkpoint_every_s: float = 60.0
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -125,6 +137,8 @@ class TrainerConfig(Config):
             self._fail("grad_clip", f"must be a positive number or null, got {self.grad_clip}")
         if self.image_log_every < 0:
             self._fail("image_log_every", f"must be 0 (never) or more, got {self.image_log_every}")
+        if not (0 <= self.checkpoint_every_s < math.inf):
+            self._fail("checkpoint_every_s", f"must be a number of seconds >= 0, got {self.checkpoint_every_s}")
 
 
 @dataclasses.dataclass
@@ -502,7 +516,8 @@ def train_vae(
         log_dir: TensorBoard folder for per-epoch losses and learning rate, and
             reconstructions of up to 8 validation images (middle slice for volumes).
         checkpoint_dir: folder for ``checkpoint.pt``, rewritten atomically after
-            every epoch. If it already holds a checkpoint of the same run (same
+            the last epoch and at most every ``config.checkpoint_every_s`` seconds
+            before. If it already holds a checkpoint of the same run (same
             data, model and settings except ``epochs``, ``progress``, ``device``
             and ``image_log_every``), training resumes from it.
 
@@ -532,6 +547,7 @@ def train_vae(
     end = start if progress["stopped_early"] else rounds
 
     writer = _open_writer(log_dir, start)
+    last_checkpoint = time.monotonic()
     try:
         bar = tqdm(range(start, end), initial=start, total=rounds, desc="VAE", disable=not config.progress)
         for epoch in bar:
@@ -539,8 +555,11 @@ def train_vae(
             _record_epoch(progress, record, model, config)
             if writer is not None:
                 _log_epoch(writer, model, val, record, config)
-            if checkpoint is not None:
+            last_round = progress["stopped_early"] or epoch + 1 == end
+            if checkpoint is not None and (
+                    last_round or time.monotonic() - last_checkpoint >= config.checkpoint_every_s):
                 _save_checkpoint(checkpoint, run, progress)
+                last_checkpoint = time.monotonic()
             bar.set_postfix(
                 train=f"{record['train_loss']:.4g}", val=f"{record['val_loss']:.4g}", lr=f"{record['lr']:.2g}"
             )

@@ -46,7 +46,7 @@ from augmentor.hmc import HMCConfig
 from augmentor.metric import MetricConfig
 from augmentor.models import VAE_PRESETS, VAEConfig, default_vae_config, vae_preset
 from augmentor.samplers import SAMPLERS
-from augmentor.training import TrainerConfig
+from augmentor.training import RUN_ONLY_SETTINGS, TrainerConfig
 from oasis.loader import T88_SHAPE
 from oasis.simulate import SimulationConfig
 
@@ -495,8 +495,8 @@ def identity(config: StudyConfig, device_type: str, data_fingerprint: str) -> di
     if config.data.data_dir is not None:
         data["data"].pop("simulation")  # not used: the data fingerprint stands for the images
     # Replaced by the study's own settings when the jobs run, or display only.
-    for key in ("progress", "device"):
-        data["vae"]["trainer"].pop(key)
+    for key in RUN_ONLY_SETTINGS:
+        data["vae"]["trainer"].pop(key, None)
     data["sampling"]["hmc"].pop("progress")
     data["device"] = device_type
     data["data_fingerprint"] = data_fingerprint

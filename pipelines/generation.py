@@ -99,7 +99,7 @@ from augmentor.peers import RHVAESampler, model_samplers, option_names
 from augmentor.plots import save_sample_grid
 from augmentor.samplers import SAMPLERS, GaussianMixtureSampler, LatentSampler, NormalSampler, RiemannianSampler
 from augmentor.seeding import seed_everything
-from augmentor.training import TrainerConfig, train_vae
+from augmentor.training import RUN_ONLY_SETTINGS, TrainerConfig, train_vae
 
 from .config import VAESection, add_override_arguments, apply_overrides, check_run_settings, command_line_overrides
 from .jobs import job_environment, read_result
@@ -905,8 +905,8 @@ def benchmark_identity(config: BenchmarkConfig, device_type: str, fingerprint: s
     data["sampling"].pop("samplers")
     data["sampling"].pop("riemannian_variants")
     data["sampling"]["hmc"].pop("progress")
-    for key in ("progress", "device"):
-        data["vae"]["trainer"].pop(key)
+    for key in RUN_ONLY_SETTINGS:
+        data["vae"]["trainer"].pop(key, None)
     data.update(device=device_type, data_fingerprint=fingerprint, fid_network=fid_network)
     return data
 

@@ -476,3 +476,17 @@ def test_data_report_is_logged_not_printed(monkeypatch, capsys, caplog, skipped,
     assert capsys.readouterr().out == ""
     (record,) = caplog.records
     assert record.levelno == level and record.getMessage() == loaded.report()
+
+
+def test_run_identity_leaves_out_the_trainer_settings_that_do_not_change_the_weights():
+    # Where and how often a VAE is checkpointed changes no result: a run directory made before
+    # checkpoint_every_s existed (or with another interval) must still be resumed.
+    from pipelines.config import identity
+
+    config = load_study_config(Path("configs/oasis_tiny.yaml"))
+    other = load_study_config(Path("configs/oasis_tiny.yaml"), {"vae.trainer.checkpoint_every_s": 0})
+    wanted = identity(config, "cpu", "fingerprint")
+    assert wanted == identity(other, "cpu", "fingerprint")
+    assert not {"checkpoint_every_s", "progress", "device"} & set(wanted["vae"]["trainer"])
+    assert wanted != identity(load_study_config(Path("configs/oasis_tiny.yaml"), {"vae.trainer.lr": 0.5}),
+                              "cpu", "fingerprint")

@@ -188,7 +188,7 @@ def test_step_stream_never_repeats_an_image_within_a_batch():
 
 def test_resumed_step_budget_run_matches_an_uninterrupted_one(tmp_path, monkeypatch):
     images = _blobs(24)
-    config = _config(max_steps=9, eval_every=3, batch_size=8, early_stopping_patience=None)
+    config = _config(max_steps=9, eval_every=3, batch_size=8, early_stopping_patience=None, checkpoint_every_s=0)
     straight_model = _model()
     straight = train_vae(straight_model, images, config)
 
@@ -209,3 +209,26 @@ def test_resumed_step_budget_run_matches_an_uninterrupted_one(tmp_path, monkeypa
     resumed = train_vae(resumed_model, images, config, checkpoint_dir=tmp_path)
     assert resumed == straight and resumed.steps_run == 9
     assert _same_weights(resumed_model.state_dict(), straight_model.state_dict())
+
+
+@pytest.mark.parametrize("every_s, expected_writes", [(0, 4), (3600, 1)])
+def test_checkpoints_are_written_at_most_every_checkpoint_every_s_and_after_the_last_epoch(
+        tmp_path, monkeypatch, every_s, expected_writes):
+    # A large model spends most of a short epoch writing a checkpoint (0.6 GB for the OASIS paper VAE),
+    # so checkpoints follow a clock; the last epoch always writes one, so a finished run can be extended.
+    written = []
+    real_save = training._save_checkpoint
+    monkeypatch.setattr(training, "_save_checkpoint",
+                        lambda path, run, progress: written.append(progress["epoch"]) or real_save(path, run, progress))
+    images = _blobs(24)
+    train_vae(_model(), images, _config(epochs=4, checkpoint_every_s=every_s), checkpoint_dir=tmp_path)
+    assert written == ([1, 2, 3, 4] if every_s == 0 else [4])
+    assert len(written) == expected_writes
+    extended = train_vae(_model(seed=5), images, _config(epochs=6, checkpoint_every_s=every_s), checkpoint_dir=tmp_path)
+    straight = train_vae(_model(), images, _config(epochs=6))
+    assert extended == straight
+
+
+def test_checkpoint_interval_is_validated():
+    with pytest.raises(ConfigError, match="checkpoint_every_s"):
+        _config(checkpoint_every_s=-1)
