@@ -127,6 +127,27 @@ def test_vamp_loss_is_reconstruction_plus_beta_times_the_sampled_kl():
     assert losses["loss"].item() == pytest.approx(_recon(model, z, x).mean().item() + 0.5 * kl.item(), rel=1e-5)
 
 
+def test_vamp_clips_the_log_variances_so_unused_components_cannot_overflow_the_loss():
+    # On the paper's MNIST network the log-variances of unused pseudo-inputs drifted past 70 and the
+    # loss became NaN; Tomczak & Welling clip them with a hard tanh to [-6, 2].
+    def with_log_variance_bias(**options):
+        model = _model("vamp", n_pseudo_inputs=4, **options)
+        with torch.no_grad():
+            model.net.log_var_head.bias.fill_(200.0)  # exp(-200) underflows, exp(200) overflows in float32
+        return model
+
+    clipped, free = with_log_variance_bias(), with_log_variance_bias(log_var_range=None)
+    x = _batch()
+    assert torch.equal(clipped.encode(x)[1], torch.full((8, 3), 2.0))
+    assert torch.equal(clipped.pseudo_posteriors()[1], torch.full((4, 3), 2.0))
+    loss = clipped.loss(x)["loss"]
+    loss.backward()
+    assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in clipped.parameters() if p.grad is not None)
+    assert not torch.isfinite(free.loss(x)["loss"])
+    with pytest.raises(ConfigError, match="log_var_range"):
+        model_config("vamp", MLP, {"log_var_range": [2, -6]})
+
+
 def test_vamp_sampler_draws_from_the_pseudo_inputs_posteriors():
     mu = torch.tensor([[-10.0, 0.0], [10.0, 0.0]])
     sampler = MixtureSampler().fit(mu, torch.full((2, 2), math.log(0.01)))
