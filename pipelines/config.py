@@ -45,6 +45,7 @@ from augmentor.devices import DEVICE_CHOICES, is_device_name
 from augmentor.hmc import HMCConfig
 from augmentor.metric import MetricConfig
 from augmentor.models import VAE_PRESETS, VAEConfig, default_vae_config, vae_preset
+from augmentor.peers import MODELS, model_samplers
 from augmentor.samplers import SAMPLERS
 from augmentor.training import RUN_ONLY_SETTINGS, TrainerConfig
 from oasis.loader import T88_SHAPE
@@ -56,6 +57,7 @@ __all__ = [
     "MAX_SEED",
     "MAX_THREADS",
     "METHODS",
+    "PEER_SOURCES",
     "AugmentationConfig",
     "ClassifierConfig",
     "DataConfig",
@@ -76,6 +78,14 @@ __all__ = [
 
 CLASS_NAMES = {0: "CN", 1: "AD"}
 
+SHARED_PREFIX = "shared-"
+"""Methods (and their latent sources) drawn from the shared-decoder augmentor start with this."""
+PEER_SOURCES: tuple[str, ...] = tuple(
+    f"{model}-{sampler}" for model in MODELS if model != "vae" for sampler in model_samplers(model)
+)
+"""Latent sources of the peer models (paper Table 2), each a per-class model and one of its samplers,
+keyed ``<model>-<sampler>`` as in the generation benchmark: ``ae-gmm``, ``vamp-vamp``, ``rae_l2-gmm``, ..."""
+
 # Training sets the classifier is compared on (see pipelines.jobs.training_set).
 METHODS: tuple[str, ...] = (
     "original",  # real training subjects, unbalanced
@@ -93,9 +103,10 @@ METHODS: tuple[str, ...] = (
     "shared-riemannian",
     "original+shared-gmm",
     "original+shared-riemannian",
+    # Synthetic only, then real + synthetic, from the peer models.
+    *PEER_SOURCES,
+    *(f"original+{source}" for source in PEER_SOURCES),
 )
-SHARED_PREFIX = "shared-"
-"""Methods (and their latent sources) drawn from the shared-decoder augmentor start with this."""
 DEFAULT_METHODS = ("original", "resampled", "prior", "gmm", "riemannian", "original+riemannian", "classical")
 
 # The split's random_state (NumPy's legacy RandomState) takes seeds below 2**32.
@@ -122,14 +133,21 @@ def check_run_settings(config: Config) -> None:
 
 def method_sampler(method: str) -> str | None:
     """The latent source a method draws its synthetic images from (``riemannian``,
-    ``shared-riemannian``, ...), or None for the methods of real images only."""
+    ``shared-riemannian``, ``vamp-vamp``, ...), or None for the methods of real images only."""
     name = method.removeprefix("original+")
-    return name if name.removeprefix(SHARED_PREFIX) in SAMPLERS else None
+    return name if name.removeprefix(SHARED_PREFIX) in SAMPLERS or name in PEER_SOURCES else None
 
 
-def split_source(source: str) -> tuple[bool, str]:
-    """``"shared-gmm"`` -> ``(True, "gmm")``: whether a latent source uses the shared VAE, and its sampler."""
-    return source.startswith(SHARED_PREFIX), source.removeprefix(SHARED_PREFIX)
+def split_source(source: str) -> tuple[str, str]:
+    """A latent source's generator and sampler: ``"gmm"`` -> ``("vae", "gmm")`` (the per-class VAEs),
+    ``"shared-gmm"`` -> ``("shared", "gmm")`` (the shared-decoder VAE), ``"ae-gmm"`` -> ``("ae", "gmm")``
+    (a peer model per class)."""
+    if source.startswith(SHARED_PREFIX):
+        return "shared", source.removeprefix(SHARED_PREFIX)
+    if source in PEER_SOURCES:
+        model, sampler = source.split("-", 1)
+        return model, sampler
+    return "vae", source
 
 
 @dataclasses.dataclass
@@ -469,9 +487,9 @@ class StudyConfig(Config):
 
     @property
     def samplers(self) -> list[str]:
-        """Latent sources the chosen methods need (per-class samplers, then shared ones), in a fixed order."""
+        """Latent sources the chosen methods need, in the order of :data:`METHODS`."""
         needed = {method_sampler(m) for m in self.methods} - {None}
-        return [prefix + s for prefix in ("", SHARED_PREFIX) for s in SAMPLERS if prefix + s in needed]
+        return [m for m in METHODS if m in needed]
 
 
 # Settings that choose which jobs run or how they are scheduled, never what a job computes.

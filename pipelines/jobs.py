@@ -4,7 +4,8 @@ Two kinds of job, both idempotent (a finished job is skipped, never redone):
 
 * ``generate/seed_<s>``: fit the per-class VAEs and latent samplers on the
   training subjects of repetition ``s`` (:class:`augmentor.GeometricAugmentor`;
-  for the ``shared-*`` methods also one augmentor with ``shared_vae=True``),
+  for the ``shared-*`` methods also one augmentor with ``shared_vae=True``, and
+  for the ``<model>-<sampler>`` methods one with ``model=<model>``, a peer model),
   save the fitted augmentors, and draw ``n_per_class`` latent codes per class
   with each sampler the methods need; then record how well the VAEs fit
   (:mod:`augmentor.fit_report`) and whether each synthetic set carries its class
@@ -21,11 +22,13 @@ Run directory::
     splits/seed_<s>.json               subject IDs and image indices of train / val / test
     generate/seed_<s>/augmentor/       fitted VAEs + samplers (checksummed saved folder)
     generate/seed_<s>/augmentor_shared/        the shared-decoder augmentor (shared-* methods)
+    generate/seed_<s>/augmentor_<model>/       a peer model's augmentor (<model>-<sampler> methods)
     generate/seed_<s>/latents_<source>.pt      latent codes and labels (decoded on use); the
-                                       source is a sampler name, shared-<sampler> for the shared VAE
+                                       source is a sampler name, shared-<sampler> for the shared
+                                       VAE, <model>-<sampler> for a peer model
     generate/seed_<s>/diagnostics_<source>.json (HMC acceptance, R-hat, ESS), samples_<source>.png
     generate/seed_<s>/fit.json         fit diagnostics per class and model, fidelity per source
-    generate/seed_<s>/fit_grid[_shared].png    real / reconstructed / synthetic images per class
+    generate/seed_<s>/fit_grid[_<generator>].png  real / reconstructed / synthetic images per class
     generate/seed_<s>/real_vs_synthetic.png    training images over each per-class sampler's, per
                                        class (volumes: their middle axial slice)
     results/seed_<s>/<method>.json     one finished classifier job (a damaged one is moved
@@ -59,6 +62,7 @@ from augmentor.augmentor import AugmentorConfig, GeometricAugmentor
 from augmentor.devices import resolve_device
 from augmentor.fit_report import fit_report, save_fit_grid, synthetic_fidelity
 from augmentor.io import load_tensors, save_tensors, write_json
+from augmentor.peers import MODEL_LABELS
 from augmentor.plots import save_sample_grid
 from augmentor.seeding import class_seed, seed_everything
 from oasis.loader import axial_slices
@@ -124,8 +128,9 @@ class RunPaths:
     def generate(self, seed: int) -> Path:
         return self.root / "generate" / f"seed_{seed}"
 
-    def augmentor(self, seed: int, shared: bool = False) -> Path:
-        return self.generate(seed) / ("augmentor_shared" if shared else "augmentor")
+    def augmentor(self, seed: int, generator: str = "vae") -> Path:
+        """The augmentor of a generator of :func:`~pipelines.config.split_source` (``vae``, ``shared``, a peer)."""
+        return self.generate(seed) / ("augmentor" if generator == "vae" else f"augmentor_{generator}")
 
     def latents(self, seed: int, source: str) -> Path:
         return self.generate(seed) / f"latents_{source}.pt"
@@ -133,8 +138,8 @@ class RunPaths:
     def fit(self, seed: int) -> Path:
         return self.generate(seed) / "fit.json"
 
-    def fit_grid(self, seed: int, shared: bool = False) -> Path:
-        return self.generate(seed) / ("fit_grid_shared.png" if shared else "fit_grid.png")
+    def fit_grid(self, seed: int, generator: str = "vae") -> Path:
+        return self.generate(seed) / ("fit_grid.png" if generator == "vae" else f"fit_grid_{generator}.png")
 
     def real_vs_synthetic(self, seed: int) -> Path:
         return self.generate(seed) / "real_vs_synthetic.png"
@@ -148,9 +153,9 @@ class RunPaths:
     def is_done(self, job: Job) -> bool:
         """Whether ``job`` has finished; a damaged result file is moved aside (see :func:`read_result`)."""
         if job.kind == "generate":
-            kinds = {split_source(source)[0] for source in job.samplers}
+            generators = {split_source(source)[0] for source in job.samplers}
             return (
-                all(self.augmentor(job.seed, shared).is_dir() for shared in kinds)
+                all(self.augmentor(job.seed, generator).is_dir() for generator in generators)
                 and all(self.latents(job.seed, s).is_file() for s in job.samplers)
                 and self.fit(job.seed).is_file()
             )
@@ -252,8 +257,10 @@ def read_split(paths: RunPaths, seed: int) -> dict[str, list[int]]:
 
 
 def augmentor_config(
-    config: StudyConfig, seed: int, in_shape: tuple[int, ...], shared: bool = False
+    config: StudyConfig, seed: int, in_shape: tuple[int, ...], generator: str = "vae"
 ) -> AugmentorConfig:
+    """The seed's augmentor of ``generator``: the per-class VAEs (``vae``), the shared VAE (``shared``)
+    or per-class peer models (a name of :data:`augmentor.peers.MODELS`, with their default options)."""
     trainer = config.vae.trainer.replace(
         seed=(config.vae.trainer.seed + SEED_STRIDE * seed) % 2**32, progress=config.progress
     )
@@ -264,21 +271,22 @@ def augmentor_config(
         hmc=config.sampling.hmc,
         gmm_components=config.sampling.gmm_components,
         device=config.device,
-        shared_vae=shared,
+        shared_vae=generator == "shared",
+        model="vae" if generator == "shared" else generator,
         encode_batch_size=config.vae.encode_batch_size,
     )
 
 
 def _fitted_augmentor(
-    paths: RunPaths, config: StudyConfig, data: StudyData, train: torch.Tensor, seed: int, shared: bool
+    paths: RunPaths, config: StudyConfig, data: StudyData, train: torch.Tensor, seed: int, generator: str
 ) -> GeometricAugmentor:
-    """The seed's per-class (or shared-decoder) augmentor: loaded if saved, else fitted and saved."""
-    folder = paths.augmentor(seed, shared)
+    """The seed's augmentor of ``generator`` (see :func:`augmentor_config`): loaded if saved, else fitted and saved."""
+    folder = paths.augmentor(seed, generator)
     if folder.is_dir():
         return GeometricAugmentor.load(folder, device=config.device)
-    name = "vae_shared" if shared else "vae"
+    name = {"vae": "vae", "shared": "vae_shared"}.get(generator, generator)
     checkpoints = paths.generate(seed) / f"checkpoints_{name}"
-    augmentor = GeometricAugmentor(augmentor_config(config, seed, tuple(data.images.shape[1:]), shared))
+    augmentor = GeometricAugmentor(augmentor_config(config, seed, tuple(data.images.shape[1:]), generator))
     augmentor.fit(
         data.images[train],
         data.labels[train],
@@ -352,7 +360,7 @@ def _write_fit(
     config: StudyConfig,
     data: StudyData,
     job: Job,
-    augmentors: dict[bool, GeometricAugmentor],
+    augmentors: dict[str, GeometricAugmentor],
     device: torch.device,
 ) -> None:
     """``fit.json`` (fit diagnostics per model and class, fidelity per source) and the fit grids."""
@@ -360,25 +368,27 @@ def _write_fit(
     train_x, train_y = data.images[split["train"]], data.labels[split["train"]]
     judge, judge_test = _real_image_classifier(config, data, split, job.seed, device)
     record: dict[str, Any] = {"judge_test": judge_test, "fidelity": {}, "models": {}}
-    for shared, augmentor in augmentors.items():
-        kind = "shared" if shared else "per_class"
+    for generator, augmentor in augmentors.items():
+        kind = {"vae": "per_class", "shared": "shared"}.get(generator, generator)
         synthetic = {}
         for source in job.samplers:
-            if split_source(source)[0] != shared:
+            if split_source(source)[0] != generator:
                 continue
             latents = load_tensors(paths.latents(job.seed, source))
             images = augmentor.decode(latents["z"], latents["labels"])
             synthetic[split_source(source)[1]] = (images, latents["labels"])
             record["fidelity"][source] = synthetic_fidelity(judge, images, latents["labels"])
-        logger.info("Seed %d, %s VAE: fit diagnostics", job.seed, kind.replace("_", "-"))
-        report = fit_report(
-            augmentor, train_x, train_y, data.images[split["val"]], data.labels[split["val"]], synthetic
-        )
-        record["models"][kind] = report.to_dict()
+        title = f"{kind.replace('_', '-')} VAE" if generator in ("vae", "shared") else MODEL_LABELS[generator]
+        if generator in ("vae", "shared"):  # the diagnostics read a VAE's posterior (peers: fidelity only)
+            logger.info("Seed %d, %s: fit diagnostics", job.seed, title)
+            report = fit_report(
+                augmentor, train_x, train_y, data.images[split["val"]], data.labels[split["val"]], synthetic
+            )
+            record["models"][kind] = report.to_dict()
         shown = {name: synthetic[name] for name in ("riemannian",) if name in synthetic} or synthetic
         save_fit_grid(
-            _fit_grid_rows(augmentor, train_x, train_y, shown), paths.fit_grid(job.seed, shared),
-            f"seed {job.seed}, {kind.replace('_', '-')} VAE", class_names=CLASS_NAMES,
+            _fit_grid_rows(augmentor, train_x, train_y, shown), paths.fit_grid(job.seed, generator),
+            f"seed {job.seed}, {title}", class_names=CLASS_NAMES,
         )
     write_json(paths.fit(job.seed), record)
 
@@ -393,19 +403,19 @@ def run_generate(root: str | Path, config: StudyConfig, job: Job) -> dict[str, A
         data = StudyData.load(paths.data)
         train = torch.tensor(read_split(paths, job.seed)["train"])
         augmentors = {}
-        for shared in sorted({split_source(source)[0] for source in job.samplers}):
-            augmentors[shared] = augmentor = _fitted_augmentor(paths, config, data, train, job.seed, shared)
+        for generator in dict.fromkeys(split_source(source)[0] for source in job.samplers):
+            augmentors[generator] = augmentor = _fitted_augmentor(paths, config, data, train, job.seed, generator)
             for source in job.samplers:
-                if split_source(source)[0] == shared and not paths.latents(job.seed, source).is_file():
+                if split_source(source)[0] == generator and not paths.latents(job.seed, source).is_file():
                     _draw_latents(paths, config, augmentor, job.seed, source)
         if not paths.fit(job.seed).is_file():
             _write_fit(paths, config, data, job, augmentors, device)
-        per_class = [source for source in job.samplers if not split_source(source)[0]]
+        per_class = [source for source in job.samplers if split_source(source)[0] == "vae"]
         if per_class and not paths.real_vs_synthetic(job.seed).is_file():
             previews = {}
             for source in per_class:
                 latents = load_tensors(paths.latents(job.seed, source))
-                previews[source] = _decode_preview(augmentors[False], latents["z"], latents["labels"])
+                previews[source] = _decode_preview(augmentors["vae"], latents["z"], latents["labels"])
             _save_real_vs_synthetic(paths, per_class, job.seed, data.images[train], data.labels[train], previews)
     return {"job": job.key, "skipped": False, "seconds": time.perf_counter() - start}
 

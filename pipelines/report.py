@@ -24,8 +24,9 @@ import numpy as np
 import pandas as pd
 
 from augmentor.io import write_bytes
+from augmentor.peers import MODEL_LABELS, SAMPLER_LABELS
 
-from .config import CLASS_NAMES, METHODS
+from .config import CLASS_NAMES, METHODS, PEER_SOURCES, split_source
 from .jobs import RunPaths, read_result
 
 __all__ = [
@@ -38,6 +39,11 @@ __all__ = [
     "summarize",
     "write_report",
 ]
+
+def _peer_label(source: str) -> str:
+    model, sampler = source.split("-", 1)
+    return MODEL_LABELS[model] if sampler == model else f"{MODEL_LABELS[model]} - {SAMPLER_LABELS[sampler]}"
+
 
 METHOD_LABELS = {
     "original": "Original (unbalanced)",
@@ -54,6 +60,9 @@ METHOD_LABELS = {
     "shared-riemannian": "Shared VAE - ours",
     "original+shared-gmm": "Original + shared VAE - GMM",
     "original+shared-riemannian": "Original + shared VAE - ours",
+    # Peer models: "AE - GMM", a model's own sampler alone ("VAMP"), as in the paper's Table 2.
+    **{source: _peer_label(source) for source in PEER_SOURCES},
+    **{f"original+{source}": f"Original + {_peer_label(source)}" for source in PEER_SOURCES},
 }
 _PER_CLASS = ("f1", "precision", "recall")
 
@@ -313,8 +322,8 @@ def _write_fit_report(paths: RunPaths) -> None:
         "absolute Laplacian) of the real, reconstructed and synthetic (ours) images.\n\n"
     )
     write_bytes(folder / "fit.md", (header + fit_markdown(fit, fidelity, warnings) + "\n").encode())
-    for shared in (False, True):
-        grid = paths.fit_grid(seeds[0], shared)
+    for generator in dict.fromkeys(["vae", "shared", *(split_source(m)[0] for m in PEER_SOURCES)]):
+        grid = paths.fit_grid(seeds[0], generator)
         if grid.is_file():
             write_bytes(folder / f"{grid.stem}_seed_{seeds[0]}.png", grid.read_bytes())
 

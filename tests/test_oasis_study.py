@@ -200,6 +200,36 @@ def test_shared_decoder_methods_appear_next_to_the_per_class_ones(tiny, cache, t
     assert record["n_train"] == n_real + 2 * tiny.sampling.n_per_class
 
 
+def test_peer_model_methods_are_rows_of_the_study(tiny, cache, tmp_path):
+    # Paper Table 2: VAMP (its own sampler) and AE - GMM beside the VAE's rows, each from a per-class
+    # peer model fitted on the seed's training subjects.
+    methods = ("gmm", "vamp-vamp", "ae-gmm", "original+ae-gmm")
+    out = tmp_path / "peers"
+    result = run_study(tiny.replace(seeds=1, methods=methods), out, cache_dir=cache)
+    generate = result.out / "generate" / "seed_0"
+    for generator in ("vae", "vamp", "ae"):
+        folder = "augmentor" if generator == "vae" else f"augmentor_{generator}"
+        assert (generate / folder).is_dir()
+        assert (generate / ("fit_grid.png" if generator == "vae" else f"fit_grid_{generator}.png")).is_file()
+    assert list(result.summary.index) == ["gmm", "ae-gmm", "vamp-vamp", "original+ae-gmm"]  # METHODS order
+    assert "| VAMP | 1 |" in result.table and "| AE - GMM | 1 |" in result.table
+    assert "| Original + AE - GMM | 1 |" in result.table
+    fit = json.loads((generate / "fit.json").read_text())
+    assert set(fit["models"]) == {"per_class"}  # the VAE diagnostics; peers get the fidelity check
+    assert set(fit["fidelity"]) == {"gmm", "vamp-vamp", "ae-gmm"}
+    # The AE's synthetic images are decoded by the AE, not by the VAE.
+    from augmentor.augmentor import GeometricAugmentor
+    assert GeometricAugmentor.load(generate / "augmentor_ae").config.model == "ae"
+    # Resuming finds every job done.
+    again = run_study(tiny.replace(seeds=1, methods=methods), out, cache_dir=cache)
+    assert again.jobs_run == 0 and again.table == result.table
+
+
+def test_an_unknown_peer_source_is_refused_with_the_valid_methods():
+    with pytest.raises(ConfigError, match="unknown method.*'ae-riemannian'.*'ae-gmm'"):
+        load_study_config(TINY, {"methods": ["ae-riemannian"]})
+
+
 def test_damaged_result_is_moved_aside_and_recomputed(reference, tiny, cache, tmp_path, caplog):
     out = tmp_path / "damaged"
     shutil.copytree(reference.out, out)
