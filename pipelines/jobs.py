@@ -363,12 +363,23 @@ def _write_fit(
     augmentors: dict[str, GeometricAugmentor],
     device: torch.device,
 ) -> None:
-    """``fit.json`` (fit diagnostics per model and class, fidelity per source) and the fit grids."""
+    """``fit.json`` (fit diagnostics per model and class, fidelity per source) and the fit grids.
+
+    A run resumed with more methods keeps the existing record and adds the generators it lacks.
+    """
+    record = json.loads(paths.fit(job.seed).read_text()) if paths.fit(job.seed).is_file() else None
+    missing = {
+        generator: augmentor for generator, augmentor in augmentors.items()
+        if record is None or any(split_source(source)[0] == generator and source not in record["fidelity"]
+                                 for source in job.samplers)
+    }
+    if not missing:
+        return
     split = {k: torch.tensor(v) for k, v in read_split(paths, job.seed).items()}
     train_x, train_y = data.images[split["train"]], data.labels[split["train"]]
     judge, judge_test = _real_image_classifier(config, data, split, job.seed, device)
-    record: dict[str, Any] = {"judge_test": judge_test, "fidelity": {}, "models": {}}
-    for generator, augmentor in augmentors.items():
+    record = record or {"judge_test": judge_test, "fidelity": {}, "models": {}}
+    for generator, augmentor in missing.items():
         kind = {"vae": "per_class", "shared": "shared"}.get(generator, generator)
         synthetic = {}
         for source in job.samplers:
@@ -408,8 +419,7 @@ def run_generate(root: str | Path, config: StudyConfig, job: Job) -> dict[str, A
             for source in job.samplers:
                 if split_source(source)[0] == generator and not paths.latents(job.seed, source).is_file():
                     _draw_latents(paths, config, augmentor, job.seed, source)
-        if not paths.fit(job.seed).is_file():
-            _write_fit(paths, config, data, job, augmentors, device)
+        _write_fit(paths, config, data, job, augmentors, device)
         per_class = [source for source in job.samplers if split_source(source)[0] == "vae"]
         if per_class and not paths.real_vs_synthetic(job.seed).is_file():
             previews = {}

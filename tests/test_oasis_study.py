@@ -225,6 +225,17 @@ def test_peer_model_methods_are_rows_of_the_study(tiny, cache, tmp_path):
     assert again.jobs_run == 0 and again.table == result.table
 
 
+def test_a_run_extended_with_a_peer_method_adds_its_fidelity_to_the_fit_record(tiny, cache, tmp_path):
+    out = tmp_path / "extended"
+    run_study(tiny.replace(seeds=1, methods=("gmm",)), out, cache_dir=cache)
+    fit_path = out / "generate" / "seed_0" / "fit.json"
+    before = json.loads(fit_path.read_text())
+    run_study(tiny.replace(seeds=1, methods=("gmm", "ae-gmm")), out, cache_dir=cache)
+    after = json.loads(fit_path.read_text())
+    assert set(after["fidelity"]) == {"gmm", "ae-gmm"}
+    assert after["fidelity"]["gmm"] == before["fidelity"]["gmm"] and after["models"] == before["models"]
+
+
 def test_an_unknown_peer_source_is_refused_with_the_valid_methods():
     with pytest.raises(ConfigError, match="unknown method.*'ae-riemannian'.*'ae-gmm'"):
         load_study_config(TINY, {"methods": ["ae-riemannian"]})
