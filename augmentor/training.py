@@ -37,7 +37,7 @@ from augmentor.io import load_tensors, save_tensors
 from augmentor.models import VAEConfig
 from augmentor.seeding import seed_everything
 
-__all__ = ["CHECKPOINT_NAME", "RUN_ONLY_SETTINGS", "TrainerConfig", "TrainingResult", "train_vae", "validation_size"]
+__all__ = ["CHECKPOINT_NAME", "RUN_ONLY_SETTINGS", "TrainerConfig", "TrainingDivergedError", "TrainingResult", "train_vae", "validation_size"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 """File name of the checkpoint written into ``checkpoint_dir``."""
@@ -203,11 +203,15 @@ def _split(
     return images[order[n_val:]], images[order[:n_val]]
 
 
+class TrainingDivergedError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
 def _batch_losses(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
     """``model.loss(x)`` (the VAE's negative ELBO, or a peer model's objective), refused when not finite."""
     losses = model.loss(x)
     if not torch.isfinite(losses["loss"]):
-        raise RuntimeError(
+        raise TrainingDivergedError(
             f"the loss became {losses['loss'].item()}; lower the learning rate, "
             "set grad_clip or bound the log-variance (VAEConfig.log_var_bound)"
         )

@@ -99,11 +99,11 @@ from augmentor.peers import RHVAESampler, model_samplers, option_names
 from augmentor.plots import save_sample_grid
 from augmentor.samplers import SAMPLERS, GaussianMixtureSampler, LatentSampler, NormalSampler, RiemannianSampler
 from augmentor.seeding import seed_everything
-from augmentor.training import RUN_ONLY_SETTINGS, TrainerConfig, train_vae
+from augmentor.training import RUN_ONLY_SETTINGS, TrainerConfig, TrainingDivergedError, train_vae
 
 from .config import VAESection, add_override_arguments, apply_overrides, check_run_settings, command_line_overrides
 from .jobs import job_environment, read_result
-from .runner import StudyError, claim_run_directory, lock_run_directory, saved_identity
+from .runner import JobFailure, StudyError, claim_run_directory, lock_run_directory, saved_identity
 
 __all__ = [
     "BenchmarkConfig",
@@ -951,11 +951,18 @@ def run_benchmark(config: BenchmarkConfig, out: str | Path) -> BenchmarkResult:
         # One model at a time, trained then evaluated: a run stopped part-way keeps the rows of
         # every model it finished, and resuming trains only what is missing.
         progress = tqdm(total=len(todo), desc="sample sets", unit="set", disable=not config.progress)
+        failures = []
         for name, model_cfg in [("vae", vae_config)] + [
                 (peer.name, model_config(peer.name, vae_config, peer.options)) for peer in config.peer_models()]:
             if name != "vae":
                 logger.info("peer model %s", name)
-            model = train_stage(paths, config, data, model_cfg, device)
+            try:
+                model = train_stage(paths, config, data, model_cfg, device)
+            except TrainingDivergedError as err:  # one diverging peer must not cost the other models' rows
+                logger.error("model %s: %s", name, err)
+                failures.append((f"model {name}", str(err)))
+                progress.update(sum(s.model == name for s in todo))
+                continue
             if name == "vae":
                 _reconstruction_grid(paths, model, data, device)
             for spec in [s for s in todo if s.model == name]:
@@ -969,6 +976,8 @@ def run_benchmark(config: BenchmarkConfig, out: str | Path) -> BenchmarkResult:
         header = (f"Generation benchmark {config.name!r}: {len(data.train)} training images, "
                   f"{config.sampling.n_samples} samples per sampler against {len(data.test)} test images")
         table, markdown = write_report(paths, config, specs, header)
+    if failures:
+        raise JobFailure(failures, paths.root)
     return BenchmarkResult(paths.root, table, markdown, len(todo), len(specs) - len(todo),
                            time.perf_counter() - start)
 

@@ -207,6 +207,24 @@ def test_peer_models_add_their_rows_trained_like_the_vae(tmp_path, mnist_file):
         run_benchmark(tiny_config(mnist_file, **{"sampling.samplers": ["gmm"], "models": changed}), out)
 
 
+def test_a_diverging_peer_costs_only_its_own_rows(tmp_path, mnist_file, monkeypatch):
+    # On the H200 the VAMP of the paper configuration diverged and took every later model's rows with it.
+    from augmentor.peers.autoencoders import RAE
+    from pipelines.runner import JobFailure
+
+    monkeypatch.setattr(RAE, "loss", lambda self, x: {"loss": (self.decode(self.encode(x)[0]) * float("nan")).sum()})
+    out = tmp_path / "diverging"
+    config = tiny_config(mnist_file, **{"sampling.samplers": ["gmm"], "models": [{"name": "rae"}, {"name": "ae"}]})
+    with pytest.raises(JobFailure, match="model rae: the loss became nan"):
+        run_benchmark(config, out)
+    summary = pd.read_csv(out / "report" / "summary.csv")
+    assert list(summary["key"]) == ["gmm", "ae-prior", "ae-gmm"]  # the rows after the failed model too
+    monkeypatch.undo()
+    again = run_benchmark(config, out)  # resuming trains only the model that failed
+    assert (again.evaluated, again.skipped) == (1, 3)
+    assert list(again.table["key"]) == ["gmm", "rae-gmm", "ae-prior", "ae-gmm"]
+
+
 @pytest.mark.parametrize(
     ("models", "message"),
     [
