@@ -5,6 +5,7 @@ through the GeometricAugmentor."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -125,6 +126,25 @@ def test_vamp_loss_is_reconstruction_plus_beta_times_the_sampled_kl():
     kl = (log_q - log_p).mean()
     assert losses["kl"].item() == pytest.approx(kl.item(), rel=1e-5)
     assert losses["loss"].item() == pytest.approx(_recon(model, z, x).mean().item() + 0.5 * kl.item(), rel=1e-5)
+
+
+def test_vamp_encodes_images_and_pseudo_inputs_as_one_batchnorm_batch():
+    # Encoded apart, the pseudo-inputs' own training-mode pass overwrote BatchNorm's running
+    # statistics, so the eval-mode encoder (codes, sampler) disagreed with what the loss saw.
+    model, x = _model("vamp", vae_preset("tiny2d"), n_pseudo_inputs=4), _batch(16, (1, 16, 16))
+    batch_norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert batch_norms
+    for layer in batch_norms:
+        layer.momentum = 1.0  # running statistics := those of the last training-mode batch
+    model.train()
+    with torch.no_grad():
+        model.loss(x)
+        assert all(layer.num_batches_tracked.item() == 1 for layer in batch_norms)  # one pass per step
+        both = torch.cat([x, model.pseudo_images()])
+        what_the_loss_saw = copy.deepcopy(model).encode(both)[0]  # training mode: the batch's statistics
+        eval_mode = model.eval().encode(both)[0]
+    # Equal up to BatchNorm's unbiased running variance (n / (n - 1) with n >= 20 x 4 x 4 values).
+    assert torch.allclose(eval_mode, what_the_loss_saw, rtol=0.02, atol=0.02)
 
 
 def test_vamp_clips_the_log_variances_so_unused_components_cannot_overflow_the_loss():

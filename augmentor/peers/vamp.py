@@ -109,9 +109,20 @@ class VAMP(PeerModel):
         return MixtureSampler().fit(*self.pseudo_posteriors())
 
     def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``{"loss", "recon", "kl"}``: reconstruction plus ``beta`` times the sampled KL to the VampPrior."""
-        mu, log_var = self.encode(x)
+        """``{"loss", "recon", "kl"}``: reconstruction plus ``beta`` times the sampled KL to the VampPrior.
+
+        The images and the pseudo-inputs go through the encoder as one batch. Encoded
+        apart, in training mode, every step would also feed BatchNorm's running
+        statistics a batch of the ``K`` pseudo-inputs alone, so the eval-mode encoder
+        (the codes, the sampler's prior) would normalise with statistics that neither
+        pass used. On MNIST that gave a prior far from the codes and blurred
+        8-like samples (FID 159 against 43 for the VAE's GMM; see the README).
+        """
+        pseudo = self.pseudo_images()
+        mu_all, log_var_all = self.encode(torch.cat([x, pseudo]))
+        mu, log_var = mu_all[: len(x)], log_var_all[: len(x)]
         z = mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)
         recon = self.reconstruction(self.decode(z), x).mean()
-        kl = (log_normal_diag(z, mu, log_var) - vamp_log_prior(z, *self.pseudo_posteriors())).mean()
+        prior = vamp_log_prior(z, mu_all[len(x):], log_var_all[len(x):])
+        kl = (log_normal_diag(z, mu, log_var) - prior).mean()
         return {"loss": recon + self.config.kl_weight * kl, "recon": recon, "kl": kl}
