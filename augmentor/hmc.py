@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from .config import Config
 from .diagnostics import HMCDiagnostics, effective_sample_size, split_rhat
-from .metric import RiemannianMetric
+from .metric import CentroidDensity
 
 __all__ = ["HMCConfig", "HMCSampler", "leapfrog"]
 
@@ -136,13 +136,13 @@ class HMCSampler:
         # N(0, I): the variance must match the kinetic energy 0.5 |v|^2.
         return torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
 
-    def _initial_points(self, metric: RiemannianMetric, n: int, generator: torch.Generator) -> torch.Tensor:
+    def _initial_points(self, metric: CentroidDensity, n: int, generator: torch.Generator) -> torch.Tensor:
         index = torch.randint(metric.n_centroids, (n,), generator=generator, device=metric.device)
         return metric.centroids[index].clone()
 
     def _iteration(
         self,
-        metric: RiemannianMetric,
+        metric: CentroidDensity,
         z: torch.Tensor,
         log_p: torch.Tensor,
         grad: torch.Tensor,
@@ -169,7 +169,7 @@ class HMCSampler:
         return z, log_p, grad, log_accept.exp(), outside
 
     def _initial_state(
-        self, metric: RiemannianMetric, n: int, generator: torch.Generator, init: torch.Tensor | None
+        self, metric: CentroidDensity, n: int, generator: torch.Generator, init: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Starting points (random centroids or ``init``), their log-density and gradient."""
         if init is None:
@@ -186,7 +186,7 @@ class HMCSampler:
     @torch.no_grad()
     def sample(
         self,
-        metric: RiemannianMetric,
+        metric: CentroidDensity,
         n: int,
         seed: int = 0,
         init: torch.Tensor | None = None,
@@ -194,7 +194,8 @@ class HMCSampler:
         """Run ``n`` chains in one batch and return their final states.
 
         Args:
-            metric: the target's metric; chains run on its device and dtype.
+            metric: the target (a :class:`RiemannianMetric`, or the RHVAE's density); chains
+                run on its device and dtype.
             n: number of chains (= samples).
             seed: seed of the initial points, momenta and accept draws.
             init: ``(n, d)`` starting points; default: random centroids.
@@ -246,7 +247,7 @@ class HMCSampler:
 
 
 def leapfrog(
-    metric: RiemannianMetric,
+    metric: CentroidDensity,
     z: torch.Tensor,
     v: torch.Tensor,
     grad: torch.Tensor,

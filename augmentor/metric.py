@@ -40,6 +40,7 @@ from .config import Config
 from .hardware import linear, native_bfloat16
 
 __all__ = [
+    "CentroidDensity",
     "MetricConfig",
     "RiemannianMetric",
     "max_nearest_neighbour_distance",
@@ -136,7 +137,33 @@ def max_nearest_neighbour_distance(points: torch.Tensor, chunk_rows: int = 1024)
     return float(nearest.max())
 
 
-class RiemannianMetric:
+class CentroidDensity:
+    """A log-density on the latent space built around centroids ``(K, d)``: what
+    :class:`~augmentor.hmc.HMCSampler` samples (this metric's Riemannian uniform,
+    the RHVAE's learned-metric density). Subclasses set ``centroids`` (chains may
+    start at them) and define ``log_density_and_grad`` and ``grad_log_density``;
+    the shape, device and dtype follow from the centroids."""
+
+    centroids: torch.Tensor
+
+    @property
+    def dim(self) -> int:
+        return self.centroids.shape[1]
+
+    @property
+    def n_centroids(self) -> int:
+        return self.centroids.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.centroids.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.centroids.dtype
+
+
+class RiemannianMetric(CentroidDensity):
     """Diagonal Riemannian metric of Eq. 7 and the log of the Riemannian-uniform density.
 
     **Accuracy.** Expanding ``s (z - c)^2`` into matrix products cancels badly when
@@ -291,22 +318,6 @@ class RiemannianMetric:
         lower = torch.minimum(mu.min(dim=0).values, (centroids - reach).min(dim=0).values)
         upper = torch.maximum(mu.max(dim=0).values, (centroids + reach).max(dim=0).values)
         return cls(centroids, centroid_log_var, lam, rho, lower, upper)
-
-    @property
-    def dim(self) -> int:
-        return self.centroids.shape[1]
-
-    @property
-    def n_centroids(self) -> int:
-        return self.centroids.shape[0]
-
-    @property
-    def device(self) -> torch.device:
-        return self.centroids.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.centroids.dtype
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "RiemannianMetric":
         """A copy on another device and/or dtype."""

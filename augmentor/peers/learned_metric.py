@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from augmentor.metric import CentroidDensity
+
 __all__ = ["RHVAEDensity", "inverse_metric", "kinetic_gradient"]
 
 
@@ -60,7 +62,7 @@ def kinetic_gradient(
     return coefficient.sum(1, keepdim=True) * z - coefficient @ centroids
 
 
-class RHVAEDensity:
+class RHVAEDensity(CentroidDensity):
     """The target ``log pi(z) = 0.5 log det G^{-1}(z)`` of the RHVAE sampler, for :class:`HMCSampler`.
 
     Args:
@@ -73,22 +75,6 @@ class RHVAEDensity:
     def __init__(self, centroids: torch.Tensor, matrices: torch.Tensor, temperature: float, regularization: float):
         self.centroids, self.matrices = centroids, matrices
         self.temperature, self.regularization = temperature, regularization
-
-    @property
-    def dim(self) -> int:
-        return self.centroids.shape[1]
-
-    @property
-    def n_centroids(self) -> int:
-        return self.centroids.shape[0]
-
-    @property
-    def device(self) -> torch.device:
-        return self.centroids.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.centroids.dtype
 
     def to(self, device: torch.device | str | None = None) -> "RHVAEDensity":
         return RHVAEDensity(self.centroids.to(device), self.matrices.to(device), self.temperature, self.regularization)
