@@ -38,7 +38,6 @@ from torch import nn
 from .config import Config, ConfigError
 from .io import (
     CorruptSaveError,
-    class_id,
     class_labels,
     load_tensors,
     read_saved_folder,

@@ -103,7 +103,7 @@ from augmentor.training import RUN_ONLY_SETTINGS, TrainerConfig, TrainingDiverge
 
 from .config import VAESection, add_override_arguments, apply_overrides, check_run_settings, command_line_overrides
 from .jobs import job_environment, read_result
-from .runner import JobFailure, StudyError, claim_run_directory, lock_run_directory, saved_identity
+from .runner import JobFailure, StudyError, claim_run_directory, lock_run_directory, run_command, saved_identity
 
 __all__ = [
     "BenchmarkConfig",
@@ -1055,29 +1055,22 @@ def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
     return load_benchmark_config(args.config, command_line_overrides(args, named))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    args = build_parser().parse_args(argv)
-    try:
-        config = config_from_args(args)
-    except ConfigError as err:
-        print(f"error: invalid configuration: {err}", file=sys.stderr)
-        return 2
-    out = args.out or Path("runs") / f"generation_{config.name}"
-    try:
-        result = run_sweep(config, out) if config.train_sizes else run_benchmark(config, out)
-    except (StudyError, ConfigError, ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; finished stages are kept in {out}; rerun the same command to resume", file=sys.stderr)
-        return 130
+def _print_result(config: BenchmarkConfig, result: BenchmarkResult, out: Path) -> None:
+    """The benchmark's (or sweep's) table and where the report lies, for the terminal."""
     print()
     print(result.markdown)
     report = out / "sweep" if config.train_sizes else GenerationPaths(out).report
     print(f"\nReport: {report} (summary.csv, summary.md and the figures); TensorBoard: tensorboard --logdir {out}")
     print(f"{result.evaluated} sample set(s) evaluated, {result.skipped} already finished, {result.seconds:.1f} s")
-    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_command(
+        lambda: config_from_args(args), "generation_{name}", args.out,
+        lambda config, out: run_sweep(config, out) if config.train_sizes else run_benchmark(config, out),
+        _print_result,
+    )
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ from .generation import (
     train_stage,
 )
 from .jobs import job_environment
-from .runner import StudyError, claim_run_directory, lock_run_directory, saved_identity
+from .runner import claim_run_directory, lock_run_directory, run_command, saved_identity
 
 __all__ = [
     "InterpolationSection",
@@ -538,31 +538,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    args = build_parser().parse_args(argv)
-    try:
-        config = load_latent_map_config(args.config, command_line_overrides(
-            args, {"data.path": args.data_path, "device": args.device}))
-    except ConfigError as err:
-        print(f"error: invalid configuration: {err}", file=sys.stderr)
-        return 2
-    out = args.out or Path("runs") / f"latent_map_{config.name}"
-    try:
-        result = run_latent_map(config, out)
-    except (StudyError, ConfigError, ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; finished stages are kept in {out}; rerun the same command to resume", file=sys.stderr)
-        return 130
+def _print_result(config: LatentMapConfig, result: LatentMapResult, out: Path) -> None:
+    """The curve lengths' table and where the figures lie, for the terminal."""
     paths = LatentMapPaths(out)
     print()
     print(result.markdown)
     print(f"\nFigures: {paths.map_figure}, {paths.decoded_figure}; table: {paths.lengths_csv}")
     print(f"TensorBoard: tensorboard --logdir {paths.tensorboard()}; {result.seconds:.1f} s")
-    return 0
 
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    overrides = {"data.path": args.data_path, "device": args.device}
+    return run_command(
+        lambda: load_latent_map_config(args.config, command_line_overrides(args, overrides)), "latent_map_{name}",
+        args.out, run_latent_map, _print_result,
+    )
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -51,7 +51,6 @@ import json
 import logging
 import math
 import platform
-import sys
 import time
 import traceback
 from pathlib import Path
@@ -85,7 +84,7 @@ from .config import (
 )
 from .data import StudyData
 from .jobs import _oversample, augmentor_config, job_environment, job_seed, read_result
-from .runner import StudyError, claim_run_directory, lock_run_directory, saved_identity
+from .runner import StudyError, claim_run_directory, lock_run_directory, run_command, saved_identity
 from .sources import SourceConfig, load_source
 
 __all__ = [
@@ -931,27 +930,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    args = build_parser().parse_args(argv)
-    try:
-        config = load_lowdata_config(args.config, command_line_overrides(args, {"seeds": args.seeds,
-                                                                                "device": args.device}))
-    except ConfigError as err:
-        print(f"error: invalid configuration: {err}", file=sys.stderr)
-        return 2
-    out = args.out or Path("runs") / f"lowdata_{config.name}"
-    try:
-        result = run_lowdata(config, out, cache_dir=args.cache_dir)
-    except (StudyError, ConfigError, ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; finished jobs are kept in {out}; rerun the same command to resume", file=sys.stderr)
-        return 130
+def _print_result(config: LowDataConfig, result: LowDataResult, out: Path) -> None:
+    """The study's table and where the report lies, for the terminal."""
     print()
     print(result.table)
     print(f"\nReport: {LowDataPaths(result.out).report} (summary.md, summary.csv, per_run.csv, distances.csv, "
           f"balanced_accuracy_vs_size.png)")
     print(f"{result.jobs_run} job(s) run, {result.jobs_skipped} skipped, {result.seconds:.1f} s")
-    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    overrides = {"seeds": args.seeds, "device": args.device}
+    return run_command(
+        lambda: load_lowdata_config(args.config, command_line_overrides(args, overrides)), "lowdata_{name}",
+        args.out, lambda config, out: run_lowdata(config, out, cache_dir=args.cache_dir), _print_result,
+    )

@@ -38,14 +38,20 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from augmentor.config import ConfigError
 from augmentor.devices import resolve_device
 
 from .config import StudyConfig, add_override_arguments, command_line_overrides, load_study_config
 from .data import CACHE_ENV, load_study_data
 from .jobs import RunPaths
 from .report import PROTOCOL, write_report
-from .runner import StudyError, check_run_directory, execute, lock_run_directory, plan_jobs, prepare_run_directory
+from .runner import (
+    check_run_directory,
+    execute,
+    lock_run_directory,
+    plan_jobs,
+    prepare_run_directory,
+    run_command,
+)
 
 __all__ = ["DEFAULT_CONFIG", "StudyResult", "build_parser", "main", "run_study"]
 
@@ -161,9 +167,9 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
     return load_study_config(args.config, command_line_overrides(args, named))
 
 
-def _print_result(result: StudyResult) -> None:
+def _print_result(config: StudyConfig, result: StudyResult, out: Path) -> None:
     """The study's table, protocol and where the report lies, for the terminal."""
-    paths = RunPaths(result.out)
+    paths = RunPaths(out)
     print()
     print(result.table)
     print(f"\n{PROTOCOL}")
@@ -174,26 +180,11 @@ def _print_result(result: StudyResult) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # The library logs its progress (the study plan, who was left out of the data); show it.
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        config = config_from_args(args)
-    except ConfigError as err:
-        print(f"error: invalid configuration: {err}", file=sys.stderr)
-        return 2
-    out = args.out or Path("runs") / f"oasis_{config.name}"
-    try:
-        result = run_study(config, out, cache_dir=args.cache_dir)
-    except (StudyError, ConfigError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; finished jobs are kept in {out}; rerun the same command to resume", file=sys.stderr)
-        return 130
-    _print_result(result)
-    return 0
+    args = build_parser().parse_args(argv)
+    return run_command(
+        lambda: config_from_args(args), "oasis_{name}", args.out,
+        lambda config, out: run_study(config, out, cache_dir=args.cache_dir), _print_result,
+    )
 
 
 if __name__ == "__main__":

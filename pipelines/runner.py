@@ -18,6 +18,9 @@ submits every job as a Ray task (``num_cpus = num_threads``,
 ``num_gpus = ray.gpus_per_job``) with each classifier task depending on its
 seed's generate task. Both run the same function with the same per-job seeds
 and thread counts, so they give the same results.
+
+:func:`run_command` is the command-line flow every pipeline's ``main`` shares:
+its exit codes and messages.
 """
 
 from __future__ import annotations
@@ -25,16 +28,20 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import platform
+import sys
 import traceback
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import torch
 from tqdm.auto import tqdm
 
 from augmentor.io import write_json
+
+from augmentor.config import ConfigError
 
 from .config import StudyConfig, identity, identity_hash
 from .data import StudyData, split_subjects
@@ -51,6 +58,7 @@ __all__ = [
     "lock_run_directory",
     "plan_jobs",
     "prepare_run_directory",
+    "run_command",
     "saved_identity",
 ]
 
@@ -365,3 +373,50 @@ def execute(paths: RunPaths, config: StudyConfig, jobs: Sequence[Job]) -> None:
     failures = run(paths, config, jobs)
     if failures:
         raise JobFailure(failures, paths.root)
+
+
+ConfigT = TypeVar("ConfigT")
+ResultT = TypeVar("ResultT")
+
+
+def run_command(
+    load_config: Callable[[], ConfigT],
+    default_out: str,
+    out: Path | None,
+    run: Callable[[ConfigT, Path], ResultT],
+    report: Callable[[ConfigT, ResultT, Path], None],
+) -> int:
+    """Load the config, run it in its run directory and print its report: a pipeline's ``main``.
+
+    The library logs its progress (the plan, what was left out of the data), so
+    INFO messages are shown.
+
+    Args:
+        load_config: reads and validates the config (raising :class:`ConfigError`).
+        default_out: the run directory's name under ``runs/`` when ``out`` is None,
+            with ``{name}`` standing for the config's ``name``.
+        out: the run directory given on the command line.
+        run: runs the config in the run directory and returns its result.
+        report: prints the result, given the config, the result and the run directory.
+
+    Returns:
+        The exit status: 0 done, 1 the run failed (its error printed; finished
+        outputs are kept), 2 an invalid configuration, 130 interrupted.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        config = load_config()
+    except ConfigError as err:
+        print(f"error: invalid configuration: {err}", file=sys.stderr)
+        return 2
+    out = out or Path("runs") / default_out.format(name=config.name)
+    try:
+        result = run(config, out)
+    except (StudyError, ConfigError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; finished outputs are kept in {out}; rerun the same command to resume", file=sys.stderr)
+        return 130
+    report(config, result, out)
+    return 0
