@@ -555,5 +555,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.out, run_latent_map, _print_result,
     )
 
+
 if __name__ == "__main__":
     sys.exit(main())

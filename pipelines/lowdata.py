@@ -934,7 +934,7 @@ def _print_result(config: LowDataConfig, result: LowDataResult, out: Path) -> No
     """The study's table and where the report lies, for the terminal."""
     print()
     print(result.table)
-    print(f"\nReport: {LowDataPaths(result.out).report} (summary.md, summary.csv, per_run.csv, distances.csv, "
+    print(f"\nReport: {LowDataPaths(out).report} (summary.md, summary.csv, per_run.csv, distances.csv, "
           f"balanced_accuracy_vs_size.png)")
     print(f"{result.jobs_run} job(s) run, {result.jobs_skipped} skipped, {result.seconds:.1f} s")
 
