@@ -190,7 +190,8 @@ class RiemannianMetric(CentroidDensity):
         centroid_log_var: ``(k, d)`` posterior log-variances at the centroids.
         lam: floor ``lambda``.
         rho: bandwidth.
-        lower, upper: ``(d,)`` corners of the bounded domain ``A``.
+        lower: ``(d,)`` lower corner of the bounded domain ``A``.
+        upper: ``(d,)`` upper corner of the bounded domain ``A``.
         chunk_elements: largest ``(B, chunk)`` working matrix, in elements.
     """
 
