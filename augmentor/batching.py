@@ -1,4 +1,4 @@
-"""Batches: shuffled index batches for training, and a model run over a tensor batch by batch."""
+"""Batches: shuffled index batches for training, a model run over a tensor batch by batch, encoding and decoding."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Callable, TypeVar
 
 import torch
 
-__all__ = ["index_batches", "map_batches"]
+__all__ = ["decode_batches", "encode_batches", "index_batches", "map_batches"]
 
 T = TypeVar("T")
 
@@ -40,3 +40,32 @@ def map_batches(
         One result per batch, in order.
     """
     return [fn(x[i : i + batch_size].to(device)) for i in range(0, len(x), batch_size)]
+
+
+def encode_batches(
+    model: torch.nn.Module, images: torch.Tensor, batch_size: int, device: torch.device | str
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Posterior means and log-variances ``(N, d)`` of images ``(N, C, H, W[, D])``, on the CPU.
+
+    The model runs in eval mode on ``device``, ``batch_size`` images at a time, and
+    is left on the CPU. The log-variances are None for a deterministic model
+    (whose ``encode`` returns None in their place).
+    """
+    model = model.to(device).eval()
+    parts = map_batches(lambda x: tuple(None if p is None else p.cpu() for p in model.encode(x)), images,
+                        batch_size, device)
+    model.cpu()
+    log_vars = [p[1] for p in parts]
+    return torch.cat([p[0] for p in parts]), None if log_vars[0] is None else torch.cat(log_vars)
+
+
+def decode_batches(model: torch.nn.Module, z: torch.Tensor, batch_size: int, device: torch.device | str) -> torch.Tensor:
+    """Images ``(N, C, H, W[, D])`` in [0, 1] of latents ``(N, d)``, on the CPU.
+
+    The model runs in eval mode on ``device``, ``batch_size`` latents at a time, and
+    is left on the CPU.
+    """
+    model = model.to(device).eval()
+    parts = map_batches(lambda x: model.decode(x).cpu(), z, batch_size, device)
+    model.cpu()
+    return torch.cat(parts).clamp_(0, 1)

@@ -162,6 +162,10 @@ class CentroidDensity:
     def dtype(self) -> torch.dtype:
         return self.centroids.dtype
 
+    def reset_adaptation(self) -> None:
+        """Forget whatever earlier evaluations tuned, so that a run's numbers do not
+        depend on the runs before it (nothing to forget here)."""
+
 
 class RiemannianMetric(CentroidDensity):
     """Diagonal Riemannian metric of Eq. 7 and the log of the Riemannian-uniform density.
@@ -223,6 +227,7 @@ class RiemannianMetric(CentroidDensity):
         self.chunk_elements = int(chunk_elements)
         self._precompute()
         self.local = self._prefers_local()
+        self._probed_width = self._width
 
     def _precompute(self) -> None:
         # Centred coordinates: a common shift of the codes costs no accuracy.
@@ -269,6 +274,11 @@ class RiemannianMetric(CentroidDensity):
         index = self._candidates(probe, self._selection_dtype())
         few = index is not None and index.shape[1] <= self.MAX_LOCAL_CENTROIDS // 2
         return few or not self._dense_is_accurate
+
+    def reset_adaptation(self) -> None:
+        """Return the candidate search to the width the probe found: a wider one leaves the
+        selected centroids unchanged but pads the products, which can change their last bits."""
+        self._width = self._probed_width
 
     def _probe_points(self) -> torch.Tensor:
         """Up to 64 fixed points within half a bump width of centroids, where the chains run.

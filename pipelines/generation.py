@@ -70,11 +70,11 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from augmentor.batching import map_batches
+from augmentor.batching import decode_batches, encode_batches, map_batches
 from augmentor.config import Config, ConfigError, load_config_file, read_config_data
 from augmentor.datasets import DATASETS, load_dataset
 from augmentor.devices import resolve_device
-from augmentor.hmc import HMCConfig, HMCSampler
+from augmentor.hmc import HMCConfig
 from augmentor.io import load_tensors, save_tensors, write_bytes, write_json
 from augmentor.metric import MetricConfig
 from augmentor.metrics import (
@@ -95,9 +95,11 @@ from augmentor.metrics import (
 from augmentor.models import VAEConfig
 from augmentor.peers import MODEL_LABELS, MODELS, PEER_SAMPLERS, build_model, model_config
 from augmentor.peers import SAMPLER_LABELS as PEER_SAMPLER_LABELS
-from augmentor.peers import RHVAESampler, model_samplers, option_names
+from augmentor.peers import model_samplers, option_names
 from augmentor.plots import save_sample_grid
-from augmentor.samplers import SAMPLERS, GaussianMixtureSampler, LatentSampler, NormalSampler, RiemannianSampler
+from augmentor.samplers import SAMPLERS, GaussianMixtureSampler, HMCLatentSampler, LatentSampler, NormalSampler
+from augmentor.samplers import RiemannianSampler
+from augmentor.sampling import draw_latents
 from augmentor.seeding import seed_everything
 from augmentor.training import RUN_ONLY_SETTINGS, TrainerConfig, TrainingDivergedError, train_vae
 
@@ -570,29 +572,9 @@ def train_stage(paths: GenerationPaths, config: BenchmarkConfig, data: Benchmark
         shutil.rmtree(checkpoints, ignore_errors=True)  # the saved model supersedes them
     codes = paths.codes_file(name)
     if not codes.is_file():  # also after a run killed between the two saves
-        mu, log_var = encode(model, data.train, config.metrics.batch_size, device)
+        mu, log_var = encode_batches(model, data.train, config.metrics.batch_size, device)
         save_tensors(codes, {"mu": mu, "log_var": log_var})
     return model
-
-
-def encode(model: torch.nn.Module, images: torch.Tensor, batch_size: int,
-           device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Posterior means and log-variances ``(N, d)`` of images ``(N, C, H, W)``, on the CPU
-    (log-variances None for a deterministic model)."""
-    model = model.to(device).eval()
-    parts = map_batches(lambda x: tuple(None if p is None else p.cpu() for p in model.encode(x)), images,
-                        batch_size, device)
-    model.cpu()
-    log_vars = [p[1] for p in parts]
-    return torch.cat([p[0] for p in parts]), None if log_vars[0] is None else torch.cat(log_vars)
-
-
-def decode(model: torch.nn.Module, z: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
-    """Images ``(N, C, H, W)`` in [0, 1] of latents ``(N, d)``, on the CPU."""
-    model = model.to(device).eval()
-    parts = map_batches(lambda x: model.decode(x).cpu(), z, batch_size, device)
-    model.cpu()
-    return torch.cat(parts).clamp_(0, 1)
 
 
 def _fit_sampler(spec: SampleSpec, config: BenchmarkSamplingConfig, mu: torch.Tensor,
@@ -623,23 +605,19 @@ def sample_stage(paths: GenerationPaths, config: BenchmarkConfig, spec: SampleSp
     else:
         sampler = _fit_sampler(spec, sampling, mu, log_var)
     n, diagnostics = sampling.n_samples, None
-    if isinstance(sampler, RHVAESampler):
-        z = sampler.sample(n, seed=sampling.seed, hmc_config=spec.hmc.replace(progress=config.progress),
-                           device=device)
-        diagnostics = sampler.diagnostics.to_dict()
-    elif isinstance(sampler, RiemannianSampler):
-        hmc = HMCSampler(config=spec.hmc.replace(progress=config.progress))
-        metric = sampler.metric.to(device=device)
+    if isinstance(sampler, HMCLatentSampler):
         init = None
-        if sampling.chain_start == "codes":
+        if isinstance(sampler, RiemannianSampler) and sampling.chain_start == "codes":
             start = torch.randint(len(mu), (n,), generator=torch.Generator().manual_seed(sampling.seed))
             init = mu[start]
-        z = hmc.sample(metric, n, seed=sampling.seed, init=init).cpu()
-        diagnostics = hmc.diagnostics.to_dict()
-        logger.info("%s: HMC acceptance %.3f, split R-hat %.3f, ESS %.0f", spec.key,
-                    diagnostics["acceptance_rate"], diagnostics["split_rhat"], diagnostics["ess"])
+        z = draw_latents(sampler, n, sampling.seed, hmc=spec.hmc.replace(progress=config.progress), device=device,
+                         init=init)
+        diagnostics = sampler.diagnostics.to_dict()
+        if isinstance(sampler, RiemannianSampler):
+            logger.info("%s: HMC acceptance %.3f, split R-hat %.3f, ESS %.0f", spec.key,
+                        diagnostics["acceptance_rate"], diagnostics["split_rhat"], diagnostics["ess"])
     else:
-        z = sampler.sample(n, seed=sampling.seed)
+        z = draw_latents(sampler, n, sampling.seed)
     record = {"z": z, "key": spec.key, "sampler": spec.sampler, "state": sampler.state_dict(),
               "hmc": None if spec.hmc is None else spec.hmc.to_dict(), "diagnostics": diagnostics}
     save_tensors(target, record)
@@ -869,8 +847,8 @@ def _reconstruction_grid(paths: GenerationPaths, model: torch.nn.Module, data: B
     if target.is_file():
         return
     real = data.test[:16]
-    mu, _ = encode(model, real, len(real), device)
-    recon = decode(model, mu, len(real), device)
+    mu, _ = encode_batches(model, real, len(real), device)
+    recon = decode_batches(model, mu, len(real), device)
     labels = torch.cat([torch.zeros(len(real)), torch.ones(len(real))]).long()
     save_sample_grid(torch.cat([real, recon]), labels, target, "test images and their reconstructions",
                      per_class=len(real), class_names={0: "test", 1: "reconstruction"})
@@ -967,7 +945,7 @@ def run_benchmark(config: BenchmarkConfig, out: str | Path) -> BenchmarkResult:
                 _reconstruction_grid(paths, model, data, device)
             for spec in [s for s in todo if s.model == name]:
                 record = sample_stage(paths, config, spec, device, model, data.train)
-                images = decode(model, record["z"], config.metrics.batch_size, device)
+                images = decode_batches(model, record["z"], config.metrics.batch_size, device)
                 _sample_grid(paths, spec, images, classifier)
                 evaluate_stage(paths, config, spec, images, data, spaces, feature_space, classifier, fid_note,
                                record["diagnostics"])

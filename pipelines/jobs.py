@@ -64,7 +64,7 @@ from augmentor.fit_report import fit_report, save_fit_grid, synthetic_fidelity
 from augmentor.io import load_tensors, save_tensors, write_json
 from augmentor.peers import MODEL_LABELS
 from augmentor.plots import save_sample_grid
-from augmentor.seeding import class_seed, seed_everything
+from augmentor.seeding import seed_everything
 from oasis.loader import axial_slices
 
 from .classifier import TorchIOAugmentation, classification_metrics, predict, train_classifier
@@ -302,21 +302,17 @@ def _draw_latents(paths: RunPaths, config: StudyConfig, augmentor: GeometricAugm
     """Draw and save ``n_per_class`` latents per class of ``source``, with its preview grid."""
     sampler = split_source(source)[1]
     n = config.sampling.n_per_class
-    codes, labels, diagnostics = [], [], {}
-    for index, label in enumerate(augmentor.classes):
-        # The same seeds as GeometricAugmentor.generate(n, sampler, seed=seed).
-        codes.append(augmentor.sample_latents(label, n, sampler, seed=class_seed(seed, index)))
-        labels.append(torch.full((n,), label, dtype=torch.int64))
-        if sampler == "riemannian" and label in augmentor.diagnostics:
-            diagnostics[str(label)] = augmentor.diagnostics[label].to_dict()
-    z, y = torch.cat(codes), torch.cat(labels)
+    # The latents that GeometricAugmentor.generate(n, sampler, seed=seed) decodes.
+    z, y = augmentor.class_latents(n, sampler, seed=seed)
     if sampler == "riemannian":
+        diagnostics = {str(label): augmentor.diagnostics[label].to_dict() for label in augmentor.classes}
         write_json(
             paths.generate(seed) / f"diagnostics_{source}.json",
             {"n_per_class": n, "hmc": config.sampling.hmc.to_dict(), "per_class": diagnostics},
         )
-    preview_labels = torch.cat([l[:8] for l in labels])
-    preview = augmentor.decode(torch.cat([c[:8] for c in codes]), preview_labels)
+    first = torch.cat([(y == label).nonzero().flatten()[:8] for label in augmentor.classes])  # 8 per class
+    preview_labels = y[first]
+    preview = augmentor.decode(z[first], preview_labels)
     save_sample_grid(axial_slices(preview), preview_labels, paths.generate(seed) / f"samples_{source}.png",
                      f"seed {seed}: {source}", class_names=CLASS_NAMES)
     save_tensors(paths.latents(seed, source), {"z": z, "labels": y, "sampler": source, "n_per_class": n})

@@ -49,6 +49,7 @@ from typing import Any, Sequence
 import pandas as pd
 import torch
 
+from augmentor.batching import decode_batches
 from augmentor.config import Config, ConfigError, load_config_file, read_config_data
 from augmentor.devices import resolve_device
 from augmentor.interpolation import conformal_length, geodesic_interpolation, resample_polyline
@@ -66,7 +67,6 @@ from .generation import (
     BenchmarkSamplingConfig,
     BenchmarkVAESection,
     GenerationPaths,
-    decode,
     load_benchmark_data,
     train_stage,
 )
@@ -439,7 +439,7 @@ def plot_decoded(model: torch.nn.Module, record: dict[str, Any], labels: torch.T
         rows.append((f"{number}: {classes} straight\nEq. 8 length {lengths['straight_eq8_length']:.3g}", line))
         rows.append((f"{number}: {classes} Eq. 8 curve\nEq. 8 length {lengths['curve_eq8_length']:.3g}", curve))
     points = torch.cat([resample_polyline(polyline, n_decoded) for _, polyline in rows]).float()
-    images = decode(model, points, len(points), device).reshape(len(rows), n_decoded, *model.config.in_shape)
+    images = decode_batches(model, points, len(points), device).reshape(len(rows), n_decoded, *model.config.in_shape)
     fig, axes = plt.subplots(len(rows), n_decoded, figsize=(n_decoded * 0.9 + 2.2, len(rows) * 0.95),
                              squeeze=False)
     for row, (name, _) in enumerate(rows):

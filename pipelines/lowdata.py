@@ -65,7 +65,6 @@ from augmentor.config import Config, ConfigError, load_config_file, read_config_
 from augmentor.devices import resolve_device
 from augmentor.io import load_tensors, save_tensors, write_bytes, write_json
 from augmentor.samplers import SAMPLERS
-from augmentor.seeding import class_seed
 from augmentor.training import RUN_ONLY_SETTINGS
 
 from .classifier import TorchIOAugmentation, classification_metrics, predict, train_classifier
@@ -501,20 +500,16 @@ def run_generate(paths: LowDataPaths, config: LowDataConfig, job: LowDataJob) ->
         distances: dict[str, dict[str, dict[str, float]]] = {}
         n = config.sampling.n_per_class
         for sampler in config.samplers:
-            codes_per_class, labels = [], []
-            for index, label in enumerate(augmentor.classes):
-                codes_per_class.append(augmentor.sample_latents(label, n, sampler, seed=class_seed(job.seed, index)))
-                labels.append(torch.full((n,), label, dtype=torch.int64))
-            z = torch.cat(codes_per_class)
+            z, labels = augmentor.class_latents(n, sampler, seed=job.seed)
             distances[sampler] = {}
-            for label, samples in zip(augmentor.classes, codes_per_class):
+            for label, samples in zip(augmentor.classes, z.split(n)):
                 model = augmentor.models[label].cpu().eval()
                 with torch.no_grad():
                     mu, _ = model.encode(data["train_x"][data["train_y"] == label])
                 distances[sampler][str(label)] = latent_distances(mu, samples)
             target = paths.latents(job.seed, job.size, sampler)
             if not target.is_file():
-                save_tensors(target, {"z": z, "labels": torch.cat(labels), "sampler": sampler, "n_per_class": n})
+                save_tensors(target, {"z": z, "labels": labels, "sampler": sampler, "n_per_class": n})
         write_json(paths.distances(job.seed, job.size), distances)
 
 
