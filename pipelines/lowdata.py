@@ -916,7 +916,7 @@ def build_parser() -> argparse.ArgumentParser:
         "NIfTI data dicts): real / classical / synthetic training sets at several training sizes; resumable.",
     )
     parser.add_argument("--config", type=Path, required=True,
-                        help="study YAML/JSON, e.g. configs/mnist_lowdata_quick.yaml")
+                        help="study YAML/JSON file, or a shipped config's name such as lowdata_tiny")
     parser.add_argument("--out", type=Path, help="run directory (default: runs/lowdata_<config name>)")
     parser.add_argument("--seeds", type=int, help="number of repetitions (seeds 0..R-1)")
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
