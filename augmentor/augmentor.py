@@ -35,8 +35,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import Config, ConfigError
-from .io import (
+from .utils.config import Config, ConfigError
+from .utils.io import (
     CorruptSaveError,
     class_labels,
     load_tensors,
@@ -45,19 +45,19 @@ from .io import (
     saved_folder,
     write_json,
 )
-from .metric import MetricConfig
-from .batching import decode_batches, encode_batches
-from .data import check_images, load_data_dicts
-from .devices import DEVICE_CHOICES, is_device_name, resolve_device
-from .diagnostics import HMCDiagnostics
-from .hmc import HMCConfig
-from .models import VAEConfig, default_vae_config
-from .peers import MODELS, PEER_SAMPLERS, build_model, model_config, model_samplers, option_names
-from .peers import riemannian_refusal
-from .samplers import SAMPLERS, GaussianMixtureSampler, HMCLatentSampler, LatentSampler, NormalSampler, RiemannianSampler
+from .sampling.metric import MetricConfig
+from .utils.batching import decode_batches, encode_batches
+from .data.inputs import check_images, load_data_dicts
+from .utils.devices import DEVICE_CHOICES, is_device_name, resolve_device
+from .sampling.diagnostics import HMCDiagnostics
+from .sampling.hmc import HMCConfig
+from .models.vae import VAEConfig, default_vae_config
+from .models.peers import MODELS, PEER_SAMPLERS, build_model, model_config, model_samplers, option_names
+from .models.peers import riemannian_refusal
+from .sampling.samplers import SAMPLERS, GaussianMixtureSampler, HMCLatentSampler, LatentSampler, NormalSampler, RiemannianSampler
 from .sampling import draw_class_latents, draw_latents
-from .seeding import seed_everything
-from .training import TrainerConfig, TrainingResult, train_vae, validation_size
+from .utils.seeding import seed_everything
+from .models.training import TrainerConfig, TrainingResult, train_vae, validation_size
 
 __all__ = ["AugmentorConfig", "GeometricAugmentor"]
 

@@ -40,14 +40,14 @@ from typing import Any, Literal
 
 import yaml
 
-from augmentor.config import Config, ConfigError, load_config_file, read_config_data
-from augmentor.devices import DEVICE_CHOICES, is_device_name
-from augmentor.hmc import HMCConfig
-from augmentor.metric import MetricConfig
-from augmentor.models import VAE_PRESETS, VAEConfig, default_vae_config, vae_preset
-from augmentor.peers import MODELS, model_samplers
-from augmentor.samplers import SAMPLERS
-from augmentor.training import RUN_ONLY_SETTINGS, TrainerConfig
+from augmentor.utils.config import Config, ConfigError, load_config_file, read_config_data
+from augmentor.utils.devices import DEVICE_CHOICES, is_device_name
+from augmentor.sampling.hmc import HMCConfig
+from augmentor.sampling.metric import MetricConfig
+from augmentor.models.vae import VAE_PRESETS, VAEConfig, default_vae_config, vae_preset
+from augmentor.models.peers import MODELS, model_samplers
+from augmentor.sampling.samplers import SAMPLERS
+from augmentor.models.training import RUN_ONLY_SETTINGS, TrainerConfig
 from oasis.loader import T88_SHAPE
 from oasis.simulate import SimulationConfig
 

@@ -70,13 +70,13 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from augmentor.batching import decode_batches, encode_batches, map_batches
-from augmentor.config import Config, ConfigError, load_config_file, read_config_data, shipped_config
-from augmentor.datasets import DATASETS, load_dataset
-from augmentor.devices import resolve_device
-from augmentor.hmc import HMCConfig
-from augmentor.io import load_tensors, save_tensors, write_bytes, write_json
-from augmentor.metric import MetricConfig
+from augmentor.utils.batching import decode_batches, encode_batches, map_batches
+from augmentor.utils.config import Config, ConfigError, load_config_file, read_config_data, shipped_config
+from augmentor.data.datasets import DATASETS, load_dataset
+from augmentor.utils.devices import resolve_device
+from augmentor.sampling.hmc import HMCConfig
+from augmentor.utils.io import load_tensors, save_tensors, write_bytes, write_json
+from augmentor.sampling.metric import MetricConfig
 from augmentor.metrics import (
     DomainClassifier,
     DomainFeatures,
@@ -92,16 +92,16 @@ from augmentor.metrics import (
     prd_score,
     train_domain_classifier,
 )
-from augmentor.models import VAEConfig
-from augmentor.peers import MODEL_LABELS, MODELS, PEER_SAMPLERS, build_model, model_config
-from augmentor.peers import SAMPLER_LABELS as PEER_SAMPLER_LABELS
-from augmentor.peers import model_samplers, option_names
-from augmentor.plots import save_sample_grid
-from augmentor.samplers import SAMPLERS, GaussianMixtureSampler, HMCLatentSampler, LatentSampler, NormalSampler
-from augmentor.samplers import RiemannianSampler
+from augmentor.models.vae import VAEConfig
+from augmentor.models.peers import MODEL_LABELS, MODELS, PEER_SAMPLERS, build_model, model_config
+from augmentor.models.peers import SAMPLER_LABELS as PEER_SAMPLER_LABELS
+from augmentor.models.peers import model_samplers, option_names
+from augmentor.utils.plots import save_sample_grid
+from augmentor.sampling.samplers import SAMPLERS, GaussianMixtureSampler, HMCLatentSampler, LatentSampler, NormalSampler
+from augmentor.sampling.samplers import RiemannianSampler
 from augmentor.sampling import draw_latents
-from augmentor.seeding import seed_everything
-from augmentor.training import RUN_ONLY_SETTINGS, TrainerConfig, TrainingDivergedError, train_vae
+from augmentor.utils.seeding import seed_everything
+from augmentor.models.training import RUN_ONLY_SETTINGS, TrainerConfig, TrainingDivergedError, train_vae
 
 from .config import VAESection, add_override_arguments, apply_overrides, check_run_settings, command_line_overrides
 from .jobs import job_environment, read_result
@@ -812,7 +812,7 @@ def _sample_grid(paths: GenerationPaths, spec: SampleSpec, images: torch.Tensor,
 
 def _png(fig: Any) -> bytes:
     """A matplotlib figure as PNG bytes (the figure is closed)."""
-    from augmentor.plots import pyplot
+    from augmentor.utils.plots import pyplot
 
     fig.tight_layout()
     buffer = io.BytesIO()
@@ -823,7 +823,7 @@ def _png(fig: Any) -> bytes:
 
 def chain_ablation_plot(table: pd.DataFrame) -> bytes:
     """PNG bytes: FD_domain (and FID when computed) of ours for each chain setting, with the GMM as reference."""
-    from augmentor.plots import pyplot
+    from augmentor.utils.plots import pyplot
 
     plt = pyplot()
     metrics = ["fd_domain"] + (["fid"] if table["fid"].notna().any() else [])
@@ -968,7 +968,7 @@ def sweep_configs(config: BenchmarkConfig) -> dict[int, BenchmarkConfig]:
 
 def sweep_plot(table: pd.DataFrame, metric: str, title: str) -> bytes:
     """PNG bytes: ``metric`` against the training-set size, one line per sampler."""
-    from augmentor.plots import pyplot
+    from augmentor.utils.plots import pyplot
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.6))

@@ -59,12 +59,12 @@ import numpy as np
 import torch
 
 from augmentor.augmentor import AugmentorConfig, GeometricAugmentor
-from augmentor.devices import resolve_device
-from augmentor.fit_report import fit_report, save_fit_grid, synthetic_fidelity
-from augmentor.io import load_tensors, save_tensors, write_json
-from augmentor.peers import MODEL_LABELS
-from augmentor.plots import save_sample_grid
-from augmentor.seeding import seed_everything
+from augmentor.utils.devices import resolve_device
+from augmentor.models.fit_report import fit_report, save_fit_grid, synthetic_fidelity
+from augmentor.utils.io import load_tensors, save_tensors, write_json
+from augmentor.models.peers import MODEL_LABELS
+from augmentor.utils.plots import save_sample_grid
+from augmentor.utils.seeding import seed_everything
 from oasis.loader import axial_slices
 
 from .classifier import TorchIOAugmentation, classification_metrics, predict, train_classifier

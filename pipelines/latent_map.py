@@ -49,15 +49,15 @@ from typing import Any, Sequence
 import pandas as pd
 import torch
 
-from augmentor.batching import decode_batches
-from augmentor.config import Config, ConfigError, load_config_file, read_config_data, shipped_config
-from augmentor.devices import resolve_device
-from augmentor.interpolation import conformal_length, geodesic_interpolation, resample_polyline
-from augmentor.io import load_tensors, save_tensors, write_bytes
-from augmentor.metric import MetricConfig, RiemannianMetric
-from augmentor.models import VAEConfig
-from augmentor.plots import pyplot, save_figure
-from augmentor.samplers import RiemannianSampler
+from augmentor.utils.batching import decode_batches
+from augmentor.utils.config import Config, ConfigError, load_config_file, read_config_data, shipped_config
+from augmentor.utils.devices import resolve_device
+from augmentor.sampling.interpolation import conformal_length, geodesic_interpolation, resample_polyline
+from augmentor.utils.io import load_tensors, save_tensors, write_bytes
+from augmentor.sampling.metric import MetricConfig, RiemannianMetric
+from augmentor.models.vae import VAEConfig
+from augmentor.utils.plots import pyplot, save_figure
+from augmentor.sampling.samplers import RiemannianSampler
 
 from .config import add_override_arguments, apply_overrides, check_run_settings, command_line_overrides
 from .generation import (

@@ -61,11 +61,11 @@ import pandas as pd
 import torch
 
 from augmentor.augmentor import GeometricAugmentor
-from augmentor.config import Config, ConfigError, load_config_file, read_config_data
-from augmentor.devices import resolve_device
-from augmentor.io import load_tensors, save_tensors, write_bytes, write_json
-from augmentor.samplers import SAMPLERS
-from augmentor.training import RUN_ONLY_SETTINGS
+from augmentor.utils.config import Config, ConfigError, load_config_file, read_config_data
+from augmentor.utils.devices import resolve_device
+from augmentor.utils.io import load_tensors, save_tensors, write_bytes, write_json
+from augmentor.sampling.samplers import SAMPLERS
+from augmentor.models.training import RUN_ONLY_SETTINGS
 
 from .classifier import TorchIOAugmentation, classification_metrics, predict, train_classifier
 from .config import (

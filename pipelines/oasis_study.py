@@ -38,8 +38,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from augmentor.config import shipped_config
-from augmentor.devices import resolve_device
+from augmentor.utils.config import shipped_config
+from augmentor.utils.devices import resolve_device
 
 from .config import StudyConfig, add_override_arguments, command_line_overrides, load_study_config
 from .data import CACHE_ENV, load_study_data

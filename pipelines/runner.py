@@ -39,9 +39,9 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar
 import torch
 from tqdm.auto import tqdm
 
-from augmentor.io import write_json
+from augmentor.utils.io import write_json
 
-from augmentor.config import ConfigError
+from augmentor.utils.config import ConfigError
 
 from .config import StudyConfig, identity, identity_hash
 from .data import StudyData, split_subjects

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from augmentor.fit_report import (
+from augmentor.models.fit_report import (
     FitReport,
     active_units,
     fit_report,
@@ -97,7 +97,7 @@ def _textured(n: int, seed: int) -> torch.Tensor:
 
 def test_no_warning_for_two_healthy_classes(caplog):
     images, labels = torch.cat([_textured(10, 0), _textured(10, 1)]), torch.tensor([0] * 10 + [1] * 10)
-    with caplog.at_level(logging.WARNING, logger="augmentor.fit_report"):
+    with caplog.at_level(logging.WARNING, logger="augmentor.models.fit_report"):
         report = fit_report(_StubAugmentor({0: "healthy", 1: "healthy"}, images, labels), images, labels)
     assert report.warnings == [] and not caplog.records
     fit = report.classes[1]
@@ -111,7 +111,7 @@ def test_warnings_fire_for_a_collapsed_class(caplog):
     stub = _StubAugmentor({0: "healthy", 1: "collapsed"}, images, labels)
     synthetic = {"riemannian": (stub.decode(torch.zeros(4, 36), torch.ones(4, dtype=torch.int64)),
                                 torch.ones(4, dtype=torch.int64))}
-    with caplog.at_level(logging.WARNING, logger="augmentor.fit_report"):
+    with caplog.at_level(logging.WARNING, logger="augmentor.models.fit_report"):
         report = fit_report(stub, images, labels, images[:3], labels[:3], synthetic=synthetic)
     text = "\n".join(report.warnings)
     assert "class 1: posterior collapse, 0 of 36" in text

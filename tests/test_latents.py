@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from augmentor import HMCConfig, RiemannianMetric
-from augmentor.hmc import HMCSampler
-from augmentor.samplers import NormalSampler, RiemannianSampler
+from augmentor.sampling.hmc import HMCSampler
+from augmentor.sampling.samplers import NormalSampler, RiemannianSampler
 from augmentor.sampling import draw_class_latents, draw_latents
-from augmentor.seeding import class_seed
+from augmentor.utils.seeding import class_seed
 
 
 def _codes(n: int = 30, d: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 import augmentor
-from augmentor.config import ConfigError, config_path, read_config_data, shipped_config, shipped_configs
+from augmentor.utils.config import ConfigError, config_path, read_config_data, shipped_config, shipped_configs
 from pipelines.config import load_study_config
 from pipelines.generation import load_benchmark_config
 from pipelines.lowdata import load_lowdata_config

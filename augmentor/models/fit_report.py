@@ -38,7 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .plots import save_sample_grid
+from augmentor.utils.plots import save_sample_grid
 
 __all__ = [
     "ClassFit",

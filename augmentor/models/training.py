@@ -29,13 +29,13 @@ from torch import nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from tqdm.auto import tqdm
 
-from augmentor.batching import index_batches
-from augmentor.config import Config
-from augmentor.data import check_images
-from augmentor.devices import DEVICE_CHOICES, is_device_name, resolve_device
-from augmentor.io import load_tensors, save_tensors
-from augmentor.models import VAEConfig
-from augmentor.seeding import seed_everything
+from augmentor.utils.batching import index_batches
+from augmentor.utils.config import Config
+from augmentor.data.inputs import check_images
+from augmentor.utils.devices import DEVICE_CHOICES, is_device_name, resolve_device
+from augmentor.utils.io import load_tensors, save_tensors
+from augmentor.models.vae import VAEConfig
+from augmentor.utils.seeding import seed_everything
 
 __all__ = ["CHECKPOINT_NAME", "RUN_ONLY_SETTINGS", "TrainerConfig", "TrainingDivergedError", "TrainingResult", "train_vae", "validation_size"]
 

@@ -27,7 +27,7 @@ from monai.networks.blocks import Convolution
 from monai.networks.layers.utils import get_act_layer
 from torch import nn
 
-from augmentor.config import Config
+from augmentor.utils.config import Config
 
 __all__ = [
     "VAEConfig",

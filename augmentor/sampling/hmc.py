@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 from tqdm.auto import tqdm
 
-from .config import Config
+from augmentor.utils.config import Config
 from .diagnostics import HMCDiagnostics, effective_sample_size, split_rhat
 from .metric import CentroidDensity
 

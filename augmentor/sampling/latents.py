@@ -11,9 +11,9 @@ from typing import Sequence
 
 import torch
 
-from ..hmc import HMCConfig
-from ..samplers import HMCLatentSampler, LatentSampler
-from ..seeding import class_seed
+from augmentor.sampling.hmc import HMCConfig
+from augmentor.sampling.samplers import HMCLatentSampler, LatentSampler
+from augmentor.utils.seeding import class_seed
 
 __all__ = ["draw_class_latents", "draw_latents"]
 

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import Config
+from augmentor.utils.config import Config
 from .hardware import linear, native_bfloat16
 
 __all__ = [

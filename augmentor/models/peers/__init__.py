@@ -32,8 +32,8 @@ from typing import Any, Callable
 
 from torch import nn
 
-from augmentor.config import ConfigError
-from augmentor.models import VAEConfig, build_vae
+from augmentor.utils.config import ConfigError
+from augmentor.models.vae import VAEConfig, build_vae
 
 from .autoencoders import AE, RAE, WAE, AEConfig, RAEConfig, WAEConfig
 from .base import PeerModel

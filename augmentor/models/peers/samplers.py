@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from augmentor.hmc import HMCConfig
-from augmentor.samplers import HMCLatentSampler, LatentSampler
+from augmentor.sampling.hmc import HMCConfig
+from augmentor.sampling.samplers import HMCLatentSampler, LatentSampler
 
 from .learned_metric import RHVAEDensity
 

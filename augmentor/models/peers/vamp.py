@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from augmentor.models import VAEConfig
+from augmentor.models.vae import VAEConfig
 
-from augmentor.hmc import HMCConfig
+from augmentor.sampling.hmc import HMCConfig
 
 from .base import PeerModel
 from .samplers import MixtureSampler
