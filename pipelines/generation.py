@@ -21,7 +21,7 @@ the test set:
   favours some digits shows it here).
 
 Riemannian variants (``sampling.riemannian_variants``) add rows that differ only
-in the chains' settings, for the chain-length ablation of SPEC section 1.
+in the chains' settings, for an ablation of the chain length.
 
 Peer models (``models``: AE, WAE, VAMP, HVAE, RHVAE, RAE variants of
 :mod:`augmentor.peers`) are trained on the same images with the same

@@ -68,6 +68,7 @@ from augmentor.utils.seeding import seed_everything
 from oasis.loader import axial_slices
 
 from .classifier import TorchIOAugmentation, classification_metrics, predict, train_classifier
+from .common import oversample
 from .config import CLASS_NAMES, METHODS, StudyConfig, method_sampler, split_source
 from .data import StudyData
 
@@ -324,7 +325,7 @@ def _real_image_classifier(
     """The fidelity check's judge: the classifier trained on the real training images (minority class
     resampled), selected on the validation images. Returns its predict function and its test metrics."""
     real_y = data.labels[split["train"]]
-    index = split["train"][_oversample(real_y, job_seed(seed, "fidelity"))]
+    index = split["train"][oversample(real_y, job_seed(seed, "fidelity"))]
     trained = train_classifier(
         data.images[index], data.labels[index], data.images[split["val"]], data.labels[split["val"]],
         config.classifier, seed=job_seed(seed, "fidelity"), device=device, progress=config.progress,
@@ -457,19 +458,6 @@ def _save_real_vs_synthetic(
                      f"seed {seed}: training images and synthetic ones", PREVIEW_PER_CLASS, row_names)
 
 
-def _oversample(labels: torch.Tensor, seed: int) -> torch.Tensor:
-    """Indices that repeat minority-class images (drawn with replacement) up to the majority count."""
-    rng = np.random.default_rng(seed)
-    y = labels.numpy()
-    classes, counts = np.unique(y, return_counts=True)
-    extra = [
-        rng.choice(np.flatnonzero(y == c), size=counts.max() - k, replace=True)
-        for c, k in zip(classes, counts)
-        if k < counts.max()
-    ]
-    return torch.from_numpy(np.concatenate([np.arange(len(y))] + extra)).long()
-
-
 def training_set(
     paths: RunPaths, config: StudyConfig, data: StudyData, train: torch.Tensor, job: Job
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -479,7 +467,7 @@ def training_set(
     if method in ("original", "classical"):
         return real_x, real_y
     if method == "resampled":
-        index = _oversample(real_y, job_seed(job.seed, method))
+        index = oversample(real_y, job_seed(job.seed, method))
         return real_x[index], real_y[index]
     source = method_sampler(method)
     if source is None:

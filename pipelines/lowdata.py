@@ -82,7 +82,8 @@ from .config import (
     command_line_overrides,
 )
 from .data import StudyData
-from .jobs import _oversample, augmentor_config, job_environment, job_seed, read_result
+from .common import oversample
+from .jobs import augmentor_config, job_environment, job_seed, read_result
 from .runner import StudyError, claim_run_directory, lock_run_directory, run_command, saved_identity
 from .sources import SourceConfig, load_source
 
@@ -520,7 +521,7 @@ def _training_set(paths: LowDataPaths, config: LowDataConfig, data: dict[str, to
     if job.method in ("real", "torchio", "monai"):
         return real_x, real_y
     if job.method == "resampled":
-        index = _oversample(real_y, job_seed(job.seed, f"resample/{size_name(job.size)}"))
+        index = oversample(real_y, job_seed(job.seed, f"resample/{size_name(job.size)}"))
         return real_x[index], real_y[index]
     sampler = method_sampler(job.method)
     latents = load_tensors(paths.latents(job.seed, job.size, sampler))  # type: ignore[arg-type]

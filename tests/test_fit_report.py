@@ -15,11 +15,11 @@ from augmentor.models.fit_report import (
     fit_report,
     kl_per_dimension,
     log_var_at_bound,
-    reconstruction_error,
     save_fit_grid,
     sharpness,
     synthetic_fidelity,
 )
+from augmentor.models.vae import reconstruction_error
 
 
 def test_active_units_count_dimensions_whose_means_vary_over_the_images():
@@ -61,7 +61,9 @@ def test_sharpness_of_constant_checkerboard_and_blurred_images():
 def test_reconstruction_error_is_summed_per_image():
     x = torch.zeros(2, 1, 2, 2)
     recon = torch.stack([torch.full((1, 2, 2), 0.5), torch.zeros(1, 2, 2)])
-    assert reconstruction_error(x, recon).tolist() == [1.0, 0.0]
+    assert reconstruction_error(recon, x).tolist() == [1.0, 0.0]
+    with pytest.raises(ValueError, match="differ in shape"):
+        reconstruction_error(recon, x[:1])
 
 
 class _StubAugmentor:

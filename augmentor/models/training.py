@@ -88,8 +88,8 @@ class TrainerConfig(Config):
         checkpoint_every_s: least seconds between two checkpoints (with a
             ``checkpoint_dir``); the last round always writes one. A checkpoint
             holds the weights, Adam's moments and the best weights: 0.6 GB for the
-            OASIS paper VAE, 1.3-2.3 s to write on a 2-core machine, while its whole
-            epoch, checkpoint included, took 1.1 s on an H200. 0 writes one after
+            OASIS paper VAE, about 2 s to write on a 2-core machine, which can exceed
+            a whole epoch on a GPU. 0 writes one after
             every round. A run stopped between two checkpoints resumes from the
             earlier one (and still ends with the same weights).
     """

@@ -1,4 +1,4 @@
-"""The Riemannian metric of a trained VAE's latent space (SPEC section 1, paper Eq. 7).
+"""The Riemannian metric of a trained VAE's latent space (paper Eq. 7).
 
 With centroids ``c_j`` (a subset of the training codes), their inverse posterior
 variances ``s_j = exp(-log_var_j)`` and the weights
@@ -377,7 +377,7 @@ class RiemannianMetric(CentroidDensity):
     def log_density_and_grad(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Log target ``(B,)`` and its gradient ``(B, d)`` in one pass.
 
-        The gradient is the closed form of SPEC section 1,
+        The gradient is the closed form of ``0.5 log det G(z)``,
         ``-(1/rho^2) sum_j A_j s_j (z - c_j)`` with ``A = W * ((1/g) S^T)``; it is
         the smooth gradient, also outside the domain.
         """

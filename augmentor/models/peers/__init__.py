@@ -1,4 +1,4 @@
-"""Peer generative models of the paper's comparison, in the VAE's framework (issue 10).
+"""Peer generative models of the paper's comparison, in the VAE's framework.
 
 Every model reuses the encoder/decoder presets of :mod:`augmentor.models` (2D
 and 3D, MONAI blocks), trains with :func:`augmentor.training.train_vae` through
