@@ -1,11 +1,39 @@
-"""What the studies share beyond their run directories: class balancing of a training set."""
+"""What every study shares: the files every run directory has, and class balancing of a training set."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import torch
 
-__all__ = ["oversample"]
+__all__ = ["RunDirectory", "oversample"]
+
+
+class RunDirectory:
+    """The files every study's run directory has; each study's layout extends it.
+
+    ``lock`` (held by the running invocation), ``study.json`` (the run's identity:
+    settings, data fingerprint, device type), ``report/`` and ``tensorboard/``.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".lock"
+
+    @property
+    def study(self) -> Path:
+        return self.root / "study.json"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report"
+
+    def tensorboard(self, *parts: str) -> Path:
+        return self.root.joinpath("tensorboard", *parts)
 
 
 def oversample(labels: torch.Tensor, seed: int) -> torch.Tensor:

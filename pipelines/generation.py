@@ -103,6 +103,7 @@ from augmentor.sampling import draw_latents
 from augmentor.utils.seeding import seed_everything
 from augmentor.models.training import RUN_ONLY_SETTINGS, TrainerConfig, TrainingDivergedError, train_vae
 
+from .common import RunDirectory
 from .config import VAESection, add_override_arguments, apply_overrides, check_run_settings, command_line_overrides
 from .jobs import job_environment, read_result
 from .runner import JobFailure, StudyError, claim_run_directory, lock_run_directory, run_command, saved_identity
@@ -437,18 +438,15 @@ def peer_specs(models: Sequence[PeerModelSpec], config: BenchmarkSamplingConfig)
             for model in models for sampler in model.rows()]
 
 
-class GenerationPaths:
+class GenerationPaths(RunDirectory):
     """Where everything of a benchmark run directory lives (see the module docstring)."""
 
     def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-        self.lock = self.root / ".lock"
-        self.study = self.root / "study.json"
+        super().__init__(root)
         self.vae = self.root / "model" / "vae.pt"
         self.codes = self.root / "model" / "codes.pt"
         self.checkpoints = self.root / "model" / "checkpoints"
         self.domain_classifier = self.root / "domain_classifier.pt"
-        self.report = self.root / "report"
 
     def model_file(self, name: str) -> Path:
         """The trained model ``name`` (``vae`` or a peer)."""
@@ -468,9 +466,6 @@ class GenerationPaths:
 
     def result(self, key: str) -> Path:
         return self.root / "results" / f"{key}.json"
-
-    def tensorboard(self, *parts: str) -> Path:
-        return self.root.joinpath("tensorboard", *parts)
 
 
 def _check_result(result: Any) -> None:

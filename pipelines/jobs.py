@@ -68,7 +68,7 @@ from augmentor.utils.seeding import seed_everything
 from oasis.loader import axial_slices
 
 from .classifier import TorchIOAugmentation, classification_metrics, predict, train_classifier
-from .common import oversample
+from .common import RunDirectory, oversample
 from .config import CLASS_NAMES, METHODS, StudyConfig, method_sampler, split_source
 from .data import StudyData
 
@@ -101,27 +101,12 @@ class Job:
         return self.kind == "classify" and method_sampler(self.method or "") is not None
 
 
-class RunPaths:
+class RunPaths(RunDirectory):
     """Where everything of a run directory lives (see the module docstring)."""
-
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-
-    @property
-    def lock(self) -> Path:
-        return self.root / ".lock"
-
-    @property
-    def study(self) -> Path:
-        return self.root / "study.json"
 
     @property
     def data(self) -> Path:
         return self.root / "data.pt"
-
-    @property
-    def report(self) -> Path:
-        return self.root / "report"
 
     def split(self, seed: int) -> Path:
         return self.root / "splits" / f"seed_{seed}.json"
@@ -147,9 +132,6 @@ class RunPaths:
 
     def result(self, seed: int, method: str) -> Path:
         return self.root / "results" / f"seed_{seed}" / f"{method}.json"
-
-    def tensorboard(self, *parts: str) -> Path:
-        return self.root.joinpath("tensorboard", *parts)
 
     def is_done(self, job: Job) -> bool:
         """Whether ``job`` has finished; a damaged result file is moved aside (see :func:`read_result`)."""

@@ -82,7 +82,7 @@ from .config import (
     command_line_overrides,
 )
 from .data import StudyData
-from .common import oversample
+from .common import RunDirectory, oversample
 from .jobs import augmentor_config, job_environment, job_seed, read_result
 from .runner import StudyError, claim_run_directory, lock_run_directory, run_command, saved_identity
 from .sources import SourceConfig, load_source
@@ -380,14 +380,8 @@ def training_indices(split: dict[str, Any], size: int | str) -> list[int]:
 # --- run directory ------------------------------------------------------------------------------------------
 
 
-class LowDataPaths:
+class LowDataPaths(RunDirectory):
     """Where everything of a low-data run directory lives (see the module docstring)."""
-
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-        self.lock = self.root / ".lock"
-        self.study = self.root / "study.json"
-        self.report = self.root / "report"
 
     def split(self, seed: int) -> Path:
         return self.root / "splits" / f"seed_{seed}.pt"
