@@ -36,7 +36,7 @@ import dataclasses
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 import yaml
 
@@ -73,6 +73,7 @@ __all__ = [
     "identity_hash",
     "load_study_config",
     "method_sampler",
+    "seed_list",
     "split_source",
 ]
 
@@ -115,6 +116,11 @@ MAX_SEED = 2**32 - 1
 MAX_REPETITIONS = 10_000
 # Well above any machine's core count; Ray would wait forever for a job slot wider than a node.
 MAX_THREADS = 1024
+
+
+def seed_list(seeds: int | Sequence[int]) -> list[int]:
+    """A study's repetition seeds from its ``seeds`` setting: ``0..R-1`` for a count ``R``, else the list as given."""
+    return list(range(seeds)) if isinstance(seeds, int) else list(seeds)
 
 
 def check_run_settings(config: Config) -> None:
@@ -482,8 +488,8 @@ class StudyConfig(Config):
 
     @property
     def seed_list(self) -> list[int]:
-        """The repetitions' seeds: ``0..R-1`` for a count, else the list as given."""
-        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+        """The repetitions' seeds (see :func:`seed_list`)."""
+        return seed_list(self.seeds)
 
     @property
     def samplers(self) -> list[str]:

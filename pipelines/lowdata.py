@@ -80,6 +80,7 @@ from .config import (
     apply_overrides,
     check_run_settings,
     command_line_overrides,
+    seed_list,
 )
 from .data import StudyData
 from .common import RunDirectory, oversample
@@ -306,7 +307,8 @@ class LowDataConfig(Config):
 
     @property
     def seed_list(self) -> list[int]:
-        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+        """The repetitions' seeds (see :func:`pipelines.config.seed_list`)."""
+        return seed_list(self.seeds)
 
     @property
     def samplers(self) -> list[str]:
