@@ -35,8 +35,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import Config, ConfigError
-from .io import (
+from .utils.config import Config, ConfigError
+from .utils.io import (
     CorruptSaveError,
     class_labels,
     load_tensors,
@@ -45,18 +45,19 @@ from .io import (
     saved_folder,
     write_json,
 )
-from .metric import MetricConfig
-from .batching import map_batches
-from .data import check_images, load_data_dicts
-from .devices import DEVICE_CHOICES, is_device_name, resolve_device
-from .diagnostics import HMCDiagnostics
-from .hmc import HMCConfig
-from .models import VAEConfig, default_vae_config
-from .peers import MODELS, PEER_SAMPLERS, RHVAESampler, build_model, model_config, model_samplers, option_names
-from .peers import riemannian_refusal
-from .samplers import SAMPLERS, GaussianMixtureSampler, LatentSampler, NormalSampler, RiemannianSampler
-from .seeding import class_seed, seed_everything
-from .training import TrainerConfig, TrainingResult, train_vae, validation_size
+from .sampling.metric import MetricConfig
+from .utils.batching import decode_batches, encode_batches
+from .data.inputs import check_images, load_data_dicts
+from .utils.devices import DEVICE_CHOICES, is_device_name, resolve_device
+from .sampling.diagnostics import HMCDiagnostics
+from .sampling.hmc import HMCConfig
+from .models.vae import VAEConfig, default_vae_config
+from .models.peers import MODELS, PEER_SAMPLERS, build_model, model_config, model_samplers, option_names
+from .models.peers import riemannian_refusal
+from .sampling.samplers import SAMPLERS, GaussianMixtureSampler, HMCLatentSampler, LatentSampler, NormalSampler, RiemannianSampler
+from .sampling import draw_class_latents, draw_latents
+from .utils.seeding import seed_everything
+from .models.training import TrainerConfig, TrainingResult, train_vae, validation_size
 
 __all__ = ["AugmentorConfig", "GeometricAugmentor"]
 
@@ -352,7 +353,6 @@ class GeometricAugmentor:
         """The prior, the GMM, the Riemannian sampler (models with posterior variances) and the
         model's own sampler (VAMP, RHVAE) fitted on the codes of ``images``."""
         mu, log_var = self._encode(model, images)
-        model.cpu()
         samplers: list[LatentSampler] = [NormalSampler(), GaussianMixtureSampler(config.gmm_components, seed=seed)]
         if log_var is not None:  # the metric needs posterior variances; deterministic codes have none
             samplers.append(RiemannianSampler(config.metric, config.hmc))
@@ -369,25 +369,12 @@ class GeometricAugmentor:
         if label not in self.models:
             raise ValueError(f"unknown class {label}; fitted classes are {self.classes}")
         images = check_images(images, tuple(self.config.vae.in_shape), "images", min_count=1)
-        mu, log_var = self._encode(self.models[label], images)
-        self.models[label].cpu()
-        return mu, log_var
+        return self._encode(self.models[label], images)
 
     def _encode(self, model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Codes ``(n, d)`` of ``(n, C, H, W[, D])`` images, on the CPU: means and log-variances
-        (None for a deterministic model)."""
-        model = model.to(self.device).eval()
-        to_cpu = lambda x: tuple(None if part is None else part.cpu() for part in model.encode(x))  # noqa: E731
-        parts = map_batches(to_cpu, images, self.config.encode_batch_size, self.device)
-        log_vars = [p[1] for p in parts]
-        return torch.cat([p[0] for p in parts]), None if log_vars[0] is None else torch.cat(log_vars)
-
-    def _decode(self, model: nn.Module, z: torch.Tensor) -> torch.Tensor:
-        """Images ``(n, C, H, W[, D])`` of latents ``(n, d)`` decoded by ``model``, on the CPU."""
-        model = model.to(self.device).eval()
-        parts = map_batches(lambda x: model.decode(x).cpu(), z, self.config.encode_batch_size, self.device)
-        model.cpu()
-        return torch.cat(parts)
+        (None for a deterministic model); the model is left on the CPU."""
+        return encode_batches(model, images, self.config.encode_batch_size, self.device)
 
     def decode(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Images of latents, each decoded by the VAE of its class.
@@ -406,23 +393,15 @@ class GeometricAugmentor:
         images = torch.empty((len(z), *self.config.vae.in_shape))
         for label in labels.unique().tolist():
             rows = (labels == label).nonzero().flatten()
-            images[rows] = self._decode(self.models[label], z[rows])
-        return images.clamp_(0, 1)
+            images[rows] = decode_batches(self.models[label], z[rows], self.config.encode_batch_size, self.device)
+        return images
 
     def _require_fitted(self) -> None:
         if not self.is_fitted:
             raise RuntimeError("the augmentor is not fitted: call fit(images, labels) or GeometricAugmentor.load(path)")
 
-    def sample_latents(
-        self, label: int, n: int, sampler: str = "riemannian", seed: int = 0, hmc: HMCConfig | None = None
-    ) -> torch.Tensor:
-        """``(n, d)`` latents of class ``label`` drawn by ``sampler``.
-
-        ``hmc`` overrides the configured HMC settings for this call only; the
-        fitted samplers are not changed (``diagnostics[label]`` reports the run).
-        """
-        self._require_fitted()
-        n, seed = _check_count(n, "n"), _check_seed(seed)
+    def _fitted_sampler(self, label: int, sampler: str) -> LatentSampler:
+        """Class ``label``'s fitted ``sampler``; a clear error for an unknown class or a sampler the model lacks."""
         if label not in self.samplers:
             raise ValueError(f"unknown class {label}; fitted classes are {self.classes}")
         if sampler not in _ALL_SAMPLERS:
@@ -435,12 +414,50 @@ class GeometricAugmentor:
                 f"sampler {sampler!r} does not apply to model {self.config.model!r}; "
                 f"its samplers are {', '.join(model_samplers(self.config.model))}"
             )
-        chosen = fitted[sampler]
-        if isinstance(chosen, (RiemannianSampler, RHVAESampler)):
-            z = chosen.sample(n, seed=seed, hmc_config=hmc or self.config.hmc, device=self.device)
-            self.diagnostics[label] = chosen.diagnostics
-            return z
-        return chosen.sample(n, seed=seed)
+        return fitted[sampler]
+
+    def _record_diagnostics(self, label: int, sampler: LatentSampler) -> None:
+        if isinstance(sampler, HMCLatentSampler):
+            self.diagnostics[label] = sampler.diagnostics
+
+    def sample_latents(
+        self, label: int, n: int, sampler: str = "riemannian", seed: int = 0, hmc: HMCConfig | None = None
+    ) -> torch.Tensor:
+        """``(n, d)`` latents of class ``label`` drawn by ``sampler`` with ``seed`` as given.
+
+        ``hmc`` overrides the HMC settings saved with the fitted sampler for this
+        call only; the fitted samplers are not changed (``diagnostics[label]``
+        reports the run). :meth:`class_latents` draws every class with the seeds
+        of :meth:`generate`.
+        """
+        self._require_fitted()
+        n, seed = _check_count(n, "n"), _check_seed(seed)
+        chosen = self._fitted_sampler(label, sampler)
+        z = draw_latents(chosen, n, seed, hmc=hmc, device=self.device)
+        self._record_diagnostics(label, chosen)
+        return z
+
+    def class_latents(
+        self, n_per_class: int, sampler: str = "riemannian", seed: int = 0, hmc: HMCConfig | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The latents that :meth:`generate` decodes: ``n_per_class`` of every class.
+
+        Class ``i`` (in the order of ``classes``) draws from its own stream,
+        seeded ``augmentor.seeding.class_seed(seed, i)``
+        (:func:`augmentor.sampling.draw_class_latents`). Arguments as in :meth:`generate`.
+
+        Returns:
+            latents ``(n_classes * n_per_class, d)`` and their labels
+            ``(n_classes * n_per_class,)`` int64, grouped by class, on the CPU.
+        """
+        self._require_fitted()
+        n_per_class, seed = _check_count(n_per_class, "n_per_class"), _check_seed(seed)
+        chosen = [self._fitted_sampler(label, sampler) for label in self.classes]
+        latents = draw_class_latents(chosen, n_per_class, seed, hmc=hmc, device=self.device)
+        for label, fitted in zip(self.classes, chosen):
+            self._record_diagnostics(label, fitted)
+        labels = torch.tensor(self.classes, dtype=torch.int64).repeat_interleave(n_per_class)
+        return torch.cat(latents), labels
 
     def generate(
         self,
@@ -458,20 +475,15 @@ class GeometricAugmentor:
                 configured model: :func:`augmentor.peers.model_samplers`.
             seed: an integer in ``[-2**63, 2**64 - 1]``; the same seed gives the
                 same images (each class draws from its own stream).
-            hmc: HMC settings overriding the configured ones for this call only.
+            hmc: HMC settings for this call only; None: those saved with each
+                class's fitted sampler (``config.hmc`` when it was fitted).
 
         Returns:
             images ``(n_classes * n_per_class, C, H, W[, D])`` float32 in [0, 1] and
             labels ``(n_classes * n_per_class,)`` int64, grouped by class.
         """
-        self._require_fitted()
-        n_per_class, seed = _check_count(n_per_class, "n_per_class"), _check_seed(seed)
-        latents = [
-            self.sample_latents(label, n_per_class, sampler, seed=class_seed(seed, index), hmc=hmc)
-            for index, label in enumerate(self.classes)
-        ]
-        labels = torch.tensor(self.classes, dtype=torch.int64).repeat_interleave(n_per_class)
-        return self.decode(torch.cat(latents), labels), labels
+        z, labels = self.class_latents(n_per_class, sampler, seed, hmc)
+        return self.decode(z, labels), labels
 
     def save(self, path: str | Path) -> Path:
         """Save the fitted state to a new folder (atomic; refuses a non-empty folder).

@@ -32,13 +32,13 @@ import numpy as np
 import torch
 
 from .augmentor import AugmentorConfig, GeometricAugmentor
-from .hmc import HMCConfig
-from .io import ensure_new_output_dir, export_npz, write_json
-from .models import VAEConfig
-from .plots import save_sample_grid
-from .samplers import SAMPLERS
+from .sampling.hmc import HMCConfig
+from .utils.io import ensure_new_output_dir, export_npz, write_json
+from .models.vae import VAEConfig
+from .utils.plots import save_sample_grid
+from .sampling.samplers import SAMPLERS
 from .toy import toy_latent_geometry
-from .training import TrainerConfig
+from .models.training import TrainerConfig
 
 __all__ = ["load_digits_tensors", "main"]
 

@@ -1,7 +1,7 @@
-"""The paper's rings-and-disks toy (Sec. 4.5, Fig. 1): the data, a latent-geometry plot, and the experiment.
+"""The paper's rings-and-disks experiment (Sec. 4.5, Fig. 1): a latent-geometry plot, and the experiment.
 
-Binary images of disks and rings of random radius and thickness; a VAE with a
-2-D latent space trained on them shows the geometric structure the metric
+A VAE with a 2-D latent space trained on the toy's disks and rings
+(:func:`augmentor.data.toy.rings_and_disks`) shows the geometric structure the metric
 captures, which :func:`plot_latent_geometry` draws: the log volume element
 ``0.5 log det G(z)`` in grey, the training codes, and samples.
 :func:`toy_latent_geometry` runs the whole experiment (the demo's last step).
@@ -11,40 +11,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .augmentor import AugmentorConfig, GeometricAugmentor
-from .hmc import HMCConfig
-from .interpolation import geodesic_interpolation
-from .metric import RiemannianMetric
-from .models import VAEConfig
-from .plots import pyplot, save_figure
-from .training import TrainerConfig
+from .data.toy import rings_and_disks
+from .sampling.hmc import HMCConfig
+from .sampling.interpolation import geodesic_interpolation
+from .sampling.metric import RiemannianMetric
+from .models.vae import VAEConfig
+from .utils.plots import pyplot, save_figure
+from .models.training import TrainerConfig
 
 __all__ = ["plot_latent_geometry", "rings_and_disks", "toy_latent_geometry"]
-
-
-def rings_and_disks(n_per_class: int, size: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Centred disks (label 0) and rings (label 1) of random size and thickness.
-
-    Args:
-        n_per_class: images per class.
-        size: image side in pixels.
-        seed: random seed.
-
-    Returns:
-        images ``(2 * n_per_class, 1, size, size)`` in {0, 1}, labels ``(2 * n_per_class,)``.
-    """
-    rng = np.random.default_rng(seed)
-    axis = np.arange(size) - (size - 1) / 2
-    radius = np.hypot(*np.meshgrid(axis, axis, indexing="ij"))
-    outer = rng.uniform(0.2, 0.45, size=2 * n_per_class) * size
-    thickness = rng.uniform(0.15, 0.5, size=n_per_class) * outer[n_per_class:]
-    inner = np.concatenate([np.zeros(n_per_class), outer[n_per_class:] - thickness])
-    images = (radius[None] <= outer[:, None, None]) & (radius[None] >= inner[:, None, None])
-    labels = np.repeat([0, 1], n_per_class)
-    return torch.as_tensor(images, dtype=torch.float32).unsqueeze(1), torch.as_tensor(labels)
 
 
 def plot_latent_geometry(

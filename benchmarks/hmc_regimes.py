@@ -25,7 +25,7 @@ import time
 import torch
 
 from augmentor import HMCConfig, HMCSampler, RiemannianMetric
-from augmentor.metric import reference_log_density_and_grad
+from augmentor.sampling.metric import reference_log_density_and_grad
 
 REGIMES = ((0.0, -1.0), (3.0, -6.0), (10.0, -8.0), (20.0, -10.0))
 D, K, N_CHAINS = 16, 400, 400

@@ -40,7 +40,7 @@ import time
 import torch
 
 from augmentor import HMCConfig, HMCSampler, RiemannianMetric, native_bfloat16
-from augmentor.hardware import linear
+from augmentor.sampling.hardware import linear
 
 D, K, N_CHAINS, N_STEPS, N_LEAPFROG, STEP = 64, 1000, 1000, 100, 10, 0.01
 LARGE_K, EASY_LARGE_STEPS = 50_000, 5

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from augmentor.io import load_tensors
-from augmentor.peers import build_model
-from augmentor.peers.vamp import VAMPConfig, vamp_log_prior
+from augmentor.utils.io import load_tensors
+from augmentor.models.peers import build_model
+from augmentor.models.peers.vamp import VAMPConfig, vamp_log_prior
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ import time
 
 import torch
 
-from augmentor.peers import build_model, model_config
+from augmentor.models.peers import build_model, model_config
 from pipelines.generation import load_benchmark_config, load_benchmark_data
 
 

@@ -1,6 +1,6 @@
 """Read a local copy of OASIS-1 (cross-sectional) into tensors, reporting every subject left out.
 
-Expected input (the public distribution, see SPEC section 5)::
+Expected input (the layout of the public OASIS-1 distribution)::
 
     root/                                   # or root/ holding the OAS1_* folders directly
       oasis_cross-sectional.csv             # ID, M/F, Hand, Age, Educ, SES, MMSE, CDR, eTIV, nWBV, ASF, Delay

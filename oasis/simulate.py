@@ -58,8 +58,8 @@ import torch.nn.functional as F
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from augmentor.config import Config
-from augmentor.io import CorruptSaveError, read_saved_folder, saved_folder, write_bytes, write_json
+from augmentor.utils.config import Config
+from augmentor.utils.io import CorruptSaveError, read_saved_folder, saved_folder, write_bytes, write_json
 from oasis.loader import CSV_COLUMNS, CSV_NAME, T88_FOLDER, T88_SHAPE, OasisData, load_oasis, t88_image_name
 
 __all__ = [

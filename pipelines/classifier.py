@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from augmentor.batching import index_batches, map_batches
+from augmentor.utils.batching import index_batches, map_batches
 
 from .config import AugmentationConfig, ClassifierConfig
 

@@ -36,18 +36,18 @@ import dataclasses
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 import yaml
 
-from augmentor.config import Config, ConfigError, load_config_file, read_config_data
-from augmentor.devices import DEVICE_CHOICES, is_device_name
-from augmentor.hmc import HMCConfig
-from augmentor.metric import MetricConfig
-from augmentor.models import VAE_PRESETS, VAEConfig, default_vae_config, vae_preset
-from augmentor.peers import MODELS, model_samplers
-from augmentor.samplers import SAMPLERS
-from augmentor.training import RUN_ONLY_SETTINGS, TrainerConfig
+from augmentor.utils.config import Config, ConfigError, load_config_file, read_config_data
+from augmentor.utils.devices import DEVICE_CHOICES, is_device_name
+from augmentor.sampling.hmc import HMCConfig
+from augmentor.sampling.metric import MetricConfig
+from augmentor.models.vae import VAE_PRESETS, VAEConfig, default_vae_config, vae_preset
+from augmentor.models.peers import MODELS, model_samplers
+from augmentor.sampling.samplers import SAMPLERS
+from augmentor.models.training import RUN_ONLY_SETTINGS, TrainerConfig
 from oasis.loader import T88_SHAPE
 from oasis.simulate import SimulationConfig
 
@@ -73,6 +73,7 @@ __all__ = [
     "identity_hash",
     "load_study_config",
     "method_sampler",
+    "seed_list",
     "split_source",
 ]
 
@@ -115,6 +116,11 @@ MAX_SEED = 2**32 - 1
 MAX_REPETITIONS = 10_000
 # Well above any machine's core count; Ray would wait forever for a job slot wider than a node.
 MAX_THREADS = 1024
+
+
+def seed_list(seeds: int | Sequence[int]) -> list[int]:
+    """A study's repetition seeds from its ``seeds`` setting: ``0..R-1`` for a count ``R``, else the list as given."""
+    return list(range(seeds)) if isinstance(seeds, int) else list(seeds)
 
 
 def check_run_settings(config: Config) -> None:
@@ -482,8 +488,8 @@ class StudyConfig(Config):
 
     @property
     def seed_list(self) -> list[int]:
-        """The repetitions' seeds: ``0..R-1`` for a count, else the list as given."""
-        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+        """The repetitions' seeds (see :func:`seed_list`)."""
+        return seed_list(self.seeds)
 
     @property
     def samplers(self) -> list[str]:

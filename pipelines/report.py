@@ -23,8 +23,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from augmentor.io import write_bytes
-from augmentor.peers import MODEL_LABELS, SAMPLER_LABELS
+from augmentor.utils.io import write_bytes
+from augmentor.models.peers import MODEL_LABELS, SAMPLER_LABELS
 
 from .config import CLASS_NAMES, METHODS, PEER_SOURCES, split_source
 from .jobs import RunPaths, read_result

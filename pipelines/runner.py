@@ -39,10 +39,11 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar
 import torch
 from tqdm.auto import tqdm
 
-from augmentor.io import write_json
+from augmentor.utils.io import write_json
 
-from augmentor.config import ConfigError
+from augmentor.utils.config import ConfigError
 
+from .common import RunDirectory
 from .config import StudyConfig, identity, identity_hash
 from .data import StudyData, split_subjects
 from .jobs import Job, RunPaths, run_job
@@ -112,7 +113,7 @@ def _refuse(out: Path, differences: list[str]) -> RunDirectoryError:
     )
 
 
-def _saved_study(paths: RunPaths) -> dict[str, Any] | None:
+def _saved_study(paths: RunDirectory) -> dict[str, Any] | None:
     if paths.study.is_file():
         try:
             return json.loads(paths.study.read_text())
@@ -127,7 +128,7 @@ def _saved_study(paths: RunPaths) -> dict[str, Any] | None:
 
 
 @contextlib.contextmanager
-def lock_run_directory(paths: RunPaths) -> Iterator[None]:
+def lock_run_directory(paths: RunDirectory) -> Iterator[None]:
     """Hold the run directory (created if needed) for this process until the block ends.
 
     The lock is an exclusive, non-blocking ``flock`` on ``<run>/.lock``; the
@@ -167,7 +168,7 @@ def check_run_directory(paths: RunPaths, config: StudyConfig, device_type: str) 
         raise _refuse(paths.root, _differences(saved["identity"], wanted))
 
 
-def saved_identity(paths: Any) -> dict[str, Any] | None:
+def saved_identity(paths: RunDirectory) -> dict[str, Any] | None:
     """The ``study.json`` of a run directory, or ``None`` for a new (absent or empty) folder.
 
     Raises:
@@ -176,11 +177,11 @@ def saved_identity(paths: Any) -> dict[str, Any] | None:
     return _saved_study(paths)
 
 
-def claim_run_directory(paths: Any, ident: dict[str, Any], record: dict[str, Any]) -> bool:
+def claim_run_directory(paths: RunDirectory, ident: dict[str, Any], record: dict[str, Any]) -> bool:
     """Tie a run directory to ``ident``: write its ``study.json``, or check the one it holds.
 
-    The generic form of the identity check for other pipelines: ``paths`` needs
-    ``root`` and ``study`` (e.g. a :class:`~pipelines.jobs.RunPaths`).
+    The identity check of every study's run directory (a
+    :class:`~pipelines.common.RunDirectory`).
 
     Args:
         paths: where the run directory and its ``study.json`` are.

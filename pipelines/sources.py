@@ -26,8 +26,8 @@ from typing import Any, Literal
 
 import torch
 
-from augmentor.config import Config
-from augmentor.data import load_data_dicts
+from augmentor.utils.config import Config
+from augmentor.data.inputs import load_data_dicts
 
 from .config import DataConfig
 from .data import StudyData, load_study_data
@@ -200,7 +200,7 @@ def load_source(config: SourceConfig, cache_dir: str | Path | None = None, progr
         FileNotFoundError: a data list, an image or MNIST's file is missing (named).
         ValueError: bad labels, mixed image shapes or values outside [0, 1] (named).
     """
-    from augmentor import datasets
+    from augmentor.data import datasets
 
     if config.source == "oasis":
         data = load_study_data(config.oasis, cache_dir, progress=progress)

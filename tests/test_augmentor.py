@@ -11,8 +11,8 @@ import torch
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, Resized, ScaleIntensityd
 
 from augmentor import ConfigError, GeometricAugmentor, HMCConfig, MetricConfig, vae_preset
-from augmentor.io import CorruptSaveError, OutputExistsError
-from augmentor.seeding import class_seed
+from augmentor.utils.io import CorruptSaveError, OutputExistsError
+from augmentor.utils.seeding import class_seed
 from conftest import blobs, tiny_config
 
 

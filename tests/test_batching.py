@@ -2,7 +2,7 @@
 
 import torch
 
-from augmentor.batching import index_batches, map_batches
+from augmentor.utils.batching import index_batches, map_batches
 
 
 def test_index_batches_cover_every_index_once_in_order():

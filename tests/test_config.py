@@ -3,7 +3,7 @@
 import pytest
 
 from augmentor import AugmentorConfig, ConfigError, HMCConfig, MetricConfig, TrainerConfig, vae_preset
-from augmentor.config import load_config_file
+from augmentor.utils.config import load_config_file
 
 
 def test_augmentor_config_round_trips_through_json():

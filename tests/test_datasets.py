@@ -10,8 +10,8 @@ import scipy.io
 import torch
 from PIL import Image
 
-from augmentor import datasets
-from augmentor.datasets import (
+from augmentor.data import datasets
+from augmentor.data.datasets import (
     DatasetNotFoundError,
     DatasetSplits,
     LabelledImages,

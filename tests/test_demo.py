@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from augmentor.demo import main
-from augmentor.io import OutputExistsError
-from augmentor.metric import RiemannianMetric
+from augmentor.utils.io import OutputExistsError
+from augmentor.sampling.metric import RiemannianMetric
 from augmentor.toy import plot_latent_geometry, rings_and_disks
 
 

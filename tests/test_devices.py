@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from augmentor.devices import is_device_name, resolve_device
+from augmentor.utils.devices import is_device_name, resolve_device
 
 
 def _machine(monkeypatch, cuda: int = 0, mps: bool = False) -> None:

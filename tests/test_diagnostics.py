@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from augmentor.diagnostics import effective_sample_size, split_rhat
+from augmentor.sampling.diagnostics import effective_sample_size, split_rhat
 
 
 def test_convergence_diagnostics_on_known_chains():

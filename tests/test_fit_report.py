@@ -9,17 +9,17 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from augmentor.fit_report import (
+from augmentor.models.fit_report import (
     FitReport,
     active_units,
     fit_report,
     kl_per_dimension,
     log_var_at_bound,
-    reconstruction_error,
     save_fit_grid,
     sharpness,
     synthetic_fidelity,
 )
+from augmentor.models.vae import reconstruction_error
 
 
 def test_active_units_count_dimensions_whose_means_vary_over_the_images():
@@ -61,7 +61,9 @@ def test_sharpness_of_constant_checkerboard_and_blurred_images():
 def test_reconstruction_error_is_summed_per_image():
     x = torch.zeros(2, 1, 2, 2)
     recon = torch.stack([torch.full((1, 2, 2), 0.5), torch.zeros(1, 2, 2)])
-    assert reconstruction_error(x, recon).tolist() == [1.0, 0.0]
+    assert reconstruction_error(recon, x).tolist() == [1.0, 0.0]
+    with pytest.raises(ValueError, match="differ in shape"):
+        reconstruction_error(recon, x[:1])
 
 
 class _StubAugmentor:
@@ -97,7 +99,7 @@ def _textured(n: int, seed: int) -> torch.Tensor:
 
 def test_no_warning_for_two_healthy_classes(caplog):
     images, labels = torch.cat([_textured(10, 0), _textured(10, 1)]), torch.tensor([0] * 10 + [1] * 10)
-    with caplog.at_level(logging.WARNING, logger="augmentor.fit_report"):
+    with caplog.at_level(logging.WARNING, logger="augmentor.models.fit_report"):
         report = fit_report(_StubAugmentor({0: "healthy", 1: "healthy"}, images, labels), images, labels)
     assert report.warnings == [] and not caplog.records
     fit = report.classes[1]
@@ -111,7 +113,7 @@ def test_warnings_fire_for_a_collapsed_class(caplog):
     stub = _StubAugmentor({0: "healthy", 1: "collapsed"}, images, labels)
     synthetic = {"riemannian": (stub.decode(torch.zeros(4, 36), torch.ones(4, dtype=torch.int64)),
                                 torch.ones(4, dtype=torch.int64))}
-    with caplog.at_level(logging.WARNING, logger="augmentor.fit_report"):
+    with caplog.at_level(logging.WARNING, logger="augmentor.models.fit_report"):
         report = fit_report(stub, images, labels, images[:3], labels[:3], synthetic=synthetic)
     text = "\n".join(report.warnings)
     assert "class 1: posterior collapse, 0 of 36" in text

@@ -11,8 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from augmentor.config import ConfigError
-from augmentor.io import load_tensors
+from augmentor.utils.config import ConfigError
+from augmentor.utils.io import load_tensors
 from augmentor.metrics import INCEPTION_ENV
 from pipelines.generation import (
     BenchmarkConfig,
@@ -209,7 +209,7 @@ def test_peer_models_add_their_rows_trained_like_the_vae(tmp_path, mnist_file):
 
 def test_a_diverging_peer_costs_only_its_own_rows(tmp_path, mnist_file, monkeypatch):
     # On the H200 the VAMP of the paper configuration diverged and took every later model's rows with it.
-    from augmentor.peers.autoencoders import RAE
+    from augmentor.models.peers.autoencoders import RAE
     from pipelines.runner import JobFailure
 
     monkeypatch.setattr(RAE, "loss", lambda self, x: {"loss": (self.decode(self.encode(x)[0]) * float("nan")).sum()})

@@ -1,6 +1,6 @@
 import torch
 
-from augmentor.hardware import linear, native_bfloat16
+from augmentor.sampling.hardware import linear, native_bfloat16
 
 
 def test_native_bfloat16_follows_the_cpu_probes(monkeypatch):

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from augmentor.config import ConfigError
-from augmentor.hmc import HMCConfig, HMCSampler, leapfrog
-from augmentor.metric import RiemannianMetric
+from augmentor.utils.config import ConfigError
+from augmentor.sampling.hmc import HMCConfig, HMCSampler, leapfrog
+from augmentor.sampling.metric import RiemannianMetric
 
 N_CHAINS = 4000
 N_BINS = 20

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from augmentor.interpolation import conformal_length, geodesic_interpolation, resample_polyline
-from augmentor.metric import RiemannianMetric
+from augmentor.sampling.interpolation import conformal_length, geodesic_interpolation, resample_polyline
+from augmentor.sampling.metric import RiemannianMetric
 
 
 def _ring_metric():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from augmentor.io import (
+from augmentor.utils.io import (
     CorruptSaveError,
     OutputExistsError,
     atomic_write,
@@ -62,7 +62,7 @@ def test_export_png_and_npz(tmp_path):
 
 
 def test_export_nifti_3d_keeps_affine(tmp_path):
-    from augmentor.io import export_nifti
+    from augmentor.utils.io import export_nifti
 
     volume = torch.rand(1, 1, 4, 5, 6)
     affine = np.diag([1.0, 2.0, 3.0, 1.0])
@@ -75,7 +75,7 @@ def test_export_nifti_3d_keeps_affine(tmp_path):
 @pytest.mark.parametrize("prefix", ["../existing/name", "sub/name", "/abs", "a\\b", "..", ".", "", ".hidden", "-x"])
 @pytest.mark.parametrize("exporter", ["nifti", "png"])
 def test_export_prefix_cannot_escape_the_folder(tmp_path, exporter, prefix):
-    from augmentor.io import export_nifti
+    from augmentor.utils.io import export_nifti
 
     existing = tmp_path / "existing"
     existing.mkdir()
@@ -90,7 +90,7 @@ def test_export_prefix_cannot_escape_the_folder(tmp_path, exporter, prefix):
 
 @pytest.mark.parametrize("exporter", ["nifti", "png"])
 def test_export_failing_midway_leaves_no_folder(tmp_path, monkeypatch, exporter):
-    import augmentor.io
+    import augmentor.utils.io
 
     written = []
 
@@ -100,9 +100,9 @@ def test_export_failing_midway_leaves_no_folder(tmp_path, monkeypatch, exporter)
         written.append(path)
         real_write_bytes(path, data)
 
-    real_write_bytes = augmentor.io.write_bytes
-    monkeypatch.setattr(augmentor.io, "write_bytes", fail_on_second_file)
-    export = augmentor.io.export_nifti if exporter == "nifti" else export_png
+    real_write_bytes = augmentor.utils.io.write_bytes
+    monkeypatch.setattr(augmentor.utils.io, "write_bytes", fail_on_second_file)
+    export = augmentor.utils.io.export_nifti if exporter == "nifti" else export_png
     with pytest.raises(OSError, match="disk full"):
         export(torch.rand(3, 1, 4, 4), tmp_path / "out", [0, 1, 1])
     assert len(written) == 1 and list(tmp_path.iterdir()) == []  # neither the folder nor a temporary
@@ -132,7 +132,7 @@ def test_export_into_an_empty_folder_and_refusing_a_full_one(tmp_path):
 )
 @pytest.mark.parametrize("exporter", ["nifti", "png", "npz"])
 def test_export_labels_must_be_integers(tmp_path, exporter, labels, error, message):
-    from augmentor.io import export_nifti
+    from augmentor.utils.io import export_nifti
 
     images = torch.rand(3, 1, 4, 4)
     with pytest.raises(error, match=message):
@@ -144,7 +144,7 @@ def test_export_labels_must_be_integers(tmp_path, exporter, labels, error, messa
 
 
 def test_class_labels_keep_integer_ids():
-    from augmentor.io import class_id, class_labels
+    from augmentor.utils.io import class_id, class_labels
 
     assert class_labels(np.array([0, 5, 5])).tolist() == [0, 5, 5]  # kept, not remapped to 0, 1
     assert class_labels(torch.tensor([1.0, 0.0])).tolist() == [1, 0]  # integral floats are integers

@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 import torch
 
-from augmentor.config import ConfigError
-from augmentor.interpolation import conformal_length
-from augmentor.io import load_tensors
-from augmentor.metric import RiemannianMetric
+from augmentor.utils.config import ConfigError
+from augmentor.sampling.interpolation import conformal_length
+from augmentor.utils.io import load_tensors
+from augmentor.sampling.metric import RiemannianMetric
 from pipelines.latent_map import (
     LatentMapConfig,
     LatentMapPaths,

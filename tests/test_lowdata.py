@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from augmentor.config import ConfigError
+from augmentor.utils.config import ConfigError
 from pipelines.lowdata import (
     LowDataSplitConfig,
     MonaiAugmentation,

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-import augmentor.metric as metric_module
-from augmentor.metric import (
+import augmentor.sampling.metric as metric_module
+from augmentor.sampling.metric import (
     RiemannianMetric,
     max_nearest_neighbour_distance,
     reference_log_density_and_grad,

@@ -9,7 +9,7 @@ import scipy.linalg
 import torch
 import torch.nn.functional as F
 
-from augmentor.datasets import distribution_file, load_digits
+from augmentor.data.datasets import distribution_file, load_digits
 from augmentor.metrics import (
     INCEPTION_ENV,
     FrechetResult,

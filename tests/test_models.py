@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from augmentor.config import ConfigError
-from augmentor.models import (
+from augmentor.utils.config import ConfigError
+from augmentor.models.vae import (
     MLPVAE,
     VAE,
     VAE_PRESETS,

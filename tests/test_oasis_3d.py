@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from augmentor import GeometricAugmentor
-from augmentor.config import ConfigError
+from augmentor.utils.config import ConfigError
 from pipelines.classifier import OasisClassifier, TorchIOAugmentation, train_classifier
 from pipelines.config import AugmentationConfig, ClassifierConfig, load_study_config
 from pipelines.data import StudyData

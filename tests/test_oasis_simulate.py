@@ -16,8 +16,8 @@ import pytest
 import torch
 
 import oasis.simulate as simulate
-from augmentor.config import ConfigError
-from augmentor.io import CorruptSaveError
+from augmentor.utils.config import ConfigError
+from augmentor.utils.io import CorruptSaveError
 from oasis.loader import CSV_COLUMNS, CSV_NAME, load_oasis, scan_oasis
 from oasis.simulate import SimulationConfig, cohort_hash, load_simulated, simulate_cohort
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from augmentor.config import ConfigError
+from augmentor.utils.config import ConfigError
 from pipelines import jobs as jobs_module
 from pipelines.classifier import OasisClassifier, TorchIOAugmentation, classification_metrics
 from pipelines.config import ClassifierConfig, SplitConfig, load_study_config

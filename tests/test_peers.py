@@ -12,14 +12,14 @@ import pytest
 import torch
 
 from augmentor import AugmentorConfig, ConfigError, GeometricAugmentor, HMCConfig, TrainerConfig, VAEConfig
-from augmentor.models import vae_preset
-from augmentor.peers import MODELS, build_model, model_config, model_samplers
-from augmentor.peers.autoencoders import decoder_gradient_penalty, imq_kernel, unbiased_mmd
-from augmentor.peers.hamiltonian import riemannian_leapfrog, tempered_leapfrog, tempering_factors
-from augmentor.peers.learned_metric import RHVAEDensity, inverse_metric, kinetic_gradient
-from augmentor.peers.samplers import MixtureSampler
-from augmentor.peers.vamp import vamp_log_prior
-from augmentor.training import train_vae
+from augmentor.models.vae import vae_preset
+from augmentor.models.peers import MODELS, build_model, model_config, model_samplers
+from augmentor.models.peers.autoencoders import decoder_gradient_penalty, imq_kernel, unbiased_mmd
+from augmentor.models.peers.hamiltonian import riemannian_leapfrog, tempered_leapfrog, tempering_factors
+from augmentor.models.peers.learned_metric import RHVAEDensity, inverse_metric, kinetic_gradient
+from augmentor.models.peers.samplers import MixtureSampler
+from augmentor.models.peers.vamp import vamp_log_prior
+from augmentor.models.training import train_vae
 
 from conftest import blobs
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from augmentor.plots import pyplot, save_figure, save_sample_grid
+from augmentor.utils.plots import pyplot, save_figure, save_sample_grid
 
 
 def test_sample_grid_writes_a_png_and_closes_its_figure(tmp_path):

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from augmentor.config import ConfigError
+from augmentor.utils.config import ConfigError
 from pipelines.runner import StudyError, run_command
 
 CONFIG = SimpleNamespace(name="demo")

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from augmentor.hmc import HMCConfig
-from augmentor.metric import MetricConfig
-from augmentor.samplers import SAMPLERS, GaussianMixtureSampler, NormalSampler, RiemannianSampler
+from augmentor.sampling.hmc import HMCConfig
+from augmentor.sampling.metric import MetricConfig
+from augmentor.sampling.samplers import SAMPLERS, GaussianMixtureSampler, NormalSampler, RiemannianSampler
 
 
 def test_gmm_is_fitted_on_the_means():

@@ -5,7 +5,7 @@ import random
 import numpy as np
 import torch
 
-from augmentor.seeding import class_seed, seed_everything
+from augmentor.utils.seeding import class_seed, seed_everything
 
 
 def _draws() -> tuple[float, float, torch.Tensor]:

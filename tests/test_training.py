@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from augmentor.config import ConfigError
-from augmentor import training
-from augmentor.io import load_tensors
-from augmentor.models import VAEConfig, build_vae, vae_preset
-from augmentor.training import CHECKPOINT_NAME, TrainerConfig, _next_batch, _split, train_vae, validation_size
+from augmentor.utils.config import ConfigError
+from augmentor.models import training
+from augmentor.utils.io import load_tensors
+from augmentor.models.vae import VAEConfig, build_vae, vae_preset
+from augmentor.models.training import CHECKPOINT_NAME, TrainerConfig, _next_batch, _split, train_vae, validation_size
 
 
 def _blobs(n: int, size: int = 16, seed: int = 0) -> torch.Tensor:

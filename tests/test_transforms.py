@@ -8,7 +8,7 @@ from monai.data import DataLoader, Dataset, MetaTensor
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 from monai.utils import set_determinism
 
-from augmentor.transforms import RandSyntheticSwap, RandSyntheticSwapd, SyntheticPool, synthetic_data_dicts
+from augmentor.data.transforms import RandSyntheticSwap, RandSyntheticSwapd, SyntheticPool, synthetic_data_dicts
 
 
 def _pool():

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import trange
 
-from ..devices import resolve_device
+from augmentor.utils.devices import resolve_device
 from .features import check_image_batch, extract_features
 from .frechet import FrechetResult, GaussianStats, frechet_distance_between
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..io import atomic_write
+from augmentor.utils.io import atomic_write
 from .features import FeatureExtractor, extract_features, images_digest
 
 __all__ = [

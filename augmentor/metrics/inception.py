@@ -48,9 +48,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..datasets import distribution_file
-from ..io import file_digest
-from ..devices import resolve_device
+from augmentor.data.datasets import distribution_file
+from augmentor.utils.io import file_digest
+from augmentor.utils.devices import resolve_device
 from .features import check_image_batch
 
 __all__ = [

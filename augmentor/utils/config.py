@@ -14,10 +14,12 @@ import dataclasses
 import json
 import math
 import types
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
-__all__ = ["Config", "ConfigError", "load_config_file", "read_config_data"]
+__all__ = ["Config", "ConfigError", "config_path", "load_config_file", "read_config_data", "shipped_config",
+           "shipped_configs"]
 
 C = TypeVar("C", bound="Config")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -170,13 +172,49 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
+def _shipped_folder() -> Path:
+    """The folder of the configs installed with the package (``augmentor/configs``)."""
+    return Path(str(resources.files("augmentor") / "configs"))
+
+
+def shipped_configs() -> list[str]:
+    """Names of the configs installed with the package, e.g. ``"oasis_tiny"``."""
+    return sorted(path.stem for path in _shipped_folder().glob("*.yaml"))
+
+
+def shipped_config(name: str) -> Path:
+    """The file of the shipped config ``name`` (e.g. ``"oasis_quick"``)."""
+    path = _shipped_folder() / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"no shipped config {name!r}; the shipped configs are {', '.join(shipped_configs())}")
+    return path
+
+
+def config_path(value: str | Path) -> Path:
+    """The file of a config given as a path or as the name of a shipped config.
+
+    An existing file wins; otherwise a bare name (``"oasis_tiny"`` or
+    ``"oasis_tiny.yaml"``, no folder) names a config installed with the package,
+    so the command lines work from an installed wheel, outside a checkout.
+    Anything else is returned unchanged (reading it then reports it missing).
+    """
+    path = Path(value)
+    if path.is_file() or path.parent != Path("."):
+        return path
+    shipped = _shipped_folder() / (path.name if path.suffix else f"{path.name}.yaml")
+    return shipped if shipped.is_file() else path
+
+
 def read_config_data(path: str | Path) -> dict[str, Any]:
-    """The raw mapping in a ``.json`` or ``.yaml`` file, with errors naming the file."""
+    """The raw mapping in a ``.json`` or ``.yaml`` file (or a shipped config's name, see
+    :func:`config_path`), with errors naming the file."""
     import yaml
 
-    path = Path(path)
+    path = config_path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
+        raise ConfigError(
+            f"config file {path} does not exist (the shipped configs, usable by name: {', '.join(shipped_configs())})"
+        )
     text = path.read_text()
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)

@@ -1,4 +1,4 @@
-"""The Riemannian metric of a trained VAE's latent space (SPEC section 1, paper Eq. 7).
+"""The Riemannian metric of a trained VAE's latent space (paper Eq. 7).
 
 With centroids ``c_j`` (a subset of the training codes), their inverse posterior
 variances ``s_j = exp(-log_var_j)`` and the weights
@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import Config
+from augmentor.utils.config import Config
 from .hardware import linear, native_bfloat16
 
 __all__ = [
@@ -162,6 +162,10 @@ class CentroidDensity:
     def dtype(self) -> torch.dtype:
         return self.centroids.dtype
 
+    def reset_adaptation(self) -> None:
+        """Forget whatever earlier evaluations tuned, so that a run's numbers do not
+        depend on the runs before it (nothing to forget here)."""
+
 
 class RiemannianMetric(CentroidDensity):
     """Diagonal Riemannian metric of Eq. 7 and the log of the Riemannian-uniform density.
@@ -224,6 +228,7 @@ class RiemannianMetric(CentroidDensity):
         self.chunk_elements = int(chunk_elements)
         self._precompute()
         self.local = self._prefers_local()
+        self._probed_width = self._width
 
     def _precompute(self) -> None:
         # Centred coordinates: a common shift of the codes costs no accuracy.
@@ -270,6 +275,11 @@ class RiemannianMetric(CentroidDensity):
         index = self._candidates(probe, self._selection_dtype())
         few = index is not None and index.shape[1] <= self.MAX_LOCAL_CENTROIDS // 2
         return few or not self._dense_is_accurate
+
+    def reset_adaptation(self) -> None:
+        """Return the candidate search to the width the probe found: a wider one leaves the
+        selected centroids unchanged but pads the products, which can change their last bits."""
+        self._width = self._probed_width
 
     def _probe_points(self) -> torch.Tensor:
         """Up to 64 fixed points within half a bump width of centroids, where the chains run.
@@ -368,7 +378,7 @@ class RiemannianMetric(CentroidDensity):
     def log_density_and_grad(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Log target ``(B,)`` and its gradient ``(B, d)`` in one pass.
 
-        The gradient is the closed form of SPEC section 1,
+        The gradient is the closed form of ``0.5 log det G(z)``,
         ``-(1/rho^2) sum_j A_j s_j (z - c_j)`` with ``A = W * ((1/g) S^T)``; it is
         the smooth gradient, also outside the domain.
         """

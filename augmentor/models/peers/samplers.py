@@ -14,9 +14,8 @@ from typing import Any
 
 import torch
 
-from augmentor.diagnostics import HMCDiagnostics
-from augmentor.hmc import HMCConfig, HMCSampler
-from augmentor.samplers import LatentSampler
+from augmentor.sampling.hmc import HMCConfig
+from augmentor.sampling.samplers import HMCLatentSampler, LatentSampler
 
 from .learned_metric import RHVAEDensity
 
@@ -53,7 +52,7 @@ class MixtureSampler(LatentSampler):
         return cls().fit(state["means"], state["log_vars"])
 
 
-class RHVAESampler(LatentSampler):
+class RHVAESampler(HMCLatentSampler):
     """HMC on ``sqrt(det G^{-1}(z))``, the RHVAE's learned metric; chains start at random centroids.
 
     Args:
@@ -64,15 +63,12 @@ class RHVAESampler(LatentSampler):
     """
 
     name = "rhvae"
+    target_attribute = "density"
 
     def __init__(self, temperature: float, regularization: float, hmc_config: HMCConfig | None = None) -> None:
+        super().__init__(hmc_config)
         self.temperature, self.regularization = temperature, regularization
-        self.hmc = HMCSampler(config=hmc_config or HMCConfig())
         self.density: RHVAEDensity | None = None
-
-    @property
-    def diagnostics(self) -> HMCDiagnostics | None:
-        return self.hmc.diagnostics
 
     def fit(self, mu: torch.Tensor, log_var: torch.Tensor) -> "RHVAESampler":
         """Take the final metric: ``mu`` the ``(N, d)`` centroids, the second argument
@@ -81,17 +77,6 @@ class RHVAESampler(LatentSampler):
             mu.detach().cpu().float(), log_var.detach().cpu().float(), self.temperature, self.regularization
         )
         return self
-
-    def sample(
-        self, n: int, seed: int = 0, hmc_config: HMCConfig | None = None, device: torch.device | str | None = None
-    ) -> torch.Tensor:
-        """``(n, d)`` latents on the CPU; ``hmc_config`` and ``device`` apply to this call only."""
-        self._require_fitted("density")
-        hmc = self.hmc if hmc_config is None else HMCSampler(config=hmc_config)
-        density = self.density if device is None else self.density.to(device)
-        z = hmc.sample(density, n, seed=seed).cpu()
-        self.hmc.diagnostics = hmc.diagnostics
-        return z
 
     def state_dict(self) -> dict[str, Any]:
         self._require_fitted("density")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from augmentor.metric import CentroidDensity
+from augmentor.sampling.metric import CentroidDensity
 
 __all__ = ["RHVAEDensity", "inverse_metric", "kinetic_gradient"]
 

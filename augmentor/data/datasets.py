@@ -417,7 +417,7 @@ def load_digits(seed: int = 0, val_fraction: float = 0.2, test_fraction: float =
 
 def load_rings_and_disks(n_train_per_class: int = 500, n_val_per_class: int = 100, n_test_per_class: int = 100,
                          size: int = 32, seed: int = 0) -> DatasetSplits:
-    """The paper's rings-and-disks toy (:func:`augmentor.toy.rings_and_disks`): disks (0) and rings (1).
+    """The paper's rings-and-disks toy (:func:`augmentor.data.toy.rings_and_disks`): disks (0) and rings (1).
 
     The three splits are independent draws (seeds spawned from ``seed``).
     """

@@ -16,7 +16,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from augmentor.models import VAEConfig, build_vae, reconstruction_error
+from augmentor.models.vae import VAEConfig, build_vae, reconstruction_error
 
 __all__ = ["PeerModel", "log_standard_normal"]
 

@@ -41,9 +41,9 @@ from typing import Callable, Literal
 import torch
 from torch import nn
 
-from augmentor.batching import map_batches
-from augmentor.hmc import HMCConfig
-from augmentor.models import VAEConfig
+from augmentor.utils.batching import map_batches
+from augmentor.sampling.hmc import HMCConfig
+from augmentor.models.vae import VAEConfig
 
 from .base import PeerModel, log_standard_normal
 from .learned_metric import inverse_metric, kinetic_gradient

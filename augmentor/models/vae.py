@@ -27,7 +27,7 @@ from monai.networks.blocks import Convolution
 from monai.networks.layers.utils import get_act_layer
 from torch import nn
 
-from augmentor.config import Config
+from augmentor.utils.config import Config
 
 __all__ = [
     "VAEConfig",
@@ -525,6 +525,8 @@ def reconstruction_error(
         x: target images, same shape, in [0, 1].
         reconstruction: ``"mse"`` or ``"bce"``.
     """
+    if recon.shape != x.shape:
+        raise ValueError(f"reconstructions {tuple(recon.shape)} and images {tuple(x.shape)} differ in shape")
     if reconstruction == "mse":
         per_pixel = (recon - x) ** 2
     elif reconstruction == "bce":

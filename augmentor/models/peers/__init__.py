@@ -1,4 +1,4 @@
-"""Peer generative models of the paper's comparison, in the VAE's framework (issue 10).
+"""Peer generative models of the paper's comparison, in the VAE's framework.
 
 Every model reuses the encoder/decoder presets of :mod:`augmentor.models` (2D
 and 3D, MONAI blocks), trains with :func:`augmentor.training.train_vae` through
@@ -32,8 +32,8 @@ from typing import Any, Callable
 
 from torch import nn
 
-from augmentor.config import ConfigError
-from augmentor.models import VAEConfig, build_vae
+from augmentor.utils.config import ConfigError
+from augmentor.models.vae import VAEConfig, build_vae
 
 from .autoencoders import AE, RAE, WAE, AEConfig, RAEConfig, WAEConfig
 from .base import PeerModel

@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from augmentor.models import VAEConfig
+from augmentor.models.vae import VAEConfig
 
-from augmentor.hmc import HMCConfig
+from augmentor.sampling.hmc import HMCConfig
 
 from .base import PeerModel
 from .samplers import MixtureSampler
@@ -39,8 +39,8 @@ class VAMPConfig(VAEConfig):
             free. Unclipped, on the paper's MNIST network (Conv 128-1024, BatchNorm,
             beta 0.01), the log-variances of pseudo-inputs the data no longer use drift
             up to 150 within 60 Adam steps (``benchmarks/vamp_stability.py --free``),
-            not far below 177, where ``exp(log_var / 2)`` overflows in float32; on the
-            H200 (pseudo-inputs then encoded apart) the loss became NaN in the first epoch.
+            not far below 177, where ``exp(log_var / 2)`` overflows in float32 and the
+            loss turns NaN.
     """
 
     model: Literal["vamp"] = "vamp"

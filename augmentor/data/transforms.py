@@ -21,7 +21,7 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, RandomizableTransform, Transform
 
-from .io import class_id, class_labels, export_nifti
+from augmentor.utils.io import class_id, class_labels, export_nifti
 
 __all__ = ["SyntheticPool", "SyntheticSwap", "RandSyntheticSwap", "RandSyntheticSwapd", "synthetic_data_dicts"]
 

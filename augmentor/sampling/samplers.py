@@ -15,9 +15,11 @@ import torch
 
 from .diagnostics import HMCDiagnostics
 from .hmc import HMCConfig, HMCSampler
-from .metric import MetricConfig, RiemannianMetric
+from .metric import CentroidDensity, MetricConfig, RiemannianMetric
 
-__all__ = ["GaussianMixtureSampler", "LatentSampler", "NormalSampler", "RiemannianSampler", "SAMPLERS"]
+__all__ = [
+    "GaussianMixtureSampler", "HMCLatentSampler", "LatentSampler", "NormalSampler", "RiemannianSampler", "SAMPLERS",
+]
 
 
 class LatentSampler(ABC):
@@ -127,7 +129,76 @@ class GaussianMixtureSampler(LatentSampler):
         return sampler
 
 
-class RiemannianSampler(LatentSampler):
+class HMCLatentSampler(LatentSampler):
+    """A sampler that runs batched HMC chains on a fitted target density.
+
+    Subclasses fit the target into the attribute named by ``target_attribute``. The chains'
+    settings (``hmc``, saved with the sampler) apply unless a call overrides
+    them. The target is copied once to each device it runs on and the copy is
+    reused by later calls: building it again would repeat its setup (the
+    Riemannian metric's float64 accuracy probe) on every call. The fitted target
+    itself is never changed by sampling.
+
+    Args:
+        hmc_config: the chains' settings.
+        device: where the chains run (``None``: where the target is).
+    """
+
+    target_attribute: ClassVar[str]
+
+    def __init__(self, hmc_config: HMCConfig | None = None, device: torch.device | str | None = None) -> None:
+        self.hmc = HMCSampler(config=hmc_config or HMCConfig())
+        self.device = device
+        self._copies: dict[torch.device, tuple[CentroidDensity, CentroidDensity]] = {}
+
+    @property
+    def diagnostics(self) -> HMCDiagnostics | None:
+        """What the last :meth:`sample` call's chains did (None before any)."""
+        return self.hmc.diagnostics
+
+    def target(self) -> CentroidDensity | None:
+        """The fitted density the chains sample (None before ``fit``)."""
+        return getattr(self, self.target_attribute)
+
+    def target_on(self, device: torch.device | str | None) -> CentroidDensity:
+        """The fitted target on ``device`` (its own device when None), copied there once."""
+        target = self.target()
+        device = torch.device(device) if device is not None else target.device
+        source, copy = self._copies.get(device, (None, None))
+        if source is not target:  # first use of this device, or refitted since
+            copy = target.to(device)
+            self._copies[device] = (target, copy)
+        return copy
+
+    def sample(
+        self,
+        n: int,
+        seed: int = 0,
+        hmc_config: HMCConfig | None = None,
+        device: torch.device | str | None = None,
+        init: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``(n, d)`` latents on the CPU, the final states of ``n`` chains.
+
+        Args:
+            n: number of chains (= latents).
+            seed: seed of the chains' starts, momenta and accept draws.
+            hmc_config: settings for this call only; None: the sampler's own.
+            device: where the chains run for this call only; None: the sampler's ``device``.
+            init: ``(n, d)`` chain starts; None: random centroids of the target.
+
+        ``diagnostics`` then describes this call's run, whatever settings ran.
+        """
+        self._require_fitted(self.target_attribute)
+        hmc = self.hmc if hmc_config is None else HMCSampler(config=hmc_config)
+        target = self.target_on(self.device if device is None else device)
+        target.reset_adaptation()
+        z = hmc.sample(target, n, seed=seed, init=init).cpu()
+        self.hmc.diagnostics = hmc.diagnostics
+        return z
+
+
+class RiemannianSampler(HMCLatentSampler):
     """The Riemannian uniform law ``sqrt(det G(z))`` on the domain, drawn by batched HMC.
 
     Args:
@@ -137,6 +208,7 @@ class RiemannianSampler(LatentSampler):
     """
 
     name = "riemannian"
+    target_attribute = "metric"
 
     def __init__(
         self,
@@ -144,14 +216,9 @@ class RiemannianSampler(LatentSampler):
         hmc_config: HMCConfig | None = None,
         device: torch.device | str | None = None,
     ) -> None:
+        super().__init__(hmc_config, device)
         self.metric_config = metric_config or MetricConfig()
-        self.hmc = HMCSampler(config=hmc_config or HMCConfig())
-        self.device = device
         self.metric: RiemannianMetric | None = None
-
-    @property
-    def diagnostics(self) -> HMCDiagnostics | None:
-        return self.hmc.diagnostics
 
     def fit(self, mu: torch.Tensor, log_var: torch.Tensor) -> "RiemannianSampler":
         cfg = self.metric_config
@@ -161,27 +228,6 @@ class RiemannianSampler(LatentSampler):
             domain_widths=cfg.domain_widths,
         )
         return self
-
-    def sample(
-        self,
-        n: int,
-        seed: int = 0,
-        hmc_config: HMCConfig | None = None,
-        device: torch.device | str | None = None,
-    ) -> torch.Tensor:
-        """``(n, d)`` latents on the CPU.
-
-        ``hmc_config`` and ``device`` override the chains' settings and device for
-        this call only: the sampler's own settings are unchanged, and
-        ``diagnostics`` describes this call's run.
-        """
-        self._require_fitted("metric")
-        hmc = self.hmc if hmc_config is None else HMCSampler(config=hmc_config)
-        device = self.device if device is None else device
-        metric = self.metric if device is None else self.metric.to(device=device)
-        z = hmc.sample(metric, n, seed=seed).cpu()
-        self.hmc.diagnostics = hmc.diagnostics  # reported by ``diagnostics``, whatever settings ran
-        return z
 
     def state_dict(self) -> dict[str, Any]:
         self._require_fitted("metric")

@@ -29,13 +29,13 @@ from torch import nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from tqdm.auto import tqdm
 
-from augmentor.batching import index_batches
-from augmentor.config import Config
-from augmentor.data import check_images
-from augmentor.devices import DEVICE_CHOICES, is_device_name, resolve_device
-from augmentor.io import load_tensors, save_tensors
-from augmentor.models import VAEConfig
-from augmentor.seeding import seed_everything
+from augmentor.utils.batching import index_batches
+from augmentor.utils.config import Config
+from augmentor.data.inputs import check_images
+from augmentor.utils.devices import DEVICE_CHOICES, is_device_name, resolve_device
+from augmentor.utils.io import load_tensors, save_tensors
+from augmentor.models.vae import VAEConfig
+from augmentor.utils.seeding import seed_everything
 
 __all__ = ["CHECKPOINT_NAME", "RUN_ONLY_SETTINGS", "TrainerConfig", "TrainingDivergedError", "TrainingResult", "train_vae", "validation_size"]
 
@@ -88,8 +88,8 @@ class TrainerConfig(Config):
         checkpoint_every_s: least seconds between two checkpoints (with a
             ``checkpoint_dir``); the last round always writes one. A checkpoint
             holds the weights, Adam's moments and the best weights: 0.6 GB for the
-            OASIS paper VAE, 1.3-2.3 s to write on a 2-core machine, while its whole
-            epoch, checkpoint included, took 1.1 s on an H200. 0 writes one after
+            OASIS paper VAE, about 2 s to write on a 2-core machine, which can exceed
+            a whole epoch on a GPU. 0 writes one after
             every round. A run stopped between two checkpoints resumes from the
             earlier one (and still ends with the same weights).
     """

@@ -1,7 +1,7 @@
 """Batched Hamiltonian Monte Carlo on the Riemannian-uniform law ``sqrt(det G(z))``.
 
-:class:`HMCSampler` is Algorithm 2 of the paper with the corrections of SPEC
-section 1: momentum ``v ~ N(0, I)`` matching the kinetic energy ``0.5 |v|^2``,
+:class:`HMCSampler` is Algorithm 2 of the paper, written so that the chain
+targets that law exactly: momentum ``v ~ N(0, I)`` matching the kinetic energy ``0.5 |v|^2``,
 acceptance ``exp(min(0, H0 - H))`` computed in log space, the gradient at the
 end of each leapfrog step reused for the next, and every chain advanced in one
 batch on the metric's device. Optional dual-averaging step-size adaptation
@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 from tqdm.auto import tqdm
 
-from .config import Config
+from augmentor.utils.config import Config
 from .diagnostics import HMCDiagnostics, effective_sample_size, split_rhat
 from .metric import CentroidDensity
 

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from augmentor.models import VAEConfig
+from augmentor.models.vae import VAEConfig
 
 from .base import PeerModel
 

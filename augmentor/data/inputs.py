@@ -7,7 +7,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .io import class_id
+from augmentor.utils.io import class_id
 
 __all__ = ["check_images", "load_data_dicts"]
 

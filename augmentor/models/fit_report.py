@@ -38,7 +38,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .plots import save_sample_grid
+from augmentor.utils.plots import save_sample_grid
+from augmentor.models.vae import reconstruction_error
 
 __all__ = [
     "ClassFit",
@@ -48,7 +49,6 @@ __all__ = [
     "fit_report",
     "kl_per_dimension",
     "log_var_at_bound",
-    "reconstruction_error",
     "save_fit_grid",
     "sharpness",
     "synthetic_fidelity",
@@ -140,13 +140,6 @@ def sharpness(images: torch.Tensor) -> torch.Tensor:
     return _laplacian(images).abs().mean(1)
 
 
-def reconstruction_error(images: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
-    """``(n,)`` squared error summed over each image's values (the training loss's ``recon`` unit)."""
-    if images.shape != recon.shape:
-        raise ValueError(f"images {tuple(images.shape)} and reconstructions {tuple(recon.shape)} differ in shape")
-    return ((images - recon) ** 2).flatten(1).sum(1)
-
-
 @dataclasses.dataclass
 class ClassFit:
     """The diagnostics of one class's generative model (see the module docstring).
@@ -230,7 +223,7 @@ def _class_fit(
     if heldout is not None and len(heldout):
         mu_heldout = augmentor.encode(heldout, label)[0]
         recon = augmentor.decode(mu_heldout, torch.full((len(heldout),), label))
-        recon_heldout = float(reconstruction_error(heldout, recon).mean())
+        recon_heldout = float(reconstruction_error(recon, heldout).mean())
     mu, log_var = augmentor.encode(images, label)
     recon = augmentor.decode(mu, torch.full((len(images),), label))
     kl = kl_per_dimension(mu, log_var)
@@ -239,7 +232,7 @@ def _class_fit(
         label=label,
         n_images=len(images),
         n_heldout=0 if heldout is None else len(heldout),
-        recon_train=float(reconstruction_error(images, recon).mean()),
+        recon_train=float(reconstruction_error(recon, images).mean()),
         recon_heldout=recon_heldout,
         kl=float(kl.sum()),
         kl_per_dim=[float(v) for v in kl],
