@@ -34,7 +34,9 @@ Run directory::
     generate/seed_<s>/n_<size>/latents_<sampler>.pt    synthetic latent codes (decoded on use)
     generate/seed_<s>/n_<size>/latent_distances.json   nearest-training-code distances per sampler and class
     results/seed_<s>/n_<size>/<method>/clf_<k>.json    one finished classifier (never overwritten)
-    report/                                            summary.csv/.md, per_run.csv, distances.csv, plot
+    report/                                            summary.csv/.md, per_run.csv, distances.csv, plot,
+                                                       paired.csv/.md (each method against real and classical
+                                                       augmentation, split by split; pipelines.stats)
 
 Usage::
 
@@ -86,6 +88,7 @@ from .data import StudyData
 from .jobs import _oversample, augmentor_config, job_environment, job_seed, read_result
 from .runner import StudyError, claim_run_directory, lock_run_directory, run_command, saved_identity
 from .sources import SourceConfig, load_source
+from .stats import write_paired_report
 
 __all__ = [
     "LOWDATA_METHODS",
@@ -122,6 +125,8 @@ METHOD_LABELS = {
     "riemannian": "Synthetic only: VAE - ours",
 }
 ALL = "all"  # a training size: every image of the class's pool
+# Every method is compared, split by split, with real images alone and with each classical augmentation.
+PAIRED_BASELINES = ("real", "torchio", "monai")
 
 
 def method_sampler(method: str) -> str | None:
@@ -795,6 +800,8 @@ def write_lowdata_report(paths: LowDataPaths, title: str) -> tuple[pd.DataFrame,
               "the size is the number of real training images per class.\n\n")
     write_bytes(paths.report / "summary.md", (header + table + "\n").encode())
     write_bytes(paths.report / "balanced_accuracy_vs_size.png", size_plot(summary, title))
+    write_paired_report(paths.report, per_run, PAIRED_BASELINES, METHOD_LABELS, ["size"], "Size / class",
+                        f"{title}: paired differences")
     return per_run, summary, table
 
 
@@ -935,7 +942,7 @@ def _print_result(config: LowDataConfig, result: LowDataResult, out: Path) -> No
     print()
     print(result.table)
     print(f"\nReport: {LowDataPaths(out).report} (summary.md, summary.csv, per_run.csv, distances.csv, "
-          f"balanced_accuracy_vs_size.png)")
+          f"balanced_accuracy_vs_size.png, paired.md, paired.csv)")
     print(f"{result.jobs_run} job(s) run, {result.jobs_skipped} skipped, {result.seconds:.1f} s")
 
 

@@ -6,11 +6,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from augmentor.config import ConfigError
 from pipelines.lowdata import (
+    PAIRED_BASELINES,
     LowDataSplitConfig,
     MonaiAugmentation,
     MonaiAugmentationConfig,
@@ -23,6 +25,7 @@ from pipelines.lowdata import (
 )
 from pipelines.runner import RunDirectoryError
 from pipelines.sources import SourceConfig, load_source
+from pipelines.stats import paired_differences
 
 TINY = Path(__file__).resolve().parents[1] / "configs" / "lowdata_tiny.yaml"
 QUICK = Path(__file__).resolve().parents[1] / "configs" / "mnist_lowdata_quick.yaml"
@@ -128,6 +131,11 @@ def test_study_is_deterministic_and_resumes_without_recomputing(tmp_path: Path, 
     assert set(first.summary["method"]) == set(FAST["methods"])
     assert {"split_std", "classifier_std"} <= set(first.summary.columns)
     assert (tmp_path / "a" / "report" / "balanced_accuracy_vs_size.png").stat().st_size > 1000
+    paired = pd.read_csv(tmp_path / "a" / "report" / "paired.csv")
+    expected = paired_differences(first.per_run, PAIRED_BASELINES, ["size"])
+    assert len(paired) == len(expected) > 0
+    assert np.allclose(paired["mean_difference"], expected["mean_difference"], atol=1e-6)
+    assert set(paired["baseline"]) <= set(PAIRED_BASELINES) and (paired["units"] == first.per_run["seed"].nunique()).all()
     distances = json.loads((tmp_path / "a" / "generate" / "seed_0" / "n_3" / "latent_distances.json").read_text())
     assert set(distances) == {"gmm", "riemannian"} and set(distances["gmm"]) == {"0", "1"}
 

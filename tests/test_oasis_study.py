@@ -63,7 +63,7 @@ def test_full_study_is_deterministic(reference, tiny, cache, tmp_path):
     assert reference.jobs_run == 2 + 2 * 7 and reference.jobs_skipped == 0
     assert list(reference.summary.index) == list(tiny.methods)
     assert (reference.summary["runs"] == 2).all()
-    for name in ("summary.csv", "summary.md", "per_run.csv", "balanced_accuracy.png"):
+    for name in ("summary.csv", "summary.md", "per_run.csv", "balanced_accuracy.png", "paired.csv", "paired.md"):
         assert (reference.out / "report" / name).is_file()
     assert any((reference.out / "tensorboard" / "seed_0" / "original").iterdir())
     assert (reference.out / "generate" / "seed_0" / "diagnostics_riemannian.json").is_file()
