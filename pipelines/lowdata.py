@@ -129,10 +129,29 @@ ALL = "all"  # a training size: every image of the class's pool
 PAIRED_BASELINES = ("real", "torchio", "monai")
 
 
+REAL_METHODS = ("real", "resampled", "torchio", "monai")
+"""Methods that train on the real images only (no generative model)."""
+RATIO_MARK = "@x"  # "real+gmm@x5": real + 5 synthetic images per real image of each class
+
+
 def method_sampler(method: str) -> str | None:
     """The latent sampler whose synthetic images ``method`` trains on, or None."""
-    name = method.removeprefix("real+")
+    name = method.removeprefix("real+").split(RATIO_MARK)[0]
     return name if name in SAMPLERS else None
+
+
+def method_label(method: str) -> str:
+    """Display name of a method, with its synthetic-to-real ratio if it has one."""
+    base, _, ratio = method.partition(RATIO_MARK)
+    label = METHOD_LABELS.get(base, f"Real + VAE - {base.removeprefix('real+')}" if base.startswith("real+") else base)
+    return f"{label} (x{ratio})" if ratio else label
+
+
+def _method_order(method: str) -> tuple[int, int]:
+    """Sort key: the order of :data:`LOWDATA_METHODS` (other samplers after), then the ratio."""
+    base, _, ratio = method.partition(RATIO_MARK)
+    order = LOWDATA_METHODS.index(base) if base in LOWDATA_METHODS else len(LOWDATA_METHODS)
+    return order, int(ratio or 0)
 
 
 def size_name(size: int | str) -> str:
@@ -235,15 +254,21 @@ class LowDataConfig(Config):
         split: the fixed validation and test sets per seed.
         train_sizes: training images per class, ascending (``all``: the whole pool).
         vae, sampling: the per-class VAEs and samplers (as in the OASIS study).
-        classifier: the Table 4 CNN and its optimisation.
+        classifier: the Table 4 CNN and its optimisation (early stopping on the
+            validation split: ``classifier.early_stopping_patience``).
         classifier_steps: if set, every classifier trains for about this many
             optimiser steps (``epochs`` becomes ``ceil(steps / batches per epoch)``),
             so small and large training sets get the same optimisation budget;
             null trains ``classifier.epochs`` epochs.
         classifier_seeds: classifier repetitions per (seed, size, method).
+        synthetic_ratios: synthetic images per real training image and class,
+            e.g. ``[1, 5, 10]``: every method with synthetic images then runs once
+            per ratio (reported as ``<method>@x<ratio>``) on ``ratio x size``
+            synthetic images per class; empty: ``sampling.n_per_class`` per class.
         augmentation: the TorchIO baseline; monai_augmentation: the MONAI baseline.
         seeds: R repetitions (seeds 0..R-1) or an explicit list.
-        methods: a subset of :data:`LOWDATA_METHODS`.
+        methods: names of :data:`LOWDATA_METHODS`, or ``real+<sampler>`` / ``<sampler>``
+            for any sampler of :data:`augmentor.samplers.SAMPLERS`.
         num_threads: torch / BLAS / ITK threads of every job (results depend on it).
         workers: jobs run at once in separate processes (results do not depend on it).
     """
@@ -257,6 +282,7 @@ class LowDataConfig(Config):
     classifier: ClassifierConfig = dataclasses.field(default_factory=ClassifierConfig)
     classifier_steps: int | None = None
     classifier_seeds: int = 3
+    synthetic_ratios: tuple[int, ...] = ()
     augmentation: AugmentationConfig = dataclasses.field(default_factory=AugmentationConfig)
     monai_augmentation: MonaiAugmentationConfig = dataclasses.field(default_factory=MonaiAugmentationConfig)
     seeds: int | tuple[int, ...] = 5
@@ -290,9 +316,15 @@ class LowDataConfig(Config):
             self._fail("classifier_seeds", f"must lie in 1..{MAX_REPETITIONS}, got {self.classifier_seeds}")
         if self.classifier_steps is not None and self.classifier_steps < 1:
             self._fail("classifier_steps", f"must be >= 1 or null, got {self.classifier_steps}")
-        unknown = [m for m in self.methods if m not in LOWDATA_METHODS]
+        unknown = [m for m in self.methods if m not in REAL_METHODS and method_sampler(m) is None]
         if not self.methods or unknown or len(set(self.methods)) != len(self.methods):
-            self._fail("methods", f"must be distinct names of {list(LOWDATA_METHODS)}, got {list(self.methods)}")
+            self._fail("methods", f"must be distinct names of {list(REAL_METHODS)}, real+<sampler> or <sampler> "
+                       f"with a sampler of {list(SAMPLERS)}; unknown: {unknown}, got {list(self.methods)}")
+        ratios = list(self.synthetic_ratios)
+        if ratios and (min(ratios) < 1 or ratios != sorted(set(ratios))):
+            self._fail("synthetic_ratios", f"must be distinct ascending integers >= 1, got {ratios}")
+        if ratios and ALL in self.train_sizes:
+            self._fail("synthetic_ratios", "need integer training sizes (the size 'all' differs per class)")
         check_run_settings(self)
         size = self.data.expected_image_size()
         if size is not None:
@@ -317,6 +349,18 @@ class LowDataConfig(Config):
     def samplers(self) -> list[str]:
         needed = {method_sampler(m) for m in self.methods} - {None}
         return [s for s in SAMPLERS if s in needed]
+
+    def synthetic_per_class(self, size: int | str, ratio: int | None = None) -> int:
+        """Synthetic images per class a method of ``ratio`` trains on at ``size`` (None: the largest ratio)."""
+        if not self.synthetic_ratios:
+            return self.sampling.n_per_class
+        return int(size) * (max(self.synthetic_ratios) if ratio is None else ratio)
+
+    def method_runs(self, method: str) -> list[str]:
+        """The reported methods of ``method``: itself, or one per synthetic ratio."""
+        if method_sampler(method) is None or not self.synthetic_ratios:
+            return [method]
+        return [f"{method}{RATIO_MARK}{r}" for r in self.synthetic_ratios]
 
 
 def load_lowdata_config(path: str | Path, overrides: dict[str, Any] | None = None) -> LowDataConfig:
@@ -436,8 +480,8 @@ def plan_lowdata_jobs(config: LowDataConfig) -> list[LowDataJob]:
         for size in config.train_sizes:
             if config.samplers:
                 jobs.append(LowDataJob("generate", seed, size))
-            jobs += [LowDataJob("classify", seed, size, method, k)
-                     for method in config.methods for k in range(config.classifier_seeds)]
+            jobs += [LowDataJob("classify", seed, size, run, k) for method in config.methods
+                     for run in config.method_runs(method) for k in range(config.classifier_seeds)]
     return jobs
 
 
@@ -504,7 +548,7 @@ def run_generate(paths: LowDataPaths, config: LowDataConfig, job: LowDataJob) ->
             augmentor.fit(data["train_x"], data["train_y"])
             augmentor.save(folder)
         distances: dict[str, dict[str, dict[str, float]]] = {}
-        n = config.sampling.n_per_class
+        n = config.synthetic_per_class(job.size)
         for sampler in config.samplers:
             codes_per_class, labels = [], []
             for index, label in enumerate(augmentor.classes):
@@ -534,8 +578,14 @@ def _training_set(paths: LowDataPaths, config: LowDataConfig, data: dict[str, to
         return real_x[index], real_y[index]
     sampler = method_sampler(job.method)
     latents = load_tensors(paths.latents(job.seed, job.size, sampler))  # type: ignore[arg-type]
+    ratio = job.method.partition(RATIO_MARK)[2]
+    z, synth_y = latents["z"], latents["labels"]
+    if ratio:  # the first ratio x size codes of each class (chains are independent)
+        keep = torch.cat([torch.nonzero(synth_y == c).flatten()[:config.synthetic_per_class(job.size, int(ratio))]
+                          for c in synth_y.unique()])
+        z, synth_y = z[keep], synth_y[keep]
     augmentor = GeometricAugmentor.load(paths.augmentor(job.seed, job.size), device=config.device)
-    synth_x, synth_y = augmentor.decode(latents["z"], latents["labels"]), latents["labels"]
+    synth_x = augmentor.decode(z, synth_y)
     if job.method.startswith("real+"):
         return torch.cat([real_x, synth_x]), torch.cat([real_y, synth_y])
     return synth_x, synth_y
@@ -675,8 +725,7 @@ def collect_lowdata_results(paths: LowDataPaths) -> pd.DataFrame:
                      "n_train": result["n_train"]})
     table = pd.DataFrame(rows, columns=["method", "size", "seed", "classifier_seed", "balanced_accuracy",
                                         "accuracy", "best_epoch", "n_train"])
-    order = {m: i for i, m in enumerate(LOWDATA_METHODS)}
-    keys = table.assign(_m=table["method"].map(order), _s=table["size"].map(_size_order))
+    keys = table.assign(_m=table["method"].map(_method_order), _s=table["size"].map(_size_order))
     return table.loc[keys.sort_values(["_m", "_s", "seed", "classifier_seed"]).index].reset_index(drop=True)
 
 
@@ -735,13 +784,13 @@ def lowdata_markdown(summary: pd.DataFrame, distances: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * len(sizes) + "|"]
     for method in methods:
         cells = [_mean_std(cell[method, s]) if (method, s) in cell else "" for s in sizes]
-        lines.append("| " + " | ".join([METHOD_LABELS.get(method, method)] + cells) + " |")
+        lines.append("| " + " | ".join([method_label(method)] + cells) + " |")
     lines += ["", "Sources of variance (std of balanced accuracy, %: between splits / between classifier seeds "
               "on one split; runs = seeds x classifier seeds):", "",
               "| Method | Size / class | Runs | Mean | Std (all runs) | Split std | Classifier std |",
               "|---|---:|---:|---:|---:|---:|---:|"]
     for r in summary.itertuples():
-        lines.append(f"| {METHOD_LABELS.get(r.method, r.method)} | {r.size} | {r.runs} ({r.seeds} x "
+        lines.append(f"| {method_label(r.method)} | {r.size} | {r.runs} ({r.seeds} x "
                      f"{r.runs // max(r.seeds, 1)}) | {100 * r.balanced_accuracy_mean:.1f} | "
                      f"{100 * r.balanced_accuracy_std:.1f} | {100 * r.split_std:.1f} | {100 * r.classifier_std:.1f} |")
     if len(distances):
@@ -770,9 +819,9 @@ def size_plot(summary: pd.DataFrame, title: str = "") -> bytes:
     for method, group in summary.groupby("method", sort=False):
         group = group.assign(_s=group["size"].map(_size_order)).sort_values("_s")
         x = [sizes.index(s) for s in group["size"]]
-        color, line = styles.get(method, (None, "-"))
+        color, line = styles.get(method.partition(RATIO_MARK)[0], (None, "-"))
         ax.errorbar(x, 100 * group["balanced_accuracy_mean"], yerr=100 * group["split_std"], color=color, ls=line,
-                    marker="o", ms=4, capsize=3, label=METHOD_LABELS.get(method, method))
+                    marker="o", ms=4, capsize=3, label=method_label(method))
     ax.set_xticks(range(len(sizes)))
     ax.set_xticklabels([str(s) for s in sizes])
     ax.set_xlabel("real training images per class")
@@ -800,7 +849,8 @@ def write_lowdata_report(paths: LowDataPaths, title: str) -> tuple[pd.DataFrame,
               "the size is the number of real training images per class.\n\n")
     write_bytes(paths.report / "summary.md", (header + table + "\n").encode())
     write_bytes(paths.report / "balanced_accuracy_vs_size.png", size_plot(summary, title))
-    write_paired_report(paths.report, per_run, PAIRED_BASELINES, METHOD_LABELS, ["size"], "Size / class",
+    labels = {method: method_label(method) for method in per_run["method"].unique()}
+    write_paired_report(paths.report, per_run, PAIRED_BASELINES, labels, ["size"], "Size / class",
                         f"{title}: paired differences")
     return per_run, summary, table
 

@@ -140,6 +140,20 @@ def test_study_is_deterministic_and_resumes_without_recomputing(tmp_path: Path, 
     assert set(distances) == {"gmm", "riemannian"} and set(distances["gmm"]) == {"0", "1"}
 
 
+def test_synthetic_ratios_run_each_synthetic_method_per_ratio(tmp_path: Path, nifti_list: Path) -> None:
+    config = load_lowdata_config(TINY, {**_datadict_overrides(nifti_list), "train_sizes": [3], "classifier_seeds": 1,
+                                        "methods": ["real", "real+gmm"], "synthetic_ratios": [1, 2],
+                                        "classifier.early_stopping_patience": 1})
+    result = run_lowdata(config, tmp_path / "run")
+    n_train = dict(zip(result.per_run["method"], result.per_run["n_train"]))
+    assert n_train == {"real": 6, "real+gmm@x1": 6 + 6, "real+gmm@x2": 6 + 12}  # 2 classes x 3 real images
+    latents = torch.load(tmp_path / "run" / "generate" / "seed_0" / "n_3" / "latents_gmm.pt", weights_only=True)
+    assert len(latents["z"]) == 2 * 3 * 2  # the largest ratio, per class
+    paired = pd.read_csv(tmp_path / "run" / "report" / "paired.csv")
+    assert set(paired["method"]) == {"real+gmm@x1", "real+gmm@x2"} and set(paired["baseline"]) == {"real"}
+    assert "Real + VAE - GMM (x2)" in (tmp_path / "run" / "report" / "paired.md").read_text()
+
+
 def test_more_classifier_seeds_extend_a_run_and_other_settings_are_refused(tmp_path: Path) -> None:
     run_lowdata(load_lowdata_config(TINY, {**FAST, "methods": ["real"], "classifier_seeds": 1}), tmp_path / "run")
     extended = run_lowdata(load_lowdata_config(TINY, {**FAST, "methods": ["real"]}), tmp_path / "run")
@@ -219,6 +233,10 @@ def test_mixed_image_shapes_without_resizing_are_named(tmp_path: Path) -> None:
         ({"data.source": "imagenet"}, "imagenet"),
         ({"data.path": "digits.npz"}, "takes no path"),
         ({"classifier_seeds": 0}, "classifier_seeds"),
+        ({"methods": ["real", "real+nosuchsampler"]}, r"unknown: \['real\+nosuchsampler'\]"),
+        ({"synthetic_ratios": [5, 1]}, "synthetic_ratios: must be distinct ascending"),
+        ({"synthetic_ratios": [1], "train_sizes": [3, "all"]}, "synthetic_ratios: need integer training sizes"),
+        ({"classifier.early_stopping_patience": 0}, "early_stopping_patience"),
         ({"data.preprocessing.spatial_size": [8]}, "spatial_size"),
         ({"classifier.channels": [4, 4, 4, 4], "classifier.strides": [1, 1, 1, 1]}, r"of size \(8, 8\) vanish"),
     ],
