@@ -31,6 +31,7 @@ Run directory::
     .lock, study.json                                  lock and identity (see pipelines.runner)
     splits/seed_<s>.pt                                 that seed's indices and images (val, test, ordered pool)
     generate/seed_<s>/n_<size>/augmentor/              fitted VAEs + samplers
+    generate/seed_<s>/n_<size>/augmentor_<model>/      a peer model's augmentor (<model>-<sampler> methods)
     generate/seed_<s>/n_<size>/latents_<sampler>.pt    synthetic latent codes (decoded on use)
     generate/seed_<s>/n_<size>/latent_distances.json   nearest-training-code distances per sampler and class
     results/seed_<s>/n_<size>/<method>/clf_<k>.json    one finished classifier (never overwritten)
@@ -75,6 +76,7 @@ from .config import (
     MAX_REPETITIONS,
     MAX_SEED,
     MAX_THREADS,
+    PEER_SOURCES,
     AugmentationConfig,
     ClassifierConfig,
     SamplingConfig,
@@ -83,9 +85,11 @@ from .config import (
     apply_overrides,
     check_run_settings,
     command_line_overrides,
+    split_source,
 )
 from .data import StudyData
 from .jobs import _oversample, augmentor_config, job_environment, job_seed, read_result
+from .report import METHOD_LABELS as STUDY_LABELS
 from .runner import StudyError, claim_run_directory, lock_run_directory, run_command, saved_identity
 from .sources import SourceConfig, load_source
 from .stats import write_paired_report
@@ -135,15 +139,22 @@ RATIO_MARK = "@x"  # "real+gmm@x5": real + 5 synthetic images per real image of 
 
 
 def method_sampler(method: str) -> str | None:
-    """The latent sampler whose synthetic images ``method`` trains on, or None."""
+    """The latent source whose synthetic images ``method`` trains on (a sampler of the per-class VAEs, or a
+    peer model's ``<model>-<sampler>``), or None."""
     name = method.removeprefix("real+").split(RATIO_MARK)[0]
-    return name if name in SAMPLERS else None
+    return name if name in SAMPLERS or name in PEER_SOURCES else None
 
 
 def method_label(method: str) -> str:
     """Display name of a method, with its synthetic-to-real ratio if it has one."""
     base, _, ratio = method.partition(RATIO_MARK)
-    label = METHOD_LABELS.get(base, f"Real + VAE - {base.removeprefix('real+')}" if base.startswith("real+") else base)
+    source = base.removeprefix("real+")
+    if base in METHOD_LABELS:
+        label = METHOD_LABELS[base]
+    elif source in PEER_SOURCES:
+        label = ("Real + " if base != source else "Synthetic only: ") + STUDY_LABELS[source]
+    else:
+        label = f"Real + VAE - {source}" if base != source else f"Synthetic only: VAE - {source}"
     return f"{label} (x{ratio})" if ratio else label
 
 
@@ -267,8 +278,10 @@ class LowDataConfig(Config):
             synthetic images per class; empty: ``sampling.n_per_class`` per class.
         augmentation: the TorchIO baseline; monai_augmentation: the MONAI baseline.
         seeds: R repetitions (seeds 0..R-1) or an explicit list.
-        methods: names of :data:`LOWDATA_METHODS`, or ``real+<sampler>`` / ``<sampler>``
-            for any sampler of :data:`augmentor.samplers.SAMPLERS`.
+        methods: names of :data:`LOWDATA_METHODS`, or ``real+<source>`` / ``<source>``
+            for any sampler of :data:`augmentor.samplers.SAMPLERS` (on the per-class
+            VAEs) or peer source ``<model>-<sampler>`` (e.g. ``ae-gmm``, a per-class
+            autoencoder with a GMM on its codes; :data:`pipelines.config.PEER_SOURCES`).
         num_threads: torch / BLAS / ITK threads of every job (results depend on it).
         workers: jobs run at once in separate processes (results do not depend on it).
     """
@@ -318,8 +331,9 @@ class LowDataConfig(Config):
             self._fail("classifier_steps", f"must be >= 1 or null, got {self.classifier_steps}")
         unknown = [m for m in self.methods if m not in REAL_METHODS and method_sampler(m) is None]
         if not self.methods or unknown or len(set(self.methods)) != len(self.methods):
-            self._fail("methods", f"must be distinct names of {list(REAL_METHODS)}, real+<sampler> or <sampler> "
-                       f"with a sampler of {list(SAMPLERS)}; unknown: {unknown}, got {list(self.methods)}")
+            self._fail("methods", f"must be distinct names of {list(REAL_METHODS)}, real+<source> or <source> "
+                       f"with a sampler of {list(SAMPLERS)} or a peer source of {list(PEER_SOURCES)}; "
+                       f"unknown: {unknown}, got {list(self.methods)}")
         ratios = list(self.synthetic_ratios)
         if ratios and (min(ratios) < 1 or ratios != sorted(set(ratios))):
             self._fail("synthetic_ratios", f"must be distinct ascending integers >= 1, got {ratios}")
@@ -347,8 +361,9 @@ class LowDataConfig(Config):
 
     @property
     def samplers(self) -> list[str]:
+        """The latent sources the methods need: per-class VAE samplers first, then peer sources."""
         needed = {method_sampler(m) for m in self.methods} - {None}
-        return [s for s in SAMPLERS if s in needed]
+        return [s for s in (*SAMPLERS, *PEER_SOURCES) if s in needed]
 
     def synthetic_per_class(self, size: int | str, ratio: int | None = None) -> int:
         """Synthetic images per class a method of ``ratio`` trains on at ``size`` (None: the largest ratio)."""
@@ -444,8 +459,9 @@ class LowDataPaths:
     def generate(self, seed: int, size: int | str) -> Path:
         return self.root / "generate" / f"seed_{seed}" / size_name(size)
 
-    def augmentor(self, seed: int, size: int | str) -> Path:
-        return self.generate(seed, size) / "augmentor"
+    def augmentor(self, seed: int, size: int | str, generator: str = "vae") -> Path:
+        """The fitted augmentor of ``generator`` (``vae``: the per-class VAEs; a peer model's name)."""
+        return self.generate(seed, size) / ("augmentor" if generator == "vae" else f"augmentor_{generator}")
 
     def latents(self, seed: int, size: int | str, sampler: str) -> Path:
         return self.generate(seed, size) / f"latents_{sampler}.pt"
@@ -540,31 +556,41 @@ def run_generate(paths: LowDataPaths, config: LowDataConfig, job: LowDataJob) ->
     vae_seed = job_seed(job.seed, f"vae/{size_name(job.size)}")
     with job_environment(config, vae_seed):
         data = _seed_data(paths, job.seed, job.size)
-        folder = paths.augmentor(job.seed, job.size)
-        if folder.is_dir():
-            augmentor = GeometricAugmentor.load(folder, device=config.device)
-        else:
-            augmentor = GeometricAugmentor(augmentor_config(config, vae_seed, tuple(data["train_x"].shape[1:])))
-            augmentor.fit(data["train_x"], data["train_y"])
-            augmentor.save(folder)
+        augmentors: dict[str, GeometricAugmentor] = {}
         distances: dict[str, dict[str, dict[str, float]]] = {}
         n = config.synthetic_per_class(job.size)
-        for sampler in config.samplers:
+        for source in config.samplers:
+            generator, sampler = split_source(source)
+            if generator not in augmentors:
+                augmentors[generator] = _fitted_augmentor(paths, config, job, data, vae_seed, generator)
+            augmentor = augmentors[generator]
             codes_per_class, labels = [], []
             for index, label in enumerate(augmentor.classes):
                 codes_per_class.append(augmentor.sample_latents(label, n, sampler, seed=class_seed(job.seed, index)))
                 labels.append(torch.full((n,), label, dtype=torch.int64))
             z = torch.cat(codes_per_class)
-            distances[sampler] = {}
+            distances[source] = {}
             for label, samples in zip(augmentor.classes, codes_per_class):
                 model = augmentor.models[label].cpu().eval()
                 with torch.no_grad():
-                    mu, _ = model.encode(data["train_x"][data["train_y"] == label])
-                distances[sampler][str(label)] = latent_distances(mu, samples)
-            target = paths.latents(job.seed, job.size, sampler)
+                    mu = model.encode(data["train_x"][data["train_y"] == label])[0]
+                distances[source][str(label)] = latent_distances(mu, samples)
+            target = paths.latents(job.seed, job.size, source)
             if not target.is_file():
-                save_tensors(target, {"z": z, "labels": torch.cat(labels), "sampler": sampler, "n_per_class": n})
+                save_tensors(target, {"z": z, "labels": torch.cat(labels), "sampler": source, "n_per_class": n})
         write_json(paths.distances(job.seed, job.size), distances)
+
+
+def _fitted_augmentor(paths: LowDataPaths, config: LowDataConfig, job: LowDataJob, data: dict[str, torch.Tensor],
+                      seed: int, generator: str) -> GeometricAugmentor:
+    """The (seed, size) augmentor of ``generator`` (``vae`` or a peer model): loaded if saved, else fitted, saved."""
+    folder = paths.augmentor(job.seed, job.size, generator)
+    if folder.is_dir():
+        return GeometricAugmentor.load(folder, device=config.device)
+    augmentor = GeometricAugmentor(augmentor_config(config, seed, tuple(data["train_x"].shape[1:]), generator))
+    augmentor.fit(data["train_x"], data["train_y"])
+    augmentor.save(folder)
+    return augmentor
 
 
 def _training_set(paths: LowDataPaths, config: LowDataConfig, data: dict[str, torch.Tensor],
@@ -584,7 +610,8 @@ def _training_set(paths: LowDataPaths, config: LowDataConfig, data: dict[str, to
         keep = torch.cat([torch.nonzero(synth_y == c).flatten()[:config.synthetic_per_class(job.size, int(ratio))]
                           for c in synth_y.unique()])
         z, synth_y = z[keep], synth_y[keep]
-    augmentor = GeometricAugmentor.load(paths.augmentor(job.seed, job.size), device=config.device)
+    generator = split_source(sampler)[0]  # type: ignore[arg-type]
+    augmentor = GeometricAugmentor.load(paths.augmentor(job.seed, job.size, generator), device=config.device)
     synth_x = augmentor.decode(z, synth_y)
     if job.method.startswith("real+"):
         return torch.cat([real_x, synth_x]), torch.cat([real_y, synth_y])

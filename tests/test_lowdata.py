@@ -142,16 +142,22 @@ def test_study_is_deterministic_and_resumes_without_recomputing(tmp_path: Path, 
 
 def test_synthetic_ratios_run_each_synthetic_method_per_ratio(tmp_path: Path, nifti_list: Path) -> None:
     config = load_lowdata_config(TINY, {**_datadict_overrides(nifti_list), "train_sizes": [3], "classifier_seeds": 1,
-                                        "methods": ["real", "real+gmm"], "synthetic_ratios": [1, 2],
+                                        "methods": ["real", "real+gmm", "ae-gmm"], "synthetic_ratios": [1, 2],
                                         "classifier.early_stopping_patience": 1})
     result = run_lowdata(config, tmp_path / "run")
     n_train = dict(zip(result.per_run["method"], result.per_run["n_train"]))
-    assert n_train == {"real": 6, "real+gmm@x1": 6 + 6, "real+gmm@x2": 6 + 12}  # 2 classes x 3 real images
-    latents = torch.load(tmp_path / "run" / "generate" / "seed_0" / "n_3" / "latents_gmm.pt", weights_only=True)
-    assert len(latents["z"]) == 2 * 3 * 2  # the largest ratio, per class
+    # 2 classes x 3 real images; the peer's synthetic-only sets hold ratio x 3 images per class
+    assert n_train == {"real": 6, "real+gmm@x1": 6 + 6, "real+gmm@x2": 6 + 12, "ae-gmm@x1": 6, "ae-gmm@x2": 12}
+    generated = tmp_path / "run" / "generate" / "seed_0" / "n_3"
+    for source in ("gmm", "ae-gmm"):
+        latents = torch.load(generated / f"latents_{source}.pt", weights_only=True)
+        assert len(latents["z"]) == 2 * 3 * 2  # the largest ratio, per class
+    assert (generated / "augmentor_ae").is_dir()
+    assert set(json.loads((generated / "latent_distances.json").read_text())) == {"gmm", "ae-gmm"}
     paired = pd.read_csv(tmp_path / "run" / "report" / "paired.csv")
-    assert set(paired["method"]) == {"real+gmm@x1", "real+gmm@x2"} and set(paired["baseline"]) == {"real"}
-    assert "Real + VAE - GMM (x2)" in (tmp_path / "run" / "report" / "paired.md").read_text()
+    assert set(paired["method"]) == set(n_train) - {"real"} and set(paired["baseline"]) == {"real"}
+    text = (tmp_path / "run" / "report" / "paired.md").read_text()
+    assert "Real + VAE - GMM (x2)" in text and "Synthetic only: AE - GMM (x1)" in text
 
 
 def test_more_classifier_seeds_extend_a_run_and_other_settings_are_refused(tmp_path: Path) -> None:
