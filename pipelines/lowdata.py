@@ -64,6 +64,7 @@ import pandas as pd
 import torch
 
 from augmentor.augmentor import GeometricAugmentor
+from augmentor.batching import map_batches
 from augmentor.config import Config, ConfigError, load_config_file, read_config_data
 from augmentor.devices import resolve_device
 from augmentor.io import load_tensors, save_tensors, write_bytes, write_json
@@ -136,18 +137,27 @@ PAIRED_BASELINES = ("real", "torchio", "monai")
 REAL_METHODS = ("real", "resampled", "torchio", "monai")
 """Methods that train on the real images only (no generative model)."""
 RATIO_MARK = "@x"  # "real+gmm@x5": real + 5 synthetic images per real image of each class
+# "real+gmm+filtered": only the synthetic images a classifier of the real images gives their class confidently
+FILTER_MARK = "+filtered"
 
 
 def method_sampler(method: str) -> str | None:
     """The latent source whose synthetic images ``method`` trains on (a sampler of the per-class VAEs, or a
     peer model's ``<model>-<sampler>``), or None."""
-    name = method.removeprefix("real+").split(RATIO_MARK)[0]
+    name = method.removeprefix("real+").split(RATIO_MARK)[0].removesuffix(FILTER_MARK)
     return name if name in SAMPLERS or name in PEER_SOURCES else None
+
+
+def is_filtered(method: str) -> bool:
+    """Whether ``method`` keeps only the synthetic images a real-image classifier is confident about."""
+    return method.split(RATIO_MARK)[0].endswith(FILTER_MARK)
 
 
 def method_label(method: str) -> str:
     """Display name of a method, with its synthetic-to-real ratio if it has one."""
     base, _, ratio = method.partition(RATIO_MARK)
+    if is_filtered(base):
+        return method_label(base.removesuffix(FILTER_MARK) + method[len(base):]) + ", confidence-filtered"
     source = base.removeprefix("real+")
     if base in METHOD_LABELS:
         label = METHOD_LABELS[base]
@@ -158,11 +168,12 @@ def method_label(method: str) -> str:
     return f"{label} (x{ratio})" if ratio else label
 
 
-def _method_order(method: str) -> tuple[int, int]:
-    """Sort key: the order of :data:`LOWDATA_METHODS` (other samplers after), then the ratio."""
+def _method_order(method: str) -> tuple[int, bool, int]:
+    """Sort key: the order of :data:`LOWDATA_METHODS` (other sources after), filtered after unfiltered, ratio."""
     base, _, ratio = method.partition(RATIO_MARK)
-    order = LOWDATA_METHODS.index(base) if base in LOWDATA_METHODS else len(LOWDATA_METHODS)
-    return order, int(ratio or 0)
+    plain = base.removesuffix(FILTER_MARK)
+    order = LOWDATA_METHODS.index(plain) if plain in LOWDATA_METHODS else len(LOWDATA_METHODS)
+    return order, is_filtered(base), int(ratio or 0)
 
 
 def size_name(size: int | str) -> str:
@@ -272,6 +283,10 @@ class LowDataConfig(Config):
             so small and large training sets get the same optimisation budget;
             null trains ``classifier.epochs`` epochs.
         classifier_seeds: classifier repetitions per (seed, size, method).
+        filter_confidence: methods ``<method>+filtered`` keep only the synthetic
+            images to which a classifier of the real training images (trained and
+            selected like the study's classifiers) gives at least this probability
+            of their own class.
         synthetic_ratios: synthetic images per real training image and class,
             e.g. ``[1, 5, 10]``: every method with synthetic images then runs once
             per ratio (reported as ``<method>@x<ratio>``) on ``ratio x size``
@@ -296,6 +311,7 @@ class LowDataConfig(Config):
     classifier_steps: int | None = None
     classifier_seeds: int = 3
     synthetic_ratios: tuple[int, ...] = ()
+    filter_confidence: float = 0.9
     augmentation: AugmentationConfig = dataclasses.field(default_factory=AugmentationConfig)
     monai_augmentation: MonaiAugmentationConfig = dataclasses.field(default_factory=MonaiAugmentationConfig)
     seeds: int | tuple[int, ...] = 5
@@ -334,6 +350,8 @@ class LowDataConfig(Config):
             self._fail("methods", f"must be distinct names of {list(REAL_METHODS)}, real+<source> or <source> "
                        f"with a sampler of {list(SAMPLERS)} or a peer source of {list(PEER_SOURCES)}; "
                        f"unknown: {unknown}, got {list(self.methods)}")
+        if not 0 < self.filter_confidence < 1:
+            self._fail("filter_confidence", f"must lie strictly between 0 and 1, got {self.filter_confidence}")
         ratios = list(self.synthetic_ratios)
         if ratios and (min(ratios) < 1 or ratios != sorted(set(ratios))):
             self._fail("synthetic_ratios", f"must be distinct ascending integers >= 1, got {ratios}")
@@ -613,9 +631,26 @@ def _training_set(paths: LowDataPaths, config: LowDataConfig, data: dict[str, to
     generator = split_source(sampler)[0]  # type: ignore[arg-type]
     augmentor = GeometricAugmentor.load(paths.augmentor(job.seed, job.size, generator), device=config.device)
     synth_x = augmentor.decode(z, synth_y)
+    if is_filtered(job.method):
+        confident = _confident(config, data, job, synth_x, synth_y)
+        synth_x, synth_y = synth_x[confident], synth_y[confident]
     if job.method.startswith("real+"):
         return torch.cat([real_x, synth_x]), torch.cat([real_y, synth_y])
     return synth_x, synth_y
+
+
+def _confident(config: LowDataConfig, data: dict[str, torch.Tensor], job: LowDataJob, images: torch.Tensor,
+               labels: torch.Tensor) -> torch.Tensor:
+    """Mask of the synthetic ``images`` ``(n, C, H, W[, D])`` to which a classifier of the (seed, size)'s real
+    training images gives at least ``filter_confidence`` probability of their ``labels``."""
+    seed = job_seed(job.seed, f"filter/{size_name(job.size)}")  # the same judge for every filtered method
+    classifier = _classifier_config(config, len(data["train_x"]))
+    device = resolve_device(config.device)
+    judge = train_classifier(data["train_x"], data["train_y"], data["val_x"], data["val_y"], classifier, seed=seed,
+                             device=device)
+    probabilities = torch.cat(map_batches(lambda x: judge.model(x).softmax(1).cpu(), images,
+                                          classifier.eval_batch_size, device))
+    return probabilities[torch.arange(len(labels)), labels] >= config.filter_confidence
 
 
 @contextlib.contextmanager

@@ -160,6 +160,20 @@ def test_synthetic_ratios_run_each_synthetic_method_per_ratio(tmp_path: Path, ni
     assert "Real + VAE - GMM (x2)" in text and "Synthetic only: AE - GMM (x1)" in text
 
 
+def test_confidence_filter_keeps_the_synthetic_images_a_real_image_classifier_is_sure_of(
+        tmp_path: Path, nifti_list: Path) -> None:
+    overrides = {**_datadict_overrides(nifti_list), "train_sizes": [3], "classifier_seeds": 1,
+                 "methods": ["real+gmm", "real+gmm+filtered"]}
+    kept_all = run_lowdata(load_lowdata_config(TINY, {**overrides, "filter_confidence": 1e-9}), tmp_path / "all")
+    kept_none = run_lowdata(load_lowdata_config(TINY, {**overrides, "filter_confidence": 1 - 1e-9}), tmp_path / "none")
+    n_train = {name: dict(zip(r.per_run["method"], r.per_run["n_train"])) for name, r in
+               (("all", kept_all), ("none", kept_none))}
+    # 6 real + 12 synthetic images; every synthetic image passes a threshold near 0, none one near 1
+    assert n_train["all"] == {"real+gmm": 18, "real+gmm+filtered": 18}
+    assert n_train["none"] == {"real+gmm": 18, "real+gmm+filtered": 6}
+    assert "Real + VAE - GMM, confidence-filtered" in (tmp_path / "all" / "report" / "summary.md").read_text()
+
+
 def test_more_classifier_seeds_extend_a_run_and_other_settings_are_refused(tmp_path: Path) -> None:
     run_lowdata(load_lowdata_config(TINY, {**FAST, "methods": ["real"], "classifier_seeds": 1}), tmp_path / "run")
     extended = run_lowdata(load_lowdata_config(TINY, {**FAST, "methods": ["real"]}), tmp_path / "run")
@@ -241,6 +255,7 @@ def test_mixed_image_shapes_without_resizing_are_named(tmp_path: Path) -> None:
         ({"classifier_seeds": 0}, "classifier_seeds"),
         ({"methods": ["real", "real+nosuchsampler"]}, r"unknown: \['real\+nosuchsampler'\]"),
         ({"synthetic_ratios": [5, 1]}, "synthetic_ratios: must be distinct ascending"),
+        ({"filter_confidence": 1.0}, "filter_confidence: must lie strictly between 0 and 1"),
         ({"synthetic_ratios": [1], "train_sizes": [3, "all"]}, "synthetic_ratios: need integer training sizes"),
         ({"classifier.early_stopping_patience": 0}, "early_stopping_patience"),
         ({"data.preprocessing.spatial_size": [8]}, "spatial_size"),
