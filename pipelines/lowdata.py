@@ -17,11 +17,18 @@ oversampled; the same images as ``real`` when the classes have equal sizes);
 redrawn every epoch); ``monai`` (real + MONAI ``RandRotate``, ``RandZoom``,
 ``RandGaussianNoise`` redrawn every epoch); ``real+<sampler>`` (real + the
 sampler's synthetic images) and ``<sampler>`` (synthetic only) for the samplers
-``prior``, ``gmm`` and ``riemannian`` (ours).
+``prior``, ``gmm`` and ``riemannian`` (ours), any other sampler of
+:data:`augmentor.samplers.SAMPLERS`, or a peer source ``<model>-<sampler>``
+(e.g. ``ae-gmm``). With ``synthetic_ratios`` each synthetic method runs once per
+synthetic-to-real ratio (``real+gmm@x5``); ``<method>+filtered`` keeps only the
+synthetic images a classifier of the real images is confident about. The
+classifier can stop early on the validation split (``classifier`` settings).
 
 The report gives mean ± std per method and size with both sources of variance
 (between splits, between classifier seeds on one split), a plot of balanced
-accuracy against the training size, and per sampler the mean distance from
+accuracy against the training size, the paired differences of every method to
+``real`` and to each classical augmentation split by split with 95 % intervals
+(``paired.md``, :mod:`pipelines.stats`), and per sampler the mean distance from
 its latents to the nearest training code next to the distance between
 neighbouring training codes (a sampler that replays the training set has the
 first much smaller than the second).
@@ -96,16 +103,22 @@ from .sources import SourceConfig, load_source
 from .stats import write_paired_report
 
 __all__ = [
+    "FILTER_MARK",
     "LOWDATA_METHODS",
+    "PAIRED_BASELINES",
+    "RATIO_MARK",
+    "REAL_METHODS",
     "LowDataConfig",
     "LowDataResult",
     "LowDataSplitConfig",
     "MonaiAugmentation",
     "MonaiAugmentationConfig",
+    "is_filtered",
     "latent_distances",
     "load_lowdata_config",
     "low_data_split",
     "main",
+    "method_label",
     "run_lowdata",
     "training_indices",
 ]
@@ -132,8 +145,6 @@ METHOD_LABELS = {
 ALL = "all"  # a training size: every image of the class's pool
 # Every method is compared, split by split, with real images alone and with each classical augmentation.
 PAIRED_BASELINES = ("real", "torchio", "monai")
-
-
 REAL_METHODS = ("real", "resampled", "torchio", "monai")
 """Methods that train on the real images only (no generative model)."""
 RATIO_MARK = "@x"  # "real+gmm@x5": real + 5 synthetic images per real image of each class
@@ -881,7 +892,7 @@ def size_plot(summary: pd.DataFrame, title: str = "") -> bytes:
     for method, group in summary.groupby("method", sort=False):
         group = group.assign(_s=group["size"].map(_size_order)).sort_values("_s")
         x = [sizes.index(s) for s in group["size"]]
-        color, line = styles.get(method.partition(RATIO_MARK)[0], (None, "-"))
+        color, line = styles.get(method.partition(RATIO_MARK)[0].removesuffix(FILTER_MARK), (None, "-"))
         ax.errorbar(x, 100 * group["balanced_accuracy_mean"], yerr=100 * group["split_std"], color=color, ls=line,
                     marker="o", ms=4, capsize=3, label=method_label(method))
     ax.set_xticks(range(len(sizes)))
