@@ -9,10 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from augmentor.config import ConfigError
+from augmentor.samplers import SAMPLERS
 from pipelines.lowdata import (
     PAIRED_BASELINES,
+    LowDataConfig,
     LowDataSplitConfig,
     MonaiAugmentation,
     MonaiAugmentationConfig,
@@ -270,6 +273,20 @@ def test_bad_configs_are_named(overrides: dict, message: str) -> None:
 def test_the_quick_config_is_valid() -> None:
     config = load_lowdata_config(QUICK)
     assert config.data.source == "mnist" and config.train_sizes == (10, 50, 100) and len(config.seed_list) >= 5
+
+
+def test_the_full_config_runs_the_protocol_and_names_a_missing_sampler() -> None:
+    full = Path(__file__).resolve().parents[1] / "configs" / "mnist_lowdata_full.yaml"
+    data = yaml.safe_load(full.read_text())
+    if "kde" not in SAMPLERS:
+        with pytest.raises(ConfigError, match=r"unknown: \['real\+kde'\]"):
+            load_lowdata_config(full)
+        data["methods"].remove("real+kde")
+    config = LowDataConfig.from_dict(data)
+    assert config.train_sizes == (10, 50, 100) and len(config.seed_list) >= 10
+    assert config.synthetic_ratios == (1, 5, 10) and config.classifier.early_stopping_patience
+    assert {"real", "torchio", "monai", "real+prior", "real+gmm", "real+riemannian", "real+ae-gmm"} <= set(
+        config.methods)
 
 
 def test_command_line_reports_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
