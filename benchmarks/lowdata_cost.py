@@ -18,8 +18,10 @@ from pathlib import Path
 
 import torch
 
+from augmentor.config import read_config_data
+from augmentor.models import VAE
 from pipelines.classifier import OasisClassifier, TorchIOAugmentation
-from pipelines.lowdata import MonaiAugmentation, load_lowdata_config, method_sampler, plan_lowdata_jobs
+from pipelines.lowdata import LowDataConfig, MonaiAugmentation, method_sampler, plan_lowdata_jobs
 
 
 def cpu_seconds(fn, repeats: int) -> float:
@@ -35,9 +37,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=Path("configs/mnist_lowdata_full.yaml"))
     args = parser.parse_args()
-    from augmentor.config import read_config_data
-    from pipelines.lowdata import LowDataConfig
-
     data = read_config_data(args.config)
     data["methods"] = [m for m in data["methods"] if m.removeprefix("real+") != "kde"]  # the cost of kde ~ gmm
     config = LowDataConfig.from_dict(data)
@@ -53,10 +52,7 @@ def main() -> None:
         torch.nn.functional.cross_entropy(model(images), labels).backward()
         optimizer.step()
 
-    vae = config.vae.build((1, 28, 28))
-    from augmentor.models import VAE
-
-    net = VAE(vae)
+    net = VAE(config.vae.build((1, 28, 28)))
     vae_optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
 
     def vae_step() -> None:

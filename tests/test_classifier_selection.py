@@ -1,4 +1,5 @@
-"""Classifier options (pipelines.classifier): early stopping, ties broken by validation loss, BatchNorm recalibration."""
+"""Classifier options (pipelines.classifier): early stopping, ties broken by the validation loss, BatchNorm
+recalibration."""
 
 from __future__ import annotations
 

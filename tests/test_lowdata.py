@@ -138,7 +138,8 @@ def test_study_is_deterministic_and_resumes_without_recomputing(tmp_path: Path, 
     expected = paired_differences(first.per_run, PAIRED_BASELINES, ["size"])
     assert len(paired) == len(expected) > 0
     assert np.allclose(paired["mean_difference"], expected["mean_difference"], atol=1e-6)
-    assert set(paired["baseline"]) <= set(PAIRED_BASELINES) and (paired["units"] == first.per_run["seed"].nunique()).all()
+    assert set(paired["baseline"]) <= set(PAIRED_BASELINES)
+    assert (paired["units"] == first.per_run["seed"].nunique()).all()
     distances = json.loads((tmp_path / "a" / "generate" / "seed_0" / "n_3" / "latent_distances.json").read_text())
     assert set(distances) == {"gmm", "riemannian"} and set(distances["gmm"]) == {"0", "1"}
 
