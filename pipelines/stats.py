@@ -191,6 +191,8 @@ def write_paired_report(folder: Path, per_run: pd.DataFrame, baselines: Sequence
     header = (f"# {title}\n\nTest balanced accuracy, method minus baseline on the same split (percentage "
               "points; classifier seeds averaged within a split), over the splits where both finished: mean, "
               "95 % Student-t and percentile-bootstrap (10,000 resamples, seed 0) intervals, two-sided paired "
-              "t-test p-value, splits won. Intervals are per comparison, not adjusted for multiplicity.\n\n")
+              "t-test p-value, splits won. Intervals are per comparison, not adjusted for multiplicity; with "
+              "fewer than about 10 splits the bootstrap interval is too narrow (few distinct resamples): read the "
+              "t interval.\n\n")
     write_bytes(folder / "paired.md", (header + paired_markdown(paired, labels, group_by, group_title) + "\n").encode())
     return paired
