@@ -19,7 +19,10 @@ the last feature map is 1 x 1 x 1, so Linear(channels[-1] -> 100)).
 
 Training: Adam, batch 200, 50 epochs, learning rate halved after 5 epochs without
 a better validation balanced accuracy, weights of the best validation epoch kept
-(the first one on ties). Deterministic under its seed on CPU.
+(the first one on ties). Deterministic under its seed on CPU. Options
+(:class:`~pipelines.config.ClassifierConfig`): early stopping on the validation
+score, ties broken by the validation loss, BatchNorm statistics recomputed over
+the training images before each validation.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ __all__ = [
     "TorchIOAugmentation",
     "classification_metrics",
     "predict",
+    "recalibrate_batchnorm",
     "train_classifier",
 ]
 
@@ -205,15 +209,60 @@ class TrainedClassifier:
 
 @dataclasses.dataclass
 class _Best:
-    """The epoch with the best validation balanced accuracy so far (the first one on ties)."""
+    """The epoch with the best validation score so far (the first one on ties).
+
+    The score is ``(balanced accuracy,)`` or ``(balanced accuracy, -loss)``,
+    compared lexicographically.
+    """
 
     epoch: int = -1
-    score: float = -math.inf
+    score: tuple[float, ...] = (-math.inf,)
     state: dict[str, torch.Tensor] | None = None
 
-    def update(self, epoch: int, score: float, model: nn.Module) -> None:
+    def update(self, epoch: int, score: tuple[float, ...], model: nn.Module) -> bool:
+        """Keep ``model``'s weights if ``score`` beats the best so far; whether it did."""
         if score > self.score:
             self.epoch, self.score, self.state = epoch, score, copy.deepcopy(model.state_dict())
+            return True
+        return False
+
+
+def _validation_scores(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
+                       device: torch.device) -> tuple[float, float]:
+    """``(balanced accuracy, mean cross-entropy)`` of ``model`` in eval mode on ``(N, C, H, W[, D])`` images."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    model.eval()
+    logits = torch.cat(map_batches(lambda x: model(x).cpu(), images, batch_size, device))
+    loss = float(nn.functional.cross_entropy(logits, labels.long().cpu()))
+    score = float(balanced_accuracy_score(labels.cpu().numpy(), logits.argmax(1).numpy()))
+    return score, loss
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, images: torch.Tensor, batch_size: int) -> None:
+    """Set every BatchNorm layer's running statistics to the exact average over ``images``.
+
+    ``images`` ``(N, C, H, W[, D])`` lie on the model's device. The running
+    averages of training (momentum 0.1) weigh the last batches most, and the last
+    batch of an epoch can be small; in eval mode that can shift every feature
+    enough to make the classifier predict a single class. The trainable weights
+    are untouched.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches below
+    model.train()
+    try:
+        for batch in index_batches(torch.arange(len(images)), batch_size):
+            model(images[batch.to(images.device)])
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
 
 
 def _train_epoch(
@@ -243,6 +292,7 @@ def _log_epoch(writer: Any, record: dict[str, float]) -> None:
     epoch = int(record["epoch"])
     writer.add_scalar("train/loss", record["train_loss"], epoch)
     writer.add_scalar("val/balanced_accuracy", record["val_balanced_accuracy"], epoch)
+    writer.add_scalar("val/loss", record["val_loss"], epoch)
     writer.add_scalar("lr", record["lr"], epoch)
 
 
@@ -259,7 +309,11 @@ def train_classifier(
     progress: bool = False,
     desc: str = "classifier",
 ) -> TrainedClassifier:
-    """Train an :class:`OasisClassifier`, keeping the epoch with the best validation balanced accuracy.
+    """Train an :class:`OasisClassifier`, keeping the epoch with the best validation score.
+
+    The score is the validation balanced accuracy, ties broken as
+    ``config.selection`` says; training stops early after
+    ``config.early_stopping_patience`` epochs without a better score, if set.
 
     Args:
         train_images, train_labels: ``(N, C, H, W)`` or ``(N, C, X, Y, Z)`` in [0, 1] and ``(N,)`` labels 0..K-1.
@@ -272,8 +326,6 @@ def train_classifier(
         log_dir: TensorBoard folder for the per-epoch curves.
         progress: show a progress bar over the epochs.
     """
-    from sklearn.metrics import balanced_accuracy_score
-
     if len(train_images) < 2:
         raise ValueError(f"the classifier needs at least 2 training images, got {len(train_images)}")
     device = torch.device(device)
@@ -286,8 +338,8 @@ def train_classifier(
     )
     generator = torch.Generator().manual_seed(seed)
     x_fixed = None if augment is not None else train_images.to(device)
-    val_true = val_labels.cpu().numpy()
     best = _Best()
+    stale = 0  # epochs since the best score
     history: list[dict[str, float]] = []
     writer = None
     if log_dir is not None:
@@ -300,18 +352,24 @@ def train_classifier(
             x = x_fixed if augment is None else augment(train_images, epoch).to(device)
             lr = optimizer.param_groups[0]["lr"]
             train_loss = _train_epoch(model, x, train_labels.long(), optimizer, config.batch_size, generator)
-            score = float(balanced_accuracy_score(val_true, predict(model, val_images, config.eval_batch_size, device)))
+            if config.recalibrate_batchnorm:
+                recalibrate_batchnorm(model, x, config.eval_batch_size)
+            score, val_loss = _validation_scores(model, val_images, val_labels, config.eval_batch_size, device)
             scheduler.step(score)
-            record = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "val_balanced_accuracy": score}
+            record = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "val_balanced_accuracy": score,
+                      "val_loss": val_loss}
             history.append(record)
-            best.update(epoch, score, model)
+            key = (score, -val_loss) if config.selection == "balanced_accuracy_then_loss" else (score,)
+            stale = 0 if best.update(epoch, key, model) else stale + 1
             if writer is not None:
                 _log_epoch(writer, record)
             bar.set_postfix(loss=f"{train_loss:.3g}", val_ba=f"{score:.3f}")
+            if config.early_stopping_patience is not None and stale >= config.early_stopping_patience:
+                break
         bar.close()
     finally:
         if writer is not None:
             writer.close()
     model.load_state_dict(best.state)
     model.eval()
-    return TrainedClassifier(model, best.epoch, best.score, history)
+    return TrainedClassifier(model, best.epoch, best.score[0], history)

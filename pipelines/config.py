@@ -58,6 +58,7 @@ __all__ = [
     "MAX_THREADS",
     "METHODS",
     "PEER_SOURCES",
+    "SELECTION_RULES",
     "AugmentationConfig",
     "ClassifierConfig",
     "DataConfig",
@@ -313,6 +314,10 @@ class SamplingConfig(Config):
             self._fail("gmm_components", f"must be >= 1, got {self.gmm_components}")
 
 
+SELECTION_RULES = ("balanced_accuracy", "balanced_accuracy_then_loss")
+"""How a classifier's kept epoch is chosen on the validation set (see :class:`ClassifierConfig`)."""
+
+
 @dataclasses.dataclass
 class ClassifierConfig(Config):
     """The CNN of Table 4 and its optimisation (defaults: the paper's).
@@ -327,6 +332,17 @@ class ClassifierConfig(Config):
         lr_patience, lr_factor: the learning rate is multiplied by ``lr_factor``
             after ``lr_patience`` epochs without a better validation balanced accuracy.
         eval_batch_size: images per batch at evaluation.
+        early_stopping_patience: stop after this many epochs without a better
+            validation score (``epochs`` is then the maximum); null trains every epoch.
+        selection: how the kept epoch is chosen: ``balanced_accuracy`` (the best
+            validation balanced accuracy, the first such epoch on ties) or
+            ``balanced_accuracy_then_loss`` (ties broken by the lower validation
+            cross-entropy; on a small validation set many epochs tie, e.g. every
+            epoch that predicts a single class).
+        recalibrate_batchnorm: before each validation, recompute the BatchNorm
+            running statistics as the exact average over the epoch's training
+            images (one forward pass without gradients); false keeps the running
+            averages of the training batches (momentum 0.1).
     """
 
     channels: tuple[int, ...] = (8, 16, 32, 64)
@@ -341,8 +357,15 @@ class ClassifierConfig(Config):
     lr_patience: int = 5
     lr_factor: float = 0.5
     eval_batch_size: int = 500
+    early_stopping_patience: int | None = None
+    selection: str = "balanced_accuracy"
+    recalibrate_batchnorm: bool = False
 
     def validate(self) -> None:
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
+            self._fail("early_stopping_patience", f"must be >= 1 or null, got {self.early_stopping_patience}")
+        if self.selection not in SELECTION_RULES:
+            self._fail("selection", f"must be one of {list(SELECTION_RULES)}, got {self.selection!r}")
         if not self.channels or min(self.channels) < 1:
             self._fail("channels", f"must be a non-empty list of positive integers, got {list(self.channels)}")
         if len(self.strides) != len(self.channels) or min(self.strides) < 1:

@@ -67,12 +67,15 @@ from augmentor.utils.plots import save_sample_grid
 from augmentor.utils.seeding import seed_everything
 from oasis.loader import axial_slices
 
-from .classifier import TorchIOAugmentation, classification_metrics, predict, train_classifier
+from .classifier import TorchIOAugmentation, TrainedClassifier, classification_metrics, predict, train_classifier
 from .common import RunDirectory, oversample
 from .config import CLASS_NAMES, METHODS, StudyConfig, method_sampler, split_source
 from .data import StudyData
 
-__all__ = ["Job", "RunPaths", "job_seed", "read_result", "run_classify", "run_generate", "run_job", "training_set"]
+__all__ = [
+    "Job", "RunPaths", "job_seed", "read_result", "run_classify", "run_generate", "run_job", "train_judge",
+    "training_set",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -301,18 +304,25 @@ def _draw_latents(paths: RunPaths, config: StudyConfig, augmentor: GeometricAugm
     save_tensors(paths.latents(seed, source), {"z": z, "labels": y, "sampler": source, "n_per_class": n})
 
 
-def _real_image_classifier(
+def train_judge(
     config: StudyConfig, data: StudyData, split: dict[str, torch.Tensor], seed: int, device: torch.device
-) -> tuple[Callable[[torch.Tensor], np.ndarray], dict[str, Any]]:
-    """The fidelity check's judge: the classifier trained on the real training images (minority class
-    resampled), selected on the validation images. Returns its predict function and its test metrics."""
+) -> TrainedClassifier:
+    """The classifier trained on the seed's real training images (minority class resampled), selected on the
+    validation images: the fidelity check's judge."""
     real_y = data.labels[split["train"]]
     index = split["train"][oversample(real_y, job_seed(seed, "fidelity"))]
-    trained = train_classifier(
+    return train_classifier(
         data.images[index], data.labels[index], data.images[split["val"]], data.labels[split["val"]],
         config.classifier, seed=job_seed(seed, "fidelity"), device=device, progress=config.progress,
         desc=f"seed {seed} fidelity judge",
     )
+
+
+def _real_image_classifier(
+    config: StudyConfig, data: StudyData, split: dict[str, torch.Tensor], seed: int, device: torch.device
+) -> tuple[Callable[[torch.Tensor], np.ndarray], dict[str, Any]]:
+    """The fidelity check's judge (:func:`train_judge`). Returns its predict function and its test metrics."""
+    trained = train_judge(config, data, split, seed, device)
     judge = lambda x: predict(trained.model, x, config.classifier.eval_batch_size, device)  # noqa: E731
     classes = sorted(int(c) for c in data.labels.unique())
     test = classification_metrics(data.labels[split["test"]].numpy(), judge(data.images[split["test"]]), classes)

@@ -17,11 +17,18 @@ oversampled; the same images as ``real`` when the classes have equal sizes);
 redrawn every epoch); ``monai`` (real + MONAI ``RandRotate``, ``RandZoom``,
 ``RandGaussianNoise`` redrawn every epoch); ``real+<sampler>`` (real + the
 sampler's synthetic images) and ``<sampler>`` (synthetic only) for the samplers
-``prior``, ``gmm`` and ``riemannian`` (ours).
+``prior``, ``gmm`` and ``riemannian`` (ours), any other sampler of
+:data:`augmentor.samplers.SAMPLERS`, or a peer source ``<model>-<sampler>``
+(e.g. ``ae-gmm``). With ``synthetic_ratios`` each synthetic method runs once per
+synthetic-to-real ratio (``real+gmm@x5``); ``<method>+filtered`` keeps only the
+synthetic images a classifier of the real images is confident about. The
+classifier can stop early on the validation split (``classifier`` settings).
 
 The report gives mean ± std per method and size with both sources of variance
 (between splits, between classifier seeds on one split), a plot of balanced
-accuracy against the training size, and per sampler the mean distance from
+accuracy against the training size, the paired differences of every method to
+``real`` and to each classical augmentation split by split with 95 % intervals
+(``paired.md``, :mod:`pipelines.stats`), and per sampler the mean distance from
 its latents to the nearest training code next to the distance between
 neighbouring training codes (a sampler that replays the training set has the
 first much smaller than the second).
@@ -31,10 +38,13 @@ Run directory::
     .lock, study.json                                  lock and identity (see pipelines.runner)
     splits/seed_<s>.pt                                 that seed's indices and images (val, test, ordered pool)
     generate/seed_<s>/n_<size>/augmentor/              fitted VAEs + samplers
+    generate/seed_<s>/n_<size>/augmentor_<model>/      a peer model's augmentor (<model>-<sampler> methods)
     generate/seed_<s>/n_<size>/latents_<sampler>.pt    synthetic latent codes (decoded on use)
     generate/seed_<s>/n_<size>/latent_distances.json   nearest-training-code distances per sampler and class
     results/seed_<s>/n_<size>/<method>/clf_<k>.json    one finished classifier (never overwritten)
-    report/                                            summary.csv/.md, per_run.csv, distances.csv, plot
+    report/                                            summary.csv/.md, per_run.csv, distances.csv, plot,
+                                                       paired.csv/.md (each method against real and classical
+                                                       augmentation, split by split; pipelines.stats)
 
 Usage::
 
@@ -66,12 +76,14 @@ from augmentor.utils.devices import resolve_device
 from augmentor.utils.io import load_tensors, save_tensors, write_bytes, write_json
 from augmentor.sampling.samplers import SAMPLERS
 from augmentor.models.training import RUN_ONLY_SETTINGS
+from augmentor.utils.batching import map_batches
 
 from .classifier import TorchIOAugmentation, classification_metrics, predict, train_classifier
 from .config import (
     MAX_REPETITIONS,
     MAX_SEED,
     MAX_THREADS,
+    PEER_SOURCES,
     AugmentationConfig,
     ClassifierConfig,
     SamplingConfig,
@@ -81,24 +93,33 @@ from .config import (
     check_run_settings,
     command_line_overrides,
     seed_list,
+    split_source,
 )
 from .data import StudyData
 from .common import RunDirectory, oversample
 from .jobs import augmentor_config, job_environment, job_seed, read_result
+from .report import METHOD_LABELS as STUDY_LABELS
 from .runner import StudyError, claim_run_directory, lock_run_directory, run_command, saved_identity
 from .sources import SourceConfig, load_source
+from .stats import write_paired_report
 
 __all__ = [
+    "FILTER_MARK",
     "LOWDATA_METHODS",
+    "PAIRED_BASELINES",
+    "RATIO_MARK",
+    "REAL_METHODS",
     "LowDataConfig",
     "LowDataResult",
     "LowDataSplitConfig",
     "MonaiAugmentation",
     "MonaiAugmentationConfig",
+    "is_filtered",
     "latent_distances",
     "load_lowdata_config",
     "low_data_split",
     "main",
+    "method_label",
     "run_lowdata",
     "training_indices",
 ]
@@ -123,12 +144,48 @@ METHOD_LABELS = {
     "riemannian": "Synthetic only: VAE - ours",
 }
 ALL = "all"  # a training size: every image of the class's pool
+# Every method is compared, split by split, with real images alone and with each classical augmentation.
+PAIRED_BASELINES = ("real", "torchio", "monai")
+REAL_METHODS = ("real", "resampled", "torchio", "monai")
+"""Methods that train on the real images only (no generative model)."""
+RATIO_MARK = "@x"  # "real+gmm@x5": real + 5 synthetic images per real image of each class
+# "real+gmm+filtered": only the synthetic images a classifier of the real images gives their class confidently
+FILTER_MARK = "+filtered"
 
 
 def method_sampler(method: str) -> str | None:
-    """The latent sampler whose synthetic images ``method`` trains on, or None."""
-    name = method.removeprefix("real+")
-    return name if name in SAMPLERS else None
+    """The latent source whose synthetic images ``method`` trains on (a sampler of the per-class VAEs, or a
+    peer model's ``<model>-<sampler>``), or None."""
+    name = method.removeprefix("real+").split(RATIO_MARK)[0].removesuffix(FILTER_MARK)
+    return name if name in SAMPLERS or name in PEER_SOURCES else None
+
+
+def is_filtered(method: str) -> bool:
+    """Whether ``method`` keeps only the synthetic images a real-image classifier is confident about."""
+    return method.split(RATIO_MARK)[0].endswith(FILTER_MARK)
+
+
+def method_label(method: str) -> str:
+    """Display name of a method, with its synthetic-to-real ratio if it has one."""
+    base, _, ratio = method.partition(RATIO_MARK)
+    if is_filtered(base):
+        return method_label(base.removesuffix(FILTER_MARK) + method[len(base):]) + ", confidence-filtered"
+    source = base.removeprefix("real+")
+    if base in METHOD_LABELS:
+        label = METHOD_LABELS[base]
+    elif source in PEER_SOURCES:
+        label = ("Real + " if base != source else "Synthetic only: ") + STUDY_LABELS[source]
+    else:
+        label = f"Real + VAE - {source}" if base != source else f"Synthetic only: VAE - {source}"
+    return f"{label} (x{ratio})" if ratio else label
+
+
+def _method_order(method: str) -> tuple[int, bool, int]:
+    """Sort key: the order of :data:`LOWDATA_METHODS` (other sources after), filtered after unfiltered, ratio."""
+    base, _, ratio = method.partition(RATIO_MARK)
+    plain = base.removesuffix(FILTER_MARK)
+    order = LOWDATA_METHODS.index(plain) if plain in LOWDATA_METHODS else len(LOWDATA_METHODS)
+    return order, is_filtered(base), int(ratio or 0)
 
 
 def size_name(size: int | str) -> str:
@@ -231,15 +288,27 @@ class LowDataConfig(Config):
         split: the fixed validation and test sets per seed.
         train_sizes: training images per class, ascending (``all``: the whole pool).
         vae, sampling: the per-class VAEs and samplers (as in the OASIS study).
-        classifier: the Table 4 CNN and its optimisation.
+        classifier: the Table 4 CNN and its optimisation (early stopping on the
+            validation split: ``classifier.early_stopping_patience``).
         classifier_steps: if set, every classifier trains for about this many
             optimiser steps (``epochs`` becomes ``ceil(steps / batches per epoch)``),
             so small and large training sets get the same optimisation budget;
             null trains ``classifier.epochs`` epochs.
         classifier_seeds: classifier repetitions per (seed, size, method).
+        filter_confidence: methods ``<method>+filtered`` keep only the synthetic
+            images to which a classifier of the real training images (trained and
+            selected like the study's classifiers) gives at least this probability
+            of their own class.
+        synthetic_ratios: synthetic images per real training image and class,
+            e.g. ``[1, 5, 10]``: every method with synthetic images then runs once
+            per ratio (reported as ``<method>@x<ratio>``) on ``ratio x size``
+            synthetic images per class; empty: ``sampling.n_per_class`` per class.
         augmentation: the TorchIO baseline; monai_augmentation: the MONAI baseline.
         seeds: R repetitions (seeds 0..R-1) or an explicit list.
-        methods: a subset of :data:`LOWDATA_METHODS`.
+        methods: names of :data:`LOWDATA_METHODS`, or ``real+<source>`` / ``<source>``
+            for any sampler of :data:`augmentor.samplers.SAMPLERS` (on the per-class
+            VAEs) or peer source ``<model>-<sampler>`` (e.g. ``ae-gmm``, a per-class
+            autoencoder with a GMM on its codes; :data:`pipelines.config.PEER_SOURCES`).
         num_threads: torch / BLAS / ITK threads of every job (results depend on it).
         workers: jobs run at once in separate processes (results do not depend on it).
     """
@@ -253,6 +322,8 @@ class LowDataConfig(Config):
     classifier: ClassifierConfig = dataclasses.field(default_factory=ClassifierConfig)
     classifier_steps: int | None = None
     classifier_seeds: int = 3
+    synthetic_ratios: tuple[int, ...] = ()
+    filter_confidence: float = 0.9
     augmentation: AugmentationConfig = dataclasses.field(default_factory=AugmentationConfig)
     monai_augmentation: MonaiAugmentationConfig = dataclasses.field(default_factory=MonaiAugmentationConfig)
     seeds: int | tuple[int, ...] = 5
@@ -286,9 +357,18 @@ class LowDataConfig(Config):
             self._fail("classifier_seeds", f"must lie in 1..{MAX_REPETITIONS}, got {self.classifier_seeds}")
         if self.classifier_steps is not None and self.classifier_steps < 1:
             self._fail("classifier_steps", f"must be >= 1 or null, got {self.classifier_steps}")
-        unknown = [m for m in self.methods if m not in LOWDATA_METHODS]
+        unknown = [m for m in self.methods if m not in REAL_METHODS and method_sampler(m) is None]
         if not self.methods or unknown or len(set(self.methods)) != len(self.methods):
-            self._fail("methods", f"must be distinct names of {list(LOWDATA_METHODS)}, got {list(self.methods)}")
+            self._fail("methods", f"must be distinct names of {list(REAL_METHODS)}, real+<source> or <source> "
+                       f"with a sampler of {list(SAMPLERS)} or a peer source of {list(PEER_SOURCES)}; "
+                       f"unknown: {unknown}, got {list(self.methods)}")
+        if not 0 < self.filter_confidence < 1:
+            self._fail("filter_confidence", f"must lie strictly between 0 and 1, got {self.filter_confidence}")
+        ratios = list(self.synthetic_ratios)
+        if ratios and (min(ratios) < 1 or ratios != sorted(set(ratios))):
+            self._fail("synthetic_ratios", f"must be distinct ascending integers >= 1, got {ratios}")
+        if ratios and ALL in self.train_sizes:
+            self._fail("synthetic_ratios", "need integer training sizes (the size 'all' differs per class)")
         check_run_settings(self)
         size = self.data.expected_image_size()
         if size is not None:
@@ -312,8 +392,21 @@ class LowDataConfig(Config):
 
     @property
     def samplers(self) -> list[str]:
+        """The latent sources the methods need: per-class VAE samplers first, then peer sources."""
         needed = {method_sampler(m) for m in self.methods} - {None}
-        return [s for s in SAMPLERS if s in needed]
+        return [s for s in (*SAMPLERS, *PEER_SOURCES) if s in needed]
+
+    def synthetic_per_class(self, size: int | str, ratio: int | None = None) -> int:
+        """Synthetic images per class a method of ``ratio`` trains on at ``size`` (None: the largest ratio)."""
+        if not self.synthetic_ratios:
+            return self.sampling.n_per_class
+        return int(size) * (max(self.synthetic_ratios) if ratio is None else ratio)
+
+    def method_runs(self, method: str) -> list[str]:
+        """The reported methods of ``method``: itself, or one per synthetic ratio."""
+        if method_sampler(method) is None or not self.synthetic_ratios:
+            return [method]
+        return [f"{method}{RATIO_MARK}{r}" for r in self.synthetic_ratios]
 
 
 def load_lowdata_config(path: str | Path, overrides: dict[str, Any] | None = None) -> LowDataConfig:
@@ -391,8 +484,9 @@ class LowDataPaths(RunDirectory):
     def generate(self, seed: int, size: int | str) -> Path:
         return self.root / "generate" / f"seed_{seed}" / size_name(size)
 
-    def augmentor(self, seed: int, size: int | str) -> Path:
-        return self.generate(seed, size) / "augmentor"
+    def augmentor(self, seed: int, size: int | str, generator: str = "vae") -> Path:
+        """The fitted augmentor of ``generator`` (``vae``: the per-class VAEs; a peer model's name)."""
+        return self.generate(seed, size) / ("augmentor" if generator == "vae" else f"augmentor_{generator}")
 
     def latents(self, seed: int, size: int | str, sampler: str) -> Path:
         return self.generate(seed, size) / f"latents_{sampler}.pt"
@@ -427,8 +521,8 @@ def plan_lowdata_jobs(config: LowDataConfig) -> list[LowDataJob]:
         for size in config.train_sizes:
             if config.samplers:
                 jobs.append(LowDataJob("generate", seed, size))
-            jobs += [LowDataJob("classify", seed, size, method, k)
-                     for method in config.methods for k in range(config.classifier_seeds)]
+            jobs += [LowDataJob("classify", seed, size, run, k) for method in config.methods
+                     for run in config.method_runs(method) for k in range(config.classifier_seeds)]
     return jobs
 
 
@@ -487,27 +581,37 @@ def run_generate(paths: LowDataPaths, config: LowDataConfig, job: LowDataJob) ->
     vae_seed = job_seed(job.seed, f"vae/{size_name(job.size)}")
     with job_environment(config, vae_seed):
         data = _seed_data(paths, job.seed, job.size)
-        folder = paths.augmentor(job.seed, job.size)
-        if folder.is_dir():
-            augmentor = GeometricAugmentor.load(folder, device=config.device)
-        else:
-            augmentor = GeometricAugmentor(augmentor_config(config, vae_seed, tuple(data["train_x"].shape[1:])))
-            augmentor.fit(data["train_x"], data["train_y"])
-            augmentor.save(folder)
+        augmentors: dict[str, GeometricAugmentor] = {}
         distances: dict[str, dict[str, dict[str, float]]] = {}
-        n = config.sampling.n_per_class
-        for sampler in config.samplers:
+        n = config.synthetic_per_class(job.size)
+        for source in config.samplers:
+            generator, sampler = split_source(source)
+            if generator not in augmentors:
+                augmentors[generator] = _fitted_augmentor(paths, config, job, data, vae_seed, generator)
+            augmentor = augmentors[generator]
             z, labels = augmentor.class_latents(n, sampler, seed=job.seed)
-            distances[sampler] = {}
+            distances[source] = {}
             for label, samples in zip(augmentor.classes, z.split(n)):
                 model = augmentor.models[label].cpu().eval()
                 with torch.no_grad():
-                    mu, _ = model.encode(data["train_x"][data["train_y"] == label])
-                distances[sampler][str(label)] = latent_distances(mu, samples)
-            target = paths.latents(job.seed, job.size, sampler)
+                    mu = model.encode(data["train_x"][data["train_y"] == label])[0]
+                distances[source][str(label)] = latent_distances(mu, samples)
+            target = paths.latents(job.seed, job.size, source)
             if not target.is_file():
-                save_tensors(target, {"z": z, "labels": labels, "sampler": sampler, "n_per_class": n})
+                save_tensors(target, {"z": z, "labels": labels, "sampler": source, "n_per_class": n})
         write_json(paths.distances(job.seed, job.size), distances)
+
+
+def _fitted_augmentor(paths: LowDataPaths, config: LowDataConfig, job: LowDataJob, data: dict[str, torch.Tensor],
+                      seed: int, generator: str) -> GeometricAugmentor:
+    """The (seed, size) augmentor of ``generator`` (``vae`` or a peer model): loaded if saved, else fitted, saved."""
+    folder = paths.augmentor(job.seed, job.size, generator)
+    if folder.is_dir():
+        return GeometricAugmentor.load(folder, device=config.device)
+    augmentor = GeometricAugmentor(augmentor_config(config, seed, tuple(data["train_x"].shape[1:]), generator))
+    augmentor.fit(data["train_x"], data["train_y"])
+    augmentor.save(folder)
+    return augmentor
 
 
 def _training_set(paths: LowDataPaths, config: LowDataConfig, data: dict[str, torch.Tensor],
@@ -521,11 +625,35 @@ def _training_set(paths: LowDataPaths, config: LowDataConfig, data: dict[str, to
         return real_x[index], real_y[index]
     sampler = method_sampler(job.method)
     latents = load_tensors(paths.latents(job.seed, job.size, sampler))  # type: ignore[arg-type]
-    augmentor = GeometricAugmentor.load(paths.augmentor(job.seed, job.size), device=config.device)
-    synth_x, synth_y = augmentor.decode(latents["z"], latents["labels"]), latents["labels"]
+    ratio = job.method.partition(RATIO_MARK)[2]
+    z, synth_y = latents["z"], latents["labels"]
+    if ratio:  # the first ratio x size codes of each class (chains are independent)
+        keep = torch.cat([torch.nonzero(synth_y == c).flatten()[:config.synthetic_per_class(job.size, int(ratio))]
+                          for c in synth_y.unique()])
+        z, synth_y = z[keep], synth_y[keep]
+    generator = split_source(sampler)[0]  # type: ignore[arg-type]
+    augmentor = GeometricAugmentor.load(paths.augmentor(job.seed, job.size, generator), device=config.device)
+    synth_x = augmentor.decode(z, synth_y)
+    if is_filtered(job.method):
+        confident = _confident(config, data, job, synth_x, synth_y)
+        synth_x, synth_y = synth_x[confident], synth_y[confident]
     if job.method.startswith("real+"):
         return torch.cat([real_x, synth_x]), torch.cat([real_y, synth_y])
     return synth_x, synth_y
+
+
+def _confident(config: LowDataConfig, data: dict[str, torch.Tensor], job: LowDataJob, images: torch.Tensor,
+               labels: torch.Tensor) -> torch.Tensor:
+    """Mask of the synthetic ``images`` ``(n, C, H, W[, D])`` to which a classifier of the (seed, size)'s real
+    training images gives at least ``filter_confidence`` probability of their ``labels``."""
+    seed = job_seed(job.seed, f"filter/{size_name(job.size)}")  # the same judge for every filtered method
+    classifier = _classifier_config(config, len(data["train_x"]))
+    device = resolve_device(config.device)
+    judge = train_classifier(data["train_x"], data["train_y"], data["val_x"], data["val_y"], classifier, seed=seed,
+                             device=device)
+    probabilities = torch.cat(map_batches(lambda x: judge.model(x).softmax(1).cpu(), images,
+                                          classifier.eval_batch_size, device))
+    return probabilities[torch.arange(len(labels)), labels] >= config.filter_confidence
 
 
 @contextlib.contextmanager
@@ -662,8 +790,7 @@ def collect_lowdata_results(paths: LowDataPaths) -> pd.DataFrame:
                      "n_train": result["n_train"]})
     table = pd.DataFrame(rows, columns=["method", "size", "seed", "classifier_seed", "balanced_accuracy",
                                         "accuracy", "best_epoch", "n_train"])
-    order = {m: i for i, m in enumerate(LOWDATA_METHODS)}
-    keys = table.assign(_m=table["method"].map(order), _s=table["size"].map(_size_order))
+    keys = table.assign(_m=table["method"].map(_method_order), _s=table["size"].map(_size_order))
     return table.loc[keys.sort_values(["_m", "_s", "seed", "classifier_seed"]).index].reset_index(drop=True)
 
 
@@ -722,13 +849,13 @@ def lowdata_markdown(summary: pd.DataFrame, distances: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * len(sizes) + "|"]
     for method in methods:
         cells = [_mean_std(cell[method, s]) if (method, s) in cell else "" for s in sizes]
-        lines.append("| " + " | ".join([METHOD_LABELS.get(method, method)] + cells) + " |")
+        lines.append("| " + " | ".join([method_label(method)] + cells) + " |")
     lines += ["", "Sources of variance (std of balanced accuracy, %: between splits / between classifier seeds "
               "on one split; runs = seeds x classifier seeds):", "",
               "| Method | Size / class | Runs | Mean | Std (all runs) | Split std | Classifier std |",
               "|---|---:|---:|---:|---:|---:|---:|"]
     for r in summary.itertuples():
-        lines.append(f"| {METHOD_LABELS.get(r.method, r.method)} | {r.size} | {r.runs} ({r.seeds} x "
+        lines.append(f"| {method_label(r.method)} | {r.size} | {r.runs} ({r.seeds} x "
                      f"{r.runs // max(r.seeds, 1)}) | {100 * r.balanced_accuracy_mean:.1f} | "
                      f"{100 * r.balanced_accuracy_std:.1f} | {100 * r.split_std:.1f} | {100 * r.classifier_std:.1f} |")
     if len(distances):
@@ -757,9 +884,9 @@ def size_plot(summary: pd.DataFrame, title: str = "") -> bytes:
     for method, group in summary.groupby("method", sort=False):
         group = group.assign(_s=group["size"].map(_size_order)).sort_values("_s")
         x = [sizes.index(s) for s in group["size"]]
-        color, line = styles.get(method, (None, "-"))
+        color, line = styles.get(method.partition(RATIO_MARK)[0].removesuffix(FILTER_MARK), (None, "-"))
         ax.errorbar(x, 100 * group["balanced_accuracy_mean"], yerr=100 * group["split_std"], color=color, ls=line,
-                    marker="o", ms=4, capsize=3, label=METHOD_LABELS.get(method, method))
+                    marker="o", ms=4, capsize=3, label=method_label(method))
     ax.set_xticks(range(len(sizes)))
     ax.set_xticklabels([str(s) for s in sizes])
     ax.set_xlabel("real training images per class")
@@ -787,6 +914,9 @@ def write_lowdata_report(paths: LowDataPaths, title: str) -> tuple[pd.DataFrame,
               "the size is the number of real training images per class.\n\n")
     write_bytes(paths.report / "summary.md", (header + table + "\n").encode())
     write_bytes(paths.report / "balanced_accuracy_vs_size.png", size_plot(summary, title))
+    labels = {method: method_label(method) for method in per_run["method"].unique()}
+    write_paired_report(paths.report, per_run, PAIRED_BASELINES, labels, ["size"], "Size / class",
+                        f"{title}: paired differences")
     return per_run, summary, table
 
 
@@ -927,7 +1057,7 @@ def _print_result(config: LowDataConfig, result: LowDataResult, out: Path) -> No
     print()
     print(result.table)
     print(f"\nReport: {LowDataPaths(out).report} (summary.md, summary.csv, per_run.csv, distances.csv, "
-          f"balanced_accuracy_vs_size.png)")
+          f"balanced_accuracy_vs_size.png, paired.md, paired.csv)")
     print(f"{result.jobs_run} job(s) run, {result.jobs_skipped} skipped, {result.seconds:.1f} s")
 
 

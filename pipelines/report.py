@@ -2,7 +2,9 @@
 
 Written to ``<run>/report/`` (derived from the result files, so regenerated on
 every invocation): ``summary.csv`` (numbers), ``summary.md`` (the table printed
-to the terminal), ``per_run.csv`` (one row per seed and method) and
+to the terminal), ``per_run.csv`` (one row per seed and method),
+``paired.csv`` / ``paired.md`` (each method minus ``original`` and minus
+``classical`` on the same seed, with 95 % intervals; :mod:`pipelines.stats`) and
 ``balanced_accuracy.png`` (box plot); from the generate jobs' ``fit.json``,
 ``fit.md`` (how well the VAEs fit each class, whether the synthetic sets carry
 their class, the warnings), ``fit.csv`` / ``fidelity.csv`` (one row per seed)
@@ -28,6 +30,7 @@ from augmentor.models.peers import MODEL_LABELS, SAMPLER_LABELS
 
 from .config import CLASS_NAMES, METHODS, PEER_SOURCES, split_source
 from .jobs import RunPaths, read_result
+from .stats import write_paired_report
 
 __all__ = [
     "METHOD_LABELS",
@@ -65,6 +68,8 @@ METHOD_LABELS = {
     **{f"original+{source}": f"Original + {_peer_label(source)}" for source in PEER_SOURCES},
 }
 _PER_CLASS = ("f1", "precision", "recall")
+# Every method is compared, seed by seed, with the real subjects alone and with classical augmentation.
+PAIRED_BASELINES = ("original", "classical")
 
 
 PROTOCOL = (
@@ -186,6 +191,7 @@ def write_report(paths: RunPaths, title: str = "") -> tuple[pd.DataFrame, pd.Dat
         f"mean ± std over {len(seeds)} seed(s).\n\n{PROTOCOL}\n\n"
     )
     write_bytes(folder / "summary.md", (header + table + "\n").encode())
+    write_paired_report(folder, per_run, PAIRED_BASELINES, METHOD_LABELS, title=f"{title}: paired differences")
     png = box_plot(per_run, methods, title)
     write_bytes(folder / "balanced_accuracy.png", png)
     _write_fit_report(paths)

@@ -6,11 +6,16 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+import yaml
 
 from augmentor.utils.config import ConfigError
+from augmentor.sampling.samplers import SAMPLERS
 from pipelines.lowdata import (
+    PAIRED_BASELINES,
+    LowDataConfig,
     LowDataSplitConfig,
     MonaiAugmentation,
     MonaiAugmentationConfig,
@@ -23,6 +28,7 @@ from pipelines.lowdata import (
 )
 from pipelines.runner import RunDirectoryError
 from pipelines.sources import SourceConfig, load_source
+from pipelines.stats import paired_differences
 
 TINY = Path(__file__).resolve().parents[1] / "configs" / "lowdata_tiny.yaml"
 QUICK = Path(__file__).resolve().parents[1] / "configs" / "mnist_lowdata_quick.yaml"
@@ -128,8 +134,48 @@ def test_study_is_deterministic_and_resumes_without_recomputing(tmp_path: Path, 
     assert set(first.summary["method"]) == set(FAST["methods"])
     assert {"split_std", "classifier_std"} <= set(first.summary.columns)
     assert (tmp_path / "a" / "report" / "balanced_accuracy_vs_size.png").stat().st_size > 1000
+    paired = pd.read_csv(tmp_path / "a" / "report" / "paired.csv")
+    expected = paired_differences(first.per_run, PAIRED_BASELINES, ["size"])
+    assert len(paired) == len(expected) > 0
+    assert np.allclose(paired["mean_difference"], expected["mean_difference"], atol=1e-6)
+    assert set(paired["baseline"]) <= set(PAIRED_BASELINES)
+    assert (paired["units"] == first.per_run["seed"].nunique()).all()
     distances = json.loads((tmp_path / "a" / "generate" / "seed_0" / "n_3" / "latent_distances.json").read_text())
     assert set(distances) == {"gmm", "riemannian"} and set(distances["gmm"]) == {"0", "1"}
+
+
+def test_synthetic_ratios_run_each_synthetic_method_per_ratio(tmp_path: Path, nifti_list: Path) -> None:
+    config = load_lowdata_config(TINY, {**_datadict_overrides(nifti_list), "train_sizes": [3], "classifier_seeds": 1,
+                                        "methods": ["real", "real+gmm", "ae-gmm"], "synthetic_ratios": [1, 2],
+                                        "classifier.early_stopping_patience": 1})
+    result = run_lowdata(config, tmp_path / "run")
+    n_train = dict(zip(result.per_run["method"], result.per_run["n_train"]))
+    # 2 classes x 3 real images; the peer's synthetic-only sets hold ratio x 3 images per class
+    assert n_train == {"real": 6, "real+gmm@x1": 6 + 6, "real+gmm@x2": 6 + 12, "ae-gmm@x1": 6, "ae-gmm@x2": 12}
+    generated = tmp_path / "run" / "generate" / "seed_0" / "n_3"
+    for source in ("gmm", "ae-gmm"):
+        latents = torch.load(generated / f"latents_{source}.pt", weights_only=True)
+        assert len(latents["z"]) == 2 * 3 * 2  # the largest ratio, per class
+    assert (generated / "augmentor_ae").is_dir()
+    assert set(json.loads((generated / "latent_distances.json").read_text())) == {"gmm", "ae-gmm"}
+    paired = pd.read_csv(tmp_path / "run" / "report" / "paired.csv")
+    assert set(paired["method"]) == set(n_train) - {"real"} and set(paired["baseline"]) == {"real"}
+    text = (tmp_path / "run" / "report" / "paired.md").read_text()
+    assert "Real + VAE - GMM (x2)" in text and "Synthetic only: AE - GMM (x1)" in text
+
+
+def test_confidence_filter_keeps_the_synthetic_images_a_real_image_classifier_is_sure_of(
+        tmp_path: Path, nifti_list: Path) -> None:
+    overrides = {**_datadict_overrides(nifti_list), "train_sizes": [3], "classifier_seeds": 1,
+                 "methods": ["real+gmm", "real+gmm+filtered"]}
+    kept_all = run_lowdata(load_lowdata_config(TINY, {**overrides, "filter_confidence": 1e-9}), tmp_path / "all")
+    kept_none = run_lowdata(load_lowdata_config(TINY, {**overrides, "filter_confidence": 1 - 1e-9}), tmp_path / "none")
+    n_train = {name: dict(zip(r.per_run["method"], r.per_run["n_train"])) for name, r in
+               (("all", kept_all), ("none", kept_none))}
+    # 6 real + 12 synthetic images; every synthetic image passes a threshold near 0, none one near 1
+    assert n_train["all"] == {"real+gmm": 18, "real+gmm+filtered": 18}
+    assert n_train["none"] == {"real+gmm": 18, "real+gmm+filtered": 6}
+    assert "Real + VAE - GMM, confidence-filtered" in (tmp_path / "all" / "report" / "summary.md").read_text()
 
 
 def test_more_classifier_seeds_extend_a_run_and_other_settings_are_refused(tmp_path: Path) -> None:
@@ -211,6 +257,11 @@ def test_mixed_image_shapes_without_resizing_are_named(tmp_path: Path) -> None:
         ({"data.source": "imagenet"}, "imagenet"),
         ({"data.path": "digits.npz"}, "takes no path"),
         ({"classifier_seeds": 0}, "classifier_seeds"),
+        ({"methods": ["real", "real+nosuchsampler"]}, r"unknown: \['real\+nosuchsampler'\]"),
+        ({"synthetic_ratios": [5, 1]}, "synthetic_ratios: must be distinct ascending"),
+        ({"filter_confidence": 1.0}, "filter_confidence: must lie strictly between 0 and 1"),
+        ({"synthetic_ratios": [1], "train_sizes": [3, "all"]}, "synthetic_ratios: need integer training sizes"),
+        ({"classifier.early_stopping_patience": 0}, "early_stopping_patience"),
         ({"data.preprocessing.spatial_size": [8]}, "spatial_size"),
         ({"classifier.channels": [4, 4, 4, 4], "classifier.strides": [1, 1, 1, 1]}, r"of size \(8, 8\) vanish"),
     ],
@@ -223,6 +274,20 @@ def test_bad_configs_are_named(overrides: dict, message: str) -> None:
 def test_the_quick_config_is_valid() -> None:
     config = load_lowdata_config(QUICK)
     assert config.data.source == "mnist" and config.train_sizes == (10, 50, 100) and len(config.seed_list) >= 5
+
+
+def test_the_full_config_runs_the_protocol_and_names_a_missing_sampler() -> None:
+    full = Path(__file__).resolve().parents[1] / "configs" / "mnist_lowdata_full.yaml"
+    data = yaml.safe_load(full.read_text())
+    if "kde" not in SAMPLERS:
+        with pytest.raises(ConfigError, match=r"unknown: \['real\+kde'\]"):
+            load_lowdata_config(full)
+        data["methods"].remove("real+kde")
+    config = LowDataConfig.from_dict(data)
+    assert config.train_sizes == (10, 50, 100) and len(config.seed_list) >= 10
+    assert config.synthetic_ratios == (1, 5, 10) and config.classifier.early_stopping_patience
+    assert {"real", "torchio", "monai", "real+prior", "real+gmm", "real+riemannian", "real+ae-gmm"} <= set(
+        config.methods)
 
 
 def test_command_line_reports_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -63,7 +63,7 @@ def test_full_study_is_deterministic(reference, tiny, cache, tmp_path):
     assert reference.jobs_run == 2 + 2 * 7 and reference.jobs_skipped == 0
     assert list(reference.summary.index) == list(tiny.methods)
     assert (reference.summary["runs"] == 2).all()
-    for name in ("summary.csv", "summary.md", "per_run.csv", "balanced_accuracy.png"):
+    for name in ("summary.csv", "summary.md", "per_run.csv", "balanced_accuracy.png", "paired.csv", "paired.md"):
         assert (reference.out / "report" / name).is_file()
     assert any((reference.out / "tensorboard" / "seed_0" / "original").iterdir())
     assert (reference.out / "generate" / "seed_0" / "diagnostics_riemannian.json").is_file()
@@ -361,6 +361,11 @@ def test_config_files_are_valid():
     assert paper.seed_list == list(range(20)) and paper.sampling.n_per_class == 2000
     assert paper.data.expected_image_size() == (208, 176)
     assert paper.vae.trainer.epochs == 1000 and paper.vae.trainer.lr == 1e-4 and paper.vae.trainer.batch_size == 100
+    paired = load_study_config(CONFIGS / "oasis_quick_paired.yaml")
+    quick = load_study_config(CONFIGS / "oasis_quick.yaml")
+    assert len(paired.seed_list) >= 10 and {"original", "classical"} <= set(paired.methods)
+    assert paired.classifier.selection == "balanced_accuracy_then_loss" and paired.classifier.recalibrate_batchnorm
+    assert paired.data == quick.data and paired.vae == quick.vae and paired.sampling == quick.sampling
 
 
 @pytest.mark.parametrize(
