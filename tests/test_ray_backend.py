@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import ray
+import torch
 
 from pipelines.config import RayConfig
 from pipelines.lowdata import load_lowdata_config, run_lowdata
@@ -20,6 +21,7 @@ from pipelines.ray_backend import RayTask, execute_ray
 
 
 TINY = Path(__file__).resolve().parents[1] / "configs" / "lowdata_tiny.yaml"
+BENCHMARK_TINY = TINY.parent / "mnist_tiny.yaml"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -63,3 +65,25 @@ def test_the_low_data_study_runs_on_gpu_tasks_like_locally_and_resumes(tmp_path:
     more = run_lowdata(config.replace(classifier_seeds=2), tmp_path / "ray")
     assert more.jobs_run == 2 and set(more.job_resources) == {"classify/seed_0/n_3/real/clf_1",
                                                               "classify/seed_0/n_3/real+riemannian/clf_1"}
+
+
+def test_the_benchmark_trains_its_models_as_gpu_tasks_like_locally(tmp_path: Path, caplog) -> None:
+    import logging
+
+    from augmentor.io import load_tensors
+    from pipelines.generation import GenerationPaths, load_benchmark_config, run_benchmark
+
+    settings = {"data.dataset": "digits", "data.n_train": 100, "data.n_val": 30, "data.n_test": 50,
+                "sampling.samplers": ["gmm"], "sampling.n_samples": 50, "models": [{"name": "ae"}],
+                "metrics.memorisation_samples": 20, "progress": False}
+    config = load_benchmark_config(BENCHMARK_TINY, settings)
+    local = run_benchmark(config, tmp_path / "local")
+    with caplog.at_level(logging.INFO, logger="pipelines.generation"):
+        on_ray = run_benchmark(config.replace(backend="ray", ray=RayConfig(gpus_per_job=0.5)), tmp_path / "ray")
+    trained = [r.getMessage() for r in caplog.records if "trained on Ray" in r.getMessage()]
+    assert len(trained) == 2 and all("'GPU': 0.5" in line for line in trained)
+    for name in ("vae", "ae"):  # the same weights whichever backend trained them
+        a = load_tensors(GenerationPaths(tmp_path / "local").model_file(name))["state"]
+        b = load_tensors(GenerationPaths(tmp_path / "ray").model_file(name))["state"]
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    assert on_ray.table.equals(local.table)
