@@ -47,7 +47,7 @@ from augmentor.metric import MetricConfig
 from augmentor.models import VAE_PRESETS, VAEConfig, default_vae_config, vae_preset
 from augmentor.peers import MODELS, model_samplers
 from augmentor.samplers import SAMPLERS
-from augmentor.training import RUN_ONLY_SETTINGS, TrainerConfig
+from augmentor.training import TrainerConfig, result_settings
 from oasis.loader import T88_SHAPE
 from oasis.simulate import SimulationConfig
 
@@ -513,8 +513,7 @@ def identity(config: StudyConfig, device_type: str, data_fingerprint: str) -> di
     if config.data.data_dir is not None:
         data["data"].pop("simulation")  # not used: the data fingerprint stands for the images
     # Replaced by the study's own settings when the jobs run, or display only.
-    for key in RUN_ONLY_SETTINGS:
-        data["vae"]["trainer"].pop(key, None)
+    data["vae"]["trainer"] = result_settings(data["vae"]["trainer"])
     data["sampling"]["hmc"].pop("progress")
     data["device"] = device_type
     data["data_fingerprint"] = data_fingerprint

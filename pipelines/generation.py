@@ -99,7 +99,7 @@ from augmentor.peers import RHVAESampler, model_samplers, option_names
 from augmentor.plots import save_sample_grid
 from augmentor.samplers import SAMPLERS, GaussianMixtureSampler, LatentSampler, NormalSampler, RiemannianSampler
 from augmentor.seeding import seed_everything
-from augmentor.training import RUN_ONLY_SETTINGS, TrainerConfig, TrainingDivergedError, train_vae
+from augmentor.training import TrainerConfig, TrainingDivergedError, result_settings, train_vae
 
 from .config import RayConfig, VAESection, add_override_arguments, apply_overrides, check_run_settings, command_line_overrides
 from .jobs import job_environment, read_result
@@ -943,8 +943,7 @@ def benchmark_identity(config: BenchmarkConfig, device_type: str, fingerprint: s
     data["sampling"].pop("samplers")
     data["sampling"].pop("riemannian_variants")
     data["sampling"]["hmc"].pop("progress")
-    for key in RUN_ONLY_SETTINGS:
-        data["vae"]["trainer"].pop(key, None)
+    data["vae"]["trainer"] = result_settings(data["vae"]["trainer"])
     data.update(device=device_type, data_fingerprint=fingerprint, fid_network=fid_network)
     return data
 

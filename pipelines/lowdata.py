@@ -66,7 +66,7 @@ from augmentor.devices import resolve_device
 from augmentor.io import load_tensors, save_tensors, write_bytes, write_json
 from augmentor.samplers import SAMPLERS
 from augmentor.seeding import class_seed
-from augmentor.training import RUN_ONLY_SETTINGS
+from augmentor.training import result_settings
 
 from .classifier import TorchIOAugmentation, classification_metrics, predict, train_classifier
 from .config import (
@@ -610,8 +610,7 @@ def lowdata_identity(config: LowDataConfig, device_type: str, data_fingerprint: 
     for key in _NOT_IDENTITY:
         ident.pop(key)
     ident["data"] = {"source": config.data.source, "fingerprint": data_fingerprint}
-    for key in RUN_ONLY_SETTINGS:
-        ident["vae"]["trainer"].pop(key, None)
+    ident["vae"]["trainer"] = result_settings(ident["vae"]["trainer"])
     ident["sampling"]["hmc"].pop("progress", None)
     ident["device"] = device_type
     return ident
