@@ -47,7 +47,7 @@ from augmentor.sampling.metric import MetricConfig
 from augmentor.models.vae import VAE_PRESETS, VAEConfig, default_vae_config, vae_preset
 from augmentor.models.peers import MODELS, model_samplers
 from augmentor.sampling.samplers import SAMPLERS
-from augmentor.models.training import RUN_ONLY_SETTINGS, TrainerConfig
+from augmentor.models.training import TrainerConfig, result_settings
 from oasis.loader import T88_SHAPE
 from oasis.simulate import SimulationConfig
 
@@ -542,8 +542,7 @@ def identity(config: StudyConfig, device_type: str, data_fingerprint: str) -> di
     if config.data.data_dir is not None:
         data["data"].pop("simulation")  # not used: the data fingerprint stands for the images
     # Replaced by the study's own settings when the jobs run, or display only.
-    for key in RUN_ONLY_SETTINGS:
-        data["vae"]["trainer"].pop(key, None)
+    data["vae"]["trainer"] = result_settings(data["vae"]["trainer"])
     data["sampling"]["hmc"].pop("progress")
     data["device"] = device_type
     data["data_fingerprint"] = data_fingerprint

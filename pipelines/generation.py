@@ -101,10 +101,10 @@ from augmentor.sampling.samplers import SAMPLERS, GaussianMixtureSampler, HMCLat
 from augmentor.sampling.samplers import RiemannianSampler
 from augmentor.sampling import draw_latents
 from augmentor.utils.seeding import seed_everything
-from augmentor.models.training import RUN_ONLY_SETTINGS, TrainerConfig, TrainingDivergedError, train_vae
+from augmentor.models.training import TrainerConfig, TrainingDivergedError, result_settings, train_vae
 
 from .common import RunDirectory
-from .config import VAESection, add_override_arguments, apply_overrides, check_run_settings, command_line_overrides
+from .config import RayConfig, VAESection, add_override_arguments, apply_overrides, check_run_settings, command_line_overrides
 from .jobs import job_environment, read_result
 from .runner import JobFailure, StudyError, claim_run_directory, lock_run_directory, run_command, saved_identity
 
@@ -331,6 +331,11 @@ class BenchmarkConfig(Config):
         models: peer models trained and evaluated beside the VAE, each a mapping of
             :class:`PeerModelSpec` fields, e.g. ``[{name: ae}, {name: vamp, options:
             {n_pseudo_inputs: 50}}]`` (see :meth:`peer_models`).
+        backend: ``local`` trains the models one after the other in this process;
+            ``ray`` trains the missing ones (the VAE and every peer) at once, each a
+            Ray task reserving ``num_threads`` CPUs and ``ray.gpus_per_job`` GPUs,
+            then samples and evaluates here. The models do not depend on the backend.
+        ray: the Ray cluster and the GPUs of each training task.
     """
 
     name: str = "mnist"
@@ -344,6 +349,8 @@ class BenchmarkConfig(Config):
     num_threads: int = 2
     deterministic: bool = True
     progress: bool = True
+    backend: Literal["local", "ray"] = "local"
+    ray: RayConfig = dataclasses.field(default_factory=RayConfig)
 
     def validate(self) -> None:
         if any(size < 2 for size in self.train_sizes) or len(set(self.train_sizes)) != len(self.train_sizes):
@@ -570,6 +577,37 @@ def train_stage(paths: GenerationPaths, config: BenchmarkConfig, data: Benchmark
         mu, log_var = encode_batches(model, data.train, config.metrics.batch_size, device)
         save_tensors(codes, {"mu": mu, "log_var": log_var})
     return model
+
+
+def _train_model_task(root: str, config_data: dict[str, Any], model_cfg: VAEConfig) -> None:
+    """A Ray task: train (or find trained) one model of the benchmark, with the run's threads and seeds."""
+    config = BenchmarkConfig.from_dict({**config_data, "progress": False})
+    with job_environment(config, config.vae.trainer.seed) as device:
+        train_stage(GenerationPaths(root), config, load_benchmark_data(config.data), model_cfg, device)
+
+
+def train_models_on_ray(paths: GenerationPaths, config: BenchmarkConfig,
+                        models: Sequence[tuple[str, VAEConfig]]) -> dict[str, str]:
+    """Train the models not saved yet as Ray tasks at once (see ``BenchmarkConfig.backend``).
+
+    Returns:
+        ``{name: error}`` of every model whose training failed.
+    """
+    from .ray_backend import RayTask, RayUnavailableError, execute_ray
+
+    root, data = str(paths.root.resolve()), config.to_dict()
+    tasks = [RayTask(f"model {name}", _train_model_task, (root, data, model_cfg))
+             for name, model_cfg in models
+             if not (paths.model_file(name).is_file() and paths.codes_file(name).is_file())]
+    if not tasks:
+        return {}
+    try:
+        outcome = execute_ray(tasks, config.ray, config.num_threads, config.progress)
+    except RayUnavailableError as err:
+        raise StudyError(str(err)) from err
+    for key, resources in outcome.resources.items():
+        logger.info("%s trained on Ray with %s", key, resources)
+    return {key.removeprefix("model "): message for key, message in outcome.failures}
 
 
 def _fit_sampler(spec: SampleSpec, config: BenchmarkSamplingConfig, mu: torch.Tensor,
@@ -866,7 +904,7 @@ class BenchmarkResult:
 
 # A peer model's settings are checked against its saved model instead (pipelines' _load_model), so
 # adding peers only adds rows to a finished run.
-_NOT_IDENTITY = ("name", "progress", "train_sizes", "models")
+_NOT_IDENTITY = ("name", "progress", "train_sizes", "models", "backend", "ray")
 
 
 def benchmark_identity(config: BenchmarkConfig, device_type: str, fingerprint: str, fid_network: str) -> dict:
@@ -878,8 +916,7 @@ def benchmark_identity(config: BenchmarkConfig, device_type: str, fingerprint: s
     data["sampling"].pop("samplers")
     data["sampling"].pop("riemannian_variants")
     data["sampling"]["hmc"].pop("progress")
-    for key in RUN_ONLY_SETTINGS:
-        data["vae"]["trainer"].pop(key, None)
+    data["vae"]["trainer"] = result_settings(data["vae"]["trainer"])
     data.update(device=device_type, data_fingerprint=fingerprint, fid_network=fid_network)
     return data
 
@@ -925,15 +962,21 @@ def run_benchmark(config: BenchmarkConfig, out: str | Path) -> BenchmarkResult:
         # every model it finished, and resuming trains only what is missing.
         progress = tqdm(total=len(todo), desc="sample sets", unit="set", disable=not config.progress)
         failures = []
-        for name, model_cfg in [("vae", vae_config)] + [
-                (peer.name, model_config(peer.name, vae_config, peer.options)) for peer in config.peer_models()]:
+        models = [("vae", vae_config)] + [
+            (peer.name, model_config(peer.name, vae_config, peer.options)) for peer in config.peer_models()]
+        failed_on_ray = train_models_on_ray(paths, config, models) if config.backend == "ray" else {}
+        for name, model_cfg in models:
             if name != "vae":
                 logger.info("peer model %s", name)
-            try:
-                model = train_stage(paths, config, data, model_cfg, device)
-            except TrainingDivergedError as err:  # one diverging peer must not cost the other models' rows
-                logger.error("model %s: %s", name, err)
-                failures.append((f"model {name}", str(err)))
+            error = failed_on_ray.get(name)
+            if error is None:
+                try:
+                    model = train_stage(paths, config, data, model_cfg, device)
+                except TrainingDivergedError as err:
+                    error = str(err)
+            if error is not None:  # one failed peer must not cost the other models' rows
+                logger.error("model %s: %s", name, error)
+                failures.append((f"model {name}", error))
                 progress.update(sum(s.model == name for s in todo))
                 continue
             if name == "vae":

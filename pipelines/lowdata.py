@@ -64,7 +64,7 @@ import platform
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Literal, Sequence
 
 import numpy as np
 import pandas as pd
@@ -75,7 +75,7 @@ from augmentor.utils.config import Config, ConfigError, load_config_file, read_c
 from augmentor.utils.devices import resolve_device
 from augmentor.utils.io import load_tensors, save_tensors, write_bytes, write_json
 from augmentor.sampling.samplers import SAMPLERS
-from augmentor.models.training import RUN_ONLY_SETTINGS
+from augmentor.models.training import result_settings
 from augmentor.utils.batching import map_batches
 
 from .classifier import TorchIOAugmentation, classification_metrics, predict, train_classifier
@@ -86,6 +86,7 @@ from .config import (
     PEER_SOURCES,
     AugmentationConfig,
     ClassifierConfig,
+    RayConfig,
     SamplingConfig,
     VAESection,
     add_override_arguments,
@@ -310,7 +311,14 @@ class LowDataConfig(Config):
             VAEs) or peer source ``<model>-<sampler>`` (e.g. ``ae-gmm``, a per-class
             autoencoder with a GMM on its codes; :data:`pipelines.config.PEER_SOURCES`).
         num_threads: torch / BLAS / ITK threads of every job (results depend on it).
-        workers: jobs run at once in separate processes (results do not depend on it).
+        workers: jobs run at once in separate processes by the ``local`` backend
+            (results do not depend on it).
+        backend: ``local`` (this machine, ``workers`` processes) or ``ray``: every
+            (seed, size) VAE fit and every classifier is a Ray task reserving
+            ``num_threads`` CPUs and ``ray.gpus_per_job`` GPUs, each classifier
+            that trains on synthetic images after its (seed, size) fit. Results
+            do not depend on the backend.
+        ray: the Ray cluster and the GPUs of each task.
     """
 
     name: str = "lowdata"
@@ -333,6 +341,8 @@ class LowDataConfig(Config):
     workers: int = 1
     deterministic: bool = True
     progress: bool = True
+    backend: Literal["local", "ray"] = "local"
+    ray: RayConfig = dataclasses.field(default_factory=RayConfig)
 
     def validate(self) -> None:
         if not 1 <= self.workers <= MAX_THREADS:
@@ -711,7 +721,7 @@ def run_classify(paths: LowDataPaths, config: LowDataConfig, job: LowDataJob) ->
 # --- identity and preparation -------------------------------------------------------------------------------
 
 # Settings that choose which jobs run or how they are shown, never what a job computes.
-_NOT_IDENTITY = ("name", "seeds", "methods", "classifier_seeds", "workers", "progress")
+_NOT_IDENTITY = ("name", "seeds", "methods", "classifier_seeds", "workers", "progress", "backend", "ray")
 
 
 def lowdata_identity(config: LowDataConfig, device_type: str, data_fingerprint: str) -> dict[str, Any]:
@@ -720,8 +730,7 @@ def lowdata_identity(config: LowDataConfig, device_type: str, data_fingerprint: 
     for key in _NOT_IDENTITY:
         ident.pop(key)
     ident["data"] = {"source": config.data.source, "fingerprint": data_fingerprint}
-    for key in RUN_ONLY_SETTINGS:
-        ident["vae"]["trainer"].pop(key, None)
+    ident["vae"]["trainer"] = result_settings(ident["vae"]["trainer"])
     ident["sampling"]["hmc"].pop("progress", None)
     ident["device"] = device_type
     return ident
@@ -934,6 +943,7 @@ class LowDataResult:
     jobs_run: int
     jobs_skipped: int
     seconds: float
+    job_resources: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
 
 
 def _run_one(root: str, config_data: dict[str, Any], job: LowDataJob) -> None:
@@ -972,6 +982,26 @@ def _run_jobs(paths: LowDataPaths, config: LowDataConfig, jobs: Sequence[LowData
                     failed.add((job.seed, job.size))
     bar.close()
     return failures
+
+
+def _run_jobs_on_ray(paths: LowDataPaths, config: LowDataConfig,
+                     jobs: Sequence[LowDataJob]) -> tuple[list[tuple[str, str]], dict[str, dict[str, float]]]:
+    """Run ``jobs`` as Ray tasks (see :class:`LowDataConfig`); return the failures and each task's resources."""
+    from .ray_backend import RayTask, RayUnavailableError, execute_ray
+
+    root = str(paths.root.resolve())
+    data = {**config.to_dict(), "progress": False}  # no terminal inside a task
+    fits = {(job.seed, job.size): job.key for job in jobs if job.kind == "generate"}
+    tasks = []
+    for job in jobs:
+        fit = fits.get((job.seed, job.size))
+        needs_fit = job.kind == "classify" and method_sampler(job.method) is not None and fit is not None
+        tasks.append(RayTask(job.key, _run_one, (root, data, job), (fit,) if needs_fit else ()))
+    try:
+        outcome = execute_ray(tasks, config.ray, config.num_threads, config.progress)
+    except RayUnavailableError as err:
+        raise StudyError(str(err)) from err
+    return outcome.failures, outcome.resources
 
 
 def _map_jobs(root: str, data: dict[str, Any], jobs: Sequence[LowDataJob],
@@ -1028,12 +1058,16 @@ def run_lowdata(config: LowDataConfig, out: str | Path, cache_dir: str | Path | 
                     "%d jobs (%d already finished), device %s, run directory %s", config.name,
                     len(config.seed_list), len(config.train_sizes), len(config.methods), config.classifier_seeds,
                     len(jobs), len(jobs) - len(todo), device_type, paths.root)
-        failures = _run_jobs(paths, config, todo)
+        resources: dict[str, dict[str, float]] = {}
+        if config.backend == "ray" and todo:
+            failures, resources = _run_jobs_on_ray(paths, config, todo)
+        else:
+            failures = _run_jobs(paths, config, todo)
         per_run, summary, table = write_lowdata_report(paths, f"Low-data study {config.name!r} ({config.data.source})")
         if failures:
             raise JobFailure(failures, paths.root)
         return LowDataResult(paths.root, per_run, summary, table, len(todo), len(jobs) - len(todo),
-                             time.perf_counter() - start)
+                             time.perf_counter() - start, resources)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -47,6 +47,7 @@ from .common import RunDirectory
 from .config import StudyConfig, identity, identity_hash
 from .data import StudyData, split_subjects
 from .jobs import Job, RunPaths, run_job
+from .ray_backend import RayTask, RayUnavailableError, error_line, execute_ray
 
 __all__ = [
     "FORMAT_VERSION",
@@ -288,11 +289,6 @@ def plan_jobs(config: StudyConfig) -> list[Job]:
     return jobs
 
 
-def _short(err: BaseException) -> str:
-    text = f"{type(err).__name__}: {err}".strip()
-    return text.splitlines()[0] if len(text) < 2000 else text[:2000]
-
-
 def _execute_local(paths: RunPaths, config: StudyConfig, jobs: Sequence[Job]) -> list[tuple[str, str]]:
     failures: list[tuple[str, str]] = []
     failed_seeds: set[int] = set()
@@ -307,7 +303,7 @@ def _execute_local(paths: RunPaths, config: StudyConfig, jobs: Sequence[Job]) ->
             run_job(str(paths.root), data, job)
         except Exception as err:  # keep going with independent jobs; report all at the end
             traceback.print_exc()
-            failures.append((job.key, _short(err)))
+            failures.append((job.key, error_line(err)))
             if job.kind == "generate":
                 failed_seeds.add(job.seed)
     bar.close()
@@ -315,51 +311,19 @@ def _execute_local(paths: RunPaths, config: StudyConfig, jobs: Sequence[Job]) ->
 
 
 def _execute_ray(paths: RunPaths, config: StudyConfig, jobs: Sequence[Job]) -> list[tuple[str, str]]:
-    try:
-        import ray
-    except ImportError as err:
-        raise StudyError("the ray backend needs Ray: pip install 'geometric-augmentor[ray]'") from err
-
-    started = False
-    if not ray.is_initialized():
-        if config.ray.address is None and not os.environ.get("RAY_ADDRESS"):
-            ray.init(include_dashboard=False, log_to_driver=True)
-        else:
-            ray.init(address=config.ray.address)
-        started = True
     # Inside tasks there is no terminal to draw progress bars on.
     data = {**config.to_dict(), "progress": False}
-    task = ray.remote(run_job).options(num_cpus=config.num_threads, num_gpus=config.ray.gpus_per_job, max_retries=0)
-    refs: dict[Any, str] = {}
-    generate_refs: dict[int, Any] = {}
-    failures: list[tuple[str, str]] = []
-    pending: list[Any] = []
+    root = str(paths.root.resolve())
+    generate_keys = {job.seed: job.key for job in jobs if job.kind == "generate"}
+    tasks = [
+        RayTask(job.key, run_job, (root, data, job),
+                (generate_keys[job.seed],) if job.needs_generate and job.seed in generate_keys else ())
+        for job in jobs
+    ]
     try:
-        for job in jobs:
-            dependencies = [generate_refs[job.seed]] if job.needs_generate and job.seed in generate_refs else []
-            ref = task.remote(str(paths.root.resolve()), data, job, *dependencies)
-            refs[ref] = job.key
-            if job.kind == "generate":
-                generate_refs[job.seed] = ref
-        pending = list(refs)
-        with tqdm(total=len(pending), desc="jobs (ray)", unit="job", disable=not config.progress) as bar:
-            while pending:
-                done, pending = ray.wait(pending, num_returns=1)
-                for ref in done:
-                    try:
-                        ray.get(ref)
-                    except ray.exceptions.RayError as err:
-                        cause = getattr(err, "cause", None) or err
-                        failures.append((refs[ref], _short(cause)))
-                    bar.update(1)
-    except BaseException:
-        for ref in pending:
-            ray.cancel(ref, force=True)
-        raise
-    finally:
-        if started:
-            ray.shutdown()
-    return failures
+        return execute_ray(tasks, config.ray, config.num_threads, config.progress).failures
+    except RayUnavailableError as err:
+        raise StudyError(str(err)) from err
 
 
 def execute(paths: RunPaths, config: StudyConfig, jobs: Sequence[Job]) -> None:

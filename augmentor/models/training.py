@@ -22,7 +22,8 @@ import hashlib
 import math
 import time
 from pathlib import Path
-from typing import Any
+import contextlib
+from typing import Any, Callable, Literal
 
 import torch
 from torch import nn
@@ -37,13 +38,20 @@ from augmentor.utils.io import load_tensors, save_tensors
 from augmentor.models.vae import VAEConfig
 from augmentor.utils.seeding import seed_everything
 
-__all__ = ["CHECKPOINT_NAME", "RUN_ONLY_SETTINGS", "TrainerConfig", "TrainingDivergedError", "TrainingResult", "train_vae", "validation_size"]
+__all__ = [
+    "CHECKPOINT_NAME", "RUN_ONLY_SETTINGS", "SPEED_SETTINGS", "TrainerConfig", "TrainingDivergedError",
+    "TrainingResult", "result_settings", "train_vae", "validation_size",
+]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 """File name of the checkpoint written into ``checkpoint_dir``."""
 
-RUN_ONLY_SETTINGS = ("progress", "device", "checkpoint_every_s")
+RUN_ONLY_SETTINGS = ("progress", "device", "checkpoint_every_s", "data_on_device")
 """Fields of :class:`TrainerConfig` that do not change the trained weights (left out of run identities)."""
+
+SPEED_SETTINGS: dict[str, Any] = {"mixed_precision": None, "channels_last": False, "compile": False}
+"""Fields of :class:`TrainerConfig` that trade exactness for speed, with the defaults that train exactly as
+without them (the weights then do not depend on these fields)."""
 
 # Settings that may change between an interrupted run and its resumption
 # without changing the result of the epochs already run.
@@ -92,6 +100,21 @@ class TrainerConfig(Config):
             a whole epoch on a GPU. 0 writes one after
             every round. A run stopped between two checkpoints resumes from the
             earlier one (and still ends with the same weights).
+        data_on_device: copy the training and validation images to the device
+            once, instead of every batch from host memory (the same weights);
+            false for an image set larger than the device's memory.
+        mixed_precision: ``"bf16"`` runs the model's forward pass and loss under
+            bfloat16 autocast (CUDA with bfloat16 support, or the CPU), the loss
+            returned in float32; ``None`` trains in float32. Changes the weights
+            (within bfloat16 rounding).
+        channels_last: train convolutional models in the channels-last memory
+            layout (``channels_last`` for images, ``channels_last_3d`` for
+            volumes), which GPU convolution kernels prefer; no effect on MLPs.
+            The weights may differ in the last bits.
+        compile: run the loss through ``torch.compile`` (traced at the first
+            steps; needs a C++ compiler on the CPU). The weights may differ in
+            the last bits, and the reparameterisation noise comes from the
+            compiler's generator.
     """
 
     epochs: int = 100
@@ -109,6 +132,10 @@ class TrainerConfig(Config):
     grad_clip: float | None = None
     image_log_every: int = 10
     checkpoint_every_s: float = 60.0
+    data_on_device: bool = True
+    mixed_precision: Literal["bf16"] | None = None
+    channels_last: bool = False
+    compile: bool = False
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -139,6 +166,19 @@ class TrainerConfig(Config):
             self._fail("image_log_every", f"must be 0 (never) or more, got {self.image_log_every}")
         if not (0 <= self.checkpoint_every_s < math.inf):
             self._fail("checkpoint_every_s", f"must be a number of seconds >= 0, got {self.checkpoint_every_s}")
+
+
+def result_settings(trainer: dict[str, Any]) -> dict[str, Any]:
+    """The trainer settings the trained weights depend on, for run identities and checkpoints.
+
+    ``trainer`` (a :meth:`TrainerConfig.to_dict`) without :data:`RUN_ONLY_SETTINGS`
+    and without the :data:`SPEED_SETTINGS` left at their defaults, so that runs and
+    checkpoints recorded before those settings existed still match.
+    """
+    return {
+        key: value for key, value in trainer.items()
+        if key not in RUN_ONLY_SETTINGS and not (key in SPEED_SETTINGS and value == SPEED_SETTINGS[key])
+    }
 
 
 @dataclasses.dataclass
@@ -207,22 +247,79 @@ class TrainingDivergedError(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
-def _batch_losses(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """``model.loss(x)`` (the VAE's negative ELBO, or a peer model's objective), refused when not finite."""
-    losses = model.loss(x)
-    if not torch.isfinite(losses["loss"]):
+LossFunction = Callable[[torch.Tensor], dict[str, torch.Tensor]]
+
+
+def _memory_format(model: nn.Module, config: TrainerConfig) -> torch.memory_format | None:
+    """The channels-last layout of the model's convolutions, or None (not asked for, or no convolution)."""
+    if not config.channels_last:
+        return None
+    kinds = {type(m) for m in model.modules()}
+    if nn.Conv3d in kinds or nn.ConvTranspose3d in kinds:
+        return torch.channels_last_3d
+    if nn.Conv2d in kinds or nn.ConvTranspose2d in kinds:
+        return torch.channels_last
+    return None
+
+
+def _loss_function(model: nn.Module, config: TrainerConfig, device: torch.device) -> LossFunction:
+    """``model.loss`` with the trainer's speed settings (:data:`SPEED_SETTINGS`); at their defaults, itself.
+
+    Raises:
+        ValueError: bfloat16 asked for on a device without it.
+    """
+    memory_format = _memory_format(model, config)
+    if memory_format is not None:
+        model.to(memory_format=memory_format)
+    loss: LossFunction = torch.compile(model.loss) if config.compile else model.loss
+    if config.mixed_precision is None and memory_format is None:
+        return loss
+    if config.mixed_precision == "bf16" and not (
+            device.type == "cpu" or (device.type == "cuda" and torch.cuda.is_bf16_supported())):
+        raise ValueError(f"trainer.mixed_precision='bf16' needs a CUDA device with bfloat16 or the CPU, "
+                         f"not {device}; set it to null")
+
+    def with_speed_settings(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if memory_format is not None:
+            x = x.contiguous(memory_format=memory_format)
+        autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if config.mixed_precision == "bf16"
+                    else contextlib.nullcontext())
+        with autocast:
+            losses = loss(x)
+        return {key: value.float() for key, value in losses.items()}
+
+    return with_speed_settings
+
+
+def _check_finite(means: dict[str, float]) -> None:
+    """Refuse a round whose loss was not finite (a NaN or infinite batch loss makes the sum so too).
+
+    Checked once per round rather than per batch: reading a value every batch would
+    make the host wait for the device at every step.
+    """
+    if not math.isfinite(means["loss"]):
         raise TrainingDivergedError(
-            f"the loss became {losses['loss'].item()}; lower the learning rate, "
+            f"the loss became {means['loss']}; lower the learning rate, "
             "set grad_clip or bound the log-variance (VAEConfig.log_var_bound)"
         )
-    return losses
+
+
+def _add(totals: dict[str, torch.Tensor], losses: dict[str, torch.Tensor], weight: int) -> None:
+    """Add ``weight`` x each loss to ``totals``, in float64 on the device.
+
+    The same sums, bit for bit, as adding ``value.item() * weight`` in Python
+    floats, without a device-to-host read per batch.
+    """
+    for key, value in losses.items():
+        term = value.detach().double() * weight
+        totals[key] = totals[key] + term if key in totals else term
 
 
 def _optimiser_step(
-    model: nn.Module, x: torch.Tensor, optimizer: torch.optim.Optimizer, config: TrainerConfig
+    loss: LossFunction, model: nn.Module, x: torch.Tensor, optimizer: torch.optim.Optimizer, config: TrainerConfig
 ) -> dict[str, torch.Tensor]:
     """One Adam step on the batch ``x``; returns its losses."""
-    losses = _batch_losses(model, x)
+    losses = loss(x)
     optimizer.zero_grad()
     losses["loss"].backward()
     if config.grad_clip is not None:
@@ -238,20 +335,21 @@ def _run_epoch(
     device: torch.device,
     optimizer: torch.optim.Optimizer | None = None,
     generator: torch.Generator | None = None,
+    loss: LossFunction | None = None,
 ) -> dict[str, float]:
     """One pass over ``data``; trains when ``optimizer`` is given. Returns per-image means and ``steps``."""
     training = optimizer is not None
+    loss = loss or model.loss
     model.train(training)
     order = torch.randperm(len(data), generator=generator) if training else torch.arange(len(data))
-    totals: dict[str, float] = {}
+    totals: dict[str, torch.Tensor] = {}
     batches = index_batches(order, config.batch_size)
     with torch.set_grad_enabled(training):
         for index in batches:
             x = data[index].to(device)
-            losses = _optimiser_step(model, x, optimizer, config) if training else _batch_losses(model, x)
-            for key, value in losses.items():
-                totals[key] = totals.get(key, 0.0) + value.item() * len(index)
-    means = {key: value / len(data) for key, value in totals.items()}
+            _add(totals, _optimiser_step(loss, model, x, optimizer, config) if training else loss(x), len(index))
+    means = {key: value.item() / len(data) for key, value in totals.items()}
+    _check_finite(means)
     return {**means, "steps": len(batches) if training else 0}
 
 
@@ -274,13 +372,13 @@ def _run_steps(
     """``n_steps`` optimiser steps on batches of ``stream``; returns per-image means and ``steps``."""
     run.model.train(True)
     batch_size = min(config.batch_size, len(data))
-    totals: dict[str, float] = {}
+    totals: dict[str, torch.Tensor] = {}
     for _ in range(n_steps):
         x = data[_next_batch(stream, len(data), batch_size, run.generator)].to(run.device)
-        losses = _optimiser_step(run.model, x, run.optimizer, config)
-        for key, value in losses.items():
-            totals[key] = totals.get(key, 0.0) + value.item()
-    return {**{key: value / n_steps for key, value in totals.items()}, "steps": n_steps}
+        _add(totals, _optimiser_step(run.loss, run.model, x, run.optimizer, config), 1)
+    means = {key: value.item() / n_steps for key, value in totals.items()}
+    _check_finite(means)
+    return {**means, "steps": n_steps}
 
 
 def _image_grid(images: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
@@ -345,7 +443,7 @@ def _fingerprint(
     config: TrainerConfig, vae_config: VAEConfig, train: torch.Tensor, val: torch.Tensor
 ) -> dict[str, Any]:
     """What must be unchanged for a checkpoint to be resumed."""
-    trainer = {k: v for k, v in config.to_dict().items() if k not in _RESUMABLE_CHANGES}
+    trainer = {k: v for k, v in result_settings(config.to_dict()).items() if k not in _RESUMABLE_CHANGES}
     return {
         "trainer": trainer,
         "model": vae_config.to_dict(),
@@ -366,6 +464,7 @@ class _Run:
     generator: torch.Generator
     device: torch.device
     fingerprint: dict[str, Any]
+    loss: LossFunction
 
 
 def _new_progress() -> dict[str, Any]:
@@ -398,9 +497,10 @@ def _start_run(
 ) -> _Run:
     """Adam and the plateau schedule of a fresh run, on ``device``."""
     model.to(device)
+    loss = _loss_function(model, config, device)  # before Adam: channels-last may replace the parameters
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=config.lr_patience)
-    return _Run(model, optimizer, scheduler, generator, device, _fingerprint(config, model.config, train, val))
+    return _Run(model, optimizer, scheduler, generator, device, _fingerprint(config, model.config, train, val), loss)
 
 
 def _resume(path: Path, run: _Run, epochs: int) -> dict[str, Any]:
@@ -455,12 +555,12 @@ def _train_one_epoch(
     """
     lr = run.optimizer.param_groups[0]["lr"]
     if config.max_steps is None:
-        train_losses = _run_epoch(run.model, train, config, run.device, run.optimizer, run.generator)
+        train_losses = _run_epoch(run.model, train, config, run.device, run.optimizer, run.generator, run.loss)
     else:
         n_steps = min(config.eval_every, config.max_steps - progress["steps"])
         train_losses = _run_steps(run, train, n_steps, config, progress["stream"])
     progress["steps"] += train_losses.pop("steps")
-    val_losses = _run_epoch(run.model, val, config, run.device)
+    val_losses = _run_epoch(run.model, val, config, run.device, loss=run.loss)
     val_losses.pop("steps")
     run.scheduler.step(val_losses["loss"])
     record = {"epoch": epoch, "step": progress["steps"], "lr": lr}
@@ -543,6 +643,8 @@ def train_vae(
     generator = torch.Generator().manual_seed(config.seed)
     train, val = _split(images, val_images, config, generator, vae_config.min_train_batch)
     run = _start_run(model, config, train, val, generator, device)
+    if config.data_on_device:
+        train, val = train.to(device), val.to(device)
     checkpoint = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
     resuming = checkpoint is not None and checkpoint.exists()
     rounds = _n_rounds(config)
