@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 
-from .io import class_id
+from .io import class_id, file_digest
 
-__all__ = ["check_images", "load_data_dicts"]
+__all__ = ["check_distinct_files", "check_images", "load_data_dicts"]
 
 
 def check_images(images: Any, in_shape: tuple[int, ...], name: str, min_count: int) -> torch.Tensor:
@@ -70,10 +71,12 @@ def load_data_dicts(data: Sequence[dict[str, Any]], transform: Callable | None, 
         images ``(N, C, H, W[, D])`` float32 and labels ``(N,)`` int64.
 
     Raises:
-        ValueError: an item is not such a dict, shapes differ after the transform,
-            or a label is not an integer (``0.7`` is refused, not truncated).
+        ValueError: an item is not such a dict, two items name one file (see
+            :func:`check_distinct_files`), shapes differ after the transform, or a
+            label is not an integer (``0.7`` is refused, not truncated).
         TypeError: a label is not a number (e.g. a class name).
     """
+    check_distinct_files(data, image_key)
     images, labels = [], []
     for i, item in enumerate(data):
         if not isinstance(item, dict):
@@ -97,3 +100,38 @@ def load_data_dicts(data: Sequence[dict[str, Any]], transform: Callable | None, 
     if not images:
         raise ValueError("no data items given")
     return torch.stack(images), torch.tensor(labels, dtype=torch.int64)
+
+
+def check_distinct_files(data: Sequence[Any], image_key: str = "image") -> None:
+    """Refuse data dicts whose images are one file, so that no image lands in two splits or under two labels.
+
+    Two entries are the same file when their paths resolve to one file (``./a.nii``
+    and ``a.nii``, symbolic links) or, among files of equal size (the only ones
+    hashed, which keeps the check cheap), when their bytes are identical (a copy).
+    Entries that are not paths (arrays, tensors) are not compared.
+
+    Raises:
+        ValueError: naming both entries.
+    """
+    def name(index: int, path: Path) -> str:
+        return f"data item {index} ({str(data[index][image_key])!r}, label {data[index].get('label')!r})"
+
+    by_path: dict[Path, int] = {}
+    by_size: dict[int, list[tuple[int, Path]]] = {}
+    for i, item in enumerate(data):
+        source = item.get(image_key) if isinstance(item, dict) else None
+        if not isinstance(source, (str, os.PathLike)) or not Path(source).is_file():
+            continue  # not a file: the loader names the problem
+        path = Path(source).resolve()
+        first = by_path.setdefault(path, i)
+        if first != i:
+            raise ValueError(f"{name(i, path)} is the same file as {name(first, path)}: {path}; "
+                             "each image may be listed once (it would land in two splits or under two labels)")
+        by_size.setdefault(path.stat().st_size, []).append((i, path))
+    for group in by_size.values():
+        digests: dict[str, tuple[int, Path]] = {}
+        for i, path in group if len(group) > 1 else ():
+            first, first_path = digests.setdefault(file_digest(path), (i, path))
+            if first != i:
+                raise ValueError(f"{name(i, path)} has the same content as {name(first, first_path)} "
+                                 f"({path} and {first_path}); each image may be listed once")
