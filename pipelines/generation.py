@@ -75,7 +75,8 @@ from augmentor.config import Config, ConfigError, load_config_file, read_config_
 from augmentor.datasets import DATASETS, load_dataset
 from augmentor.devices import resolve_device
 from augmentor.hmc import HMCConfig, HMCSampler
-from augmentor.io import load_tensors, save_tensors, write_bytes, write_json
+from augmentor.artifacts import NUMBER, check_fields, load_intact, save_checked_tensors
+from augmentor.io import write_bytes, write_json
 from augmentor.metric import MetricConfig
 from augmentor.metrics import (
     DomainClassifier,
@@ -130,8 +131,13 @@ logger = logging.getLogger(__name__)
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "mnist_quick.yaml"
 SAMPLER_LABELS = {"prior": "VAE - N(0, I)", "gmm": "VAE - GMM", "riemannian": "VAE - ours"}
 # What a finished evaluation holds; a file without them is not a finished result.
-_RESULT_KEYS = ("key", "sampler", "n_fake", "n_real", "fd_domain", "prd", "precision", "recall", "density",
-                "coverage", "memorisation", "class_counts")
+_NUMBER_OR_NULL = (*NUMBER, type(None))  # NaN is written as NaN, an undefined metric as null
+_RESULT_FIELDS = {"key": str, "sampler": str, "n_fake": int, "n_real": int, "fid": _NUMBER_OR_NULL,
+                  "fd_domain": _NUMBER_OR_NULL, "feature_space": str, "prd.f_8": _NUMBER_OR_NULL,
+                  "prd.f_1_8": _NUMBER_OR_NULL, "precision": _NUMBER_OR_NULL, "recall": _NUMBER_OR_NULL,
+                  "density": _NUMBER_OR_NULL, "coverage": _NUMBER_OR_NULL,
+                  "memorisation.median_ratio": _NUMBER_OR_NULL,
+                  "memorisation.share_below_heldout_q01": _NUMBER_OR_NULL, "class_counts": list}
 _VARIANT_KEYS = ("n_steps", "n_leapfrog", "step_size")
 
 
@@ -472,11 +478,9 @@ class GenerationPaths:
 
 
 def _check_result(result: Any) -> None:
-    if not isinstance(result, dict):
-        raise ValueError("not a result object")
-    missing = [key for key in _RESULT_KEYS if key not in result]
-    if missing:
-        raise ValueError(f"missing {', '.join(missing)}")
+    check_fields(result, _RESULT_FIELDS)
+    if not result["class_counts"] or not all(isinstance(c, int) for c in result["class_counts"]):
+        raise ValueError("class_counts must be a non-empty list of integers")
 
 
 def read_benchmark_result(path: Path) -> dict[str, Any] | None:
@@ -533,10 +537,13 @@ def _model_name(model_config_: VAEConfig) -> str:
     return getattr(model_config_, "model", "vae")
 
 
-def _load_model(paths: GenerationPaths, wanted: VAEConfig) -> torch.nn.Module:
-    """The saved model of ``wanted``'s name; refused if it was trained with other settings."""
+def _load_model(paths: GenerationPaths, wanted: VAEConfig) -> torch.nn.Module | None:
+    """The saved model of ``wanted``'s name (``None``: absent, or damaged and moved aside); refused if it
+    was trained with other settings."""
     target = paths.model_file(_model_name(wanted))
-    saved = load_tensors(target)
+    saved = load_intact(target)
+    if saved is None:
+        return None
     if saved["config"] != wanted.to_dict():
         differs = sorted(k for k in wanted.to_dict() if saved["config"].get(k) != wanted.to_dict()[k])
         raise StudyError(f"{target} was trained with other settings (differs in: {', '.join(differs)}); "
@@ -555,23 +562,22 @@ def train_stage(paths: GenerationPaths, config: BenchmarkConfig, data: Benchmark
     """
     name = _model_name(model_cfg)
     target, checkpoints = paths.model_file(name), paths.checkpoints_dir(name)
-    if target.is_file():
-        model = _load_model(paths, model_cfg)
-    else:
+    model = _load_model(paths, model_cfg)
+    if model is None:
         trainer = _trainer(config)
         seed_everything(trainer.seed)
         model = build_model(model_cfg)
         result = train_vae(model, data.train, trainer, val_images=data.val, log_dir=paths.tensorboard(name),
                            checkpoint_dir=checkpoints)
         model = model.cpu().eval()
-        save_tensors(target, {"config": model_cfg.to_dict(), "state": model.state_dict(),
+        save_checked_tensors(target, {"config": model_cfg.to_dict(), "state": model.state_dict(),
                               "history": result.history, "best_epoch": result.best_epoch,
                               "best_val_loss": result.best_val_loss})
         shutil.rmtree(checkpoints, ignore_errors=True)  # the saved model supersedes them
     codes = paths.codes_file(name)
-    if not codes.is_file():  # also after a run killed between the two saves
+    if load_intact(codes) is None:  # also after a run killed between the two saves
         mu, log_var = encode(model, data.train, config.metrics.batch_size, device)
-        save_tensors(codes, {"mu": mu, "log_var": log_var})
+        save_checked_tensors(codes, {"mu": mu, "log_var": log_var})
     return model
 
 
@@ -612,9 +618,13 @@ def sample_stage(paths: GenerationPaths, config: BenchmarkConfig, spec: SampleSp
     A peer model's own sampler (``vamp``, ``rhvae``) is fitted by ``model`` on ``train_images``.
     """
     target = paths.samples(spec.key)
-    if target.is_file():
-        return load_tensors(target)
-    codes = load_tensors(paths.codes_file(spec.model))
+    saved = load_intact(target)
+    if saved is not None:
+        return saved
+    codes = load_intact(paths.codes_file(spec.model))
+    if codes is None:
+        raise StudyError(f"{paths.codes_file(spec.model)} is missing or damaged; rerun to encode the training "
+                         "images again")
     mu, log_var = codes["mu"], codes["log_var"]
     sampling = config.sampling
     if spec.sampler in PEER_SAMPLERS:
@@ -642,7 +652,7 @@ def sample_stage(paths: GenerationPaths, config: BenchmarkConfig, spec: SampleSp
         z = sampler.sample(n, seed=sampling.seed)
     record = {"z": z, "key": spec.key, "sampler": spec.sampler, "state": sampler.state_dict(),
               "hmc": None if spec.hmc is None else spec.hmc.to_dict(), "diagnostics": diagnostics}
-    save_tensors(target, record)
+    save_checked_tensors(target, record)
     return record
 
 
@@ -650,15 +660,15 @@ def domain_stage(paths: GenerationPaths, config: BenchmarkConfig, data: Benchmar
                  device: torch.device) -> DomainClassifier:
     """Train the FD_domain classifier on the training images (or load it)."""
     n_classes = int(data.train_labels.unique().numel())
-    if paths.domain_classifier.is_file():
-        saved = load_tensors(paths.domain_classifier)
+    saved = load_intact(paths.domain_classifier)
+    if saved is not None:
         classifier = DomainClassifier(data.train.shape[1], int(saved["n_classes"]))
         classifier.load_state_dict(saved["state"])
         return classifier.to(device).eval()
     classifier = train_domain_classifier(data.train, data.train_labels, seed=config.metrics.domain_seed,
                                          epochs=config.metrics.domain_epochs, batch_size=128,
                                          device=str(device), progress=config.progress)
-    save_tensors(paths.domain_classifier, {"n_classes": n_classes,
+    save_checked_tensors(paths.domain_classifier, {"n_classes": n_classes,
                                            "state": {k: v.cpu() for k, v in classifier.state_dict().items()}})
     return classifier
 
@@ -677,10 +687,11 @@ def _reference_features(paths: GenerationPaths, space: str, extractor: FeatureEx
                         images: torch.Tensor, config: BenchmarkConfig) -> torch.Tensor:
     """Features ``(N, D)`` of the test images in ``space``, computed once per run directory."""
     target = paths.features(space)
-    if target.is_file():
-        return load_tensors(target)["features"]
+    saved = load_intact(target)
+    if saved is not None:
+        return saved["features"]
     features = extract_features(images, extractor, config.metrics.batch_size, config.progress)
-    save_tensors(target, {"features": features, "extractor": extractor.cache_key})
+    save_checked_tensors(target, {"features": features, "extractor": extractor.cache_key})
     return features
 
 

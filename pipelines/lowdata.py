@@ -60,10 +60,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from augmentor.artifacts import (NUMBER, check_fields, load_checked_tensors, load_intact, read_checked_json,
+                                 save_checked_tensors, write_checked_json)
 from augmentor.augmentor import GeometricAugmentor
 from augmentor.config import Config, ConfigError, load_config_file, read_config_data
 from augmentor.devices import resolve_device
-from augmentor.io import load_tensors, save_tensors, write_bytes, write_json
+from augmentor.io import write_bytes, write_json
 from augmentor.samplers import SAMPLERS
 from augmentor.seeding import class_seed
 from augmentor.training import RUN_ONLY_SETTINGS
@@ -83,7 +85,7 @@ from .config import (
     command_line_overrides,
 )
 from .data import StudyData
-from .jobs import _oversample, augmentor_config, job_environment, job_seed, read_result
+from .jobs import _check_augmentor, _oversample, augmentor_config, job_environment, job_seed, read_result
 from .runner import StudyError, claim_run_directory, lock_run_directory, run_command, saved_identity
 from .sources import SourceConfig, load_source
 
@@ -436,9 +438,20 @@ def plan_lowdata_jobs(config: LowDataConfig) -> list[LowDataJob]:
     return jobs
 
 
+def _read_distances(path: Path) -> dict[str, Any]:
+    """``latent_distances.json``, checksum and layout verified (sampler -> class -> the three distances)."""
+    distances = read_checked_json(path)
+    fields = {f"{sampler}.{label}.{key}": NUMBER for sampler, per_class in dict(distances).items()
+              for label in dict(per_class) for key in ("to_nearest_code", "between_codes", "ratio")}
+    check_fields(distances, fields)
+    return distances
+
+
 def _generate_done(paths: LowDataPaths, config: LowDataConfig, job: LowDataJob) -> bool:
-    return paths.distances(job.seed, job.size).is_file() and all(
-        paths.latents(job.seed, job.size, s).is_file() for s in config.samplers)
+    # Damaged files are moved aside here, so the job makes them again.
+    return (load_intact(paths.augmentor(job.seed, job.size), _check_augmentor) is not None
+            and load_intact(paths.distances(job.seed, job.size), _read_distances) is not None
+            and all(load_intact(paths.latents(job.seed, job.size, s)) is not None for s in config.samplers))
 
 
 def is_done(paths: LowDataPaths, config: LowDataConfig, job: LowDataJob) -> bool:
@@ -449,7 +462,7 @@ def is_done(paths: LowDataPaths, config: LowDataConfig, job: LowDataJob) -> bool
 
 def _seed_data(paths: LowDataPaths, seed: int, size: int | str) -> dict[str, torch.Tensor]:
     """The seed's stored images and labels: ``train_x``, ``train_y`` (``size`` per class), ``val_*``, ``test_*``."""
-    state = load_tensors(paths.split(seed))
+    state = load_checked_tensors(paths.split(seed))
     split = state["split"]
     position = {index: row for row, index in enumerate(state["indices"])}
     parts = {"train": training_indices(split, size), "val": split["val"], "test": split["test"]}
@@ -492,9 +505,8 @@ def run_generate(paths: LowDataPaths, config: LowDataConfig, job: LowDataJob) ->
     with job_environment(config, vae_seed):
         data = _seed_data(paths, job.seed, job.size)
         folder = paths.augmentor(job.seed, job.size)
-        if folder.is_dir():
-            augmentor = GeometricAugmentor.load(folder, device=config.device)
-        else:
+        augmentor = load_intact(folder, lambda path: GeometricAugmentor.load(path, device=config.device))
+        if augmentor is None:
             augmentor = GeometricAugmentor(augmentor_config(config, vae_seed, tuple(data["train_x"].shape[1:])))
             augmentor.fit(data["train_x"], data["train_y"])
             augmentor.save(folder)
@@ -513,9 +525,9 @@ def run_generate(paths: LowDataPaths, config: LowDataConfig, job: LowDataJob) ->
                     mu, _ = model.encode(data["train_x"][data["train_y"] == label])
                 distances[sampler][str(label)] = latent_distances(mu, samples)
             target = paths.latents(job.seed, job.size, sampler)
-            if not target.is_file():
-                save_tensors(target, {"z": z, "labels": torch.cat(labels), "sampler": sampler, "n_per_class": n})
-        write_json(paths.distances(job.seed, job.size), distances)
+            if load_intact(target) is None:
+                save_checked_tensors(target, {"z": z, "labels": torch.cat(labels), "sampler": sampler, "n_per_class": n})
+        write_checked_json(paths.distances(job.seed, job.size), distances)
 
 
 def _training_set(paths: LowDataPaths, config: LowDataConfig, data: dict[str, torch.Tensor],
@@ -528,7 +540,10 @@ def _training_set(paths: LowDataPaths, config: LowDataConfig, data: dict[str, to
         index = _oversample(real_y, job_seed(job.seed, f"resample/{size_name(job.size)}"))
         return real_x[index], real_y[index]
     sampler = method_sampler(job.method)
-    latents = load_tensors(paths.latents(job.seed, job.size, sampler))  # type: ignore[arg-type]
+    latents = load_intact(paths.latents(job.seed, job.size, sampler))  # type: ignore[arg-type]
+    if latents is None:
+        raise StudyError(f"{paths.latents(job.seed, job.size, sampler)} is missing or was damaged; "
+                         "rerun to draw it again")
     augmentor = GeometricAugmentor.load(paths.augmentor(job.seed, job.size), device=config.device)
     synth_x, synth_y = augmentor.decode(latents["z"], latents["labels"]), latents["labels"]
     if job.method.startswith("real+"):
@@ -637,15 +652,16 @@ def prepare_lowdata_run(paths: LowDataPaths, config: LowDataConfig, data: StudyD
     largest = max([s for s in config.train_sizes if s != ALL], default=0)
     for seed, split in splits.items():
         target = paths.split(seed)
-        if target.is_file():
-            if load_tensors(target)["split"] != split:
+        stored = load_intact(target)  # a damaged split is moved aside and stored again
+        if stored is not None:
+            if stored["split"] != split:
                 raise StudyError(f"{target} differs from the split computed now; not resuming")
             continue
         # Stored: the validation and test images and as much of each pool as the largest size uses.
         kept = {k: v if ALL in config.train_sizes else v[:largest] for k, v in split["pool"].items()}
         indices = sorted(set(split["val"]) | set(split["test"]) | {i for v in kept.values() for i in v})
         rows = torch.tensor(indices, dtype=torch.long)
-        save_tensors(target, {"split": split, "indices": indices, "images": data.images[rows].contiguous(),
+        save_checked_tensors(target, {"split": split, "indices": indices, "images": data.images[rows].contiguous(),
                               "labels": data.labels[rows]})
 
 
@@ -702,7 +718,8 @@ def summarize_distances(paths: LowDataPaths) -> pd.DataFrame:
     for file in sorted((paths.root / "generate").glob("seed_*/n_*/latent_distances.json")):
         size_text = file.parent.name.removeprefix("n_")
         size = size_text if size_text == ALL else int(size_text)
-        for sampler, per_class in json.loads(file.read_text()).items():
+        distances = load_intact(file, _read_distances)  # a damaged file is moved aside and made again by a rerun
+        for sampler, per_class in (distances or {}).items():
             for values in per_class.values():
                 rows.append({"sampler": sampler, "size": size, **values})
     if not rows:

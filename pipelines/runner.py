@@ -39,6 +39,7 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar
 import torch
 from tqdm.auto import tqdm
 
+from augmentor.artifacts import load_intact, read_checked_json, write_checked_json
 from augmentor.io import write_json
 
 from augmentor.config import ConfigError
@@ -268,11 +269,11 @@ def prepare_run_directory(
             "labels": {k: [int(data.labels[i]) for i in v] for k, v in split.items()},
         }
         target = paths.split(seed)
-        if target.is_file():
-            if json.loads(target.read_text())["indices"] != split:
-                raise RunDirectoryError(f"{target} differs from the split computed now; not resuming")
-        else:
-            write_json(target, record)
+        stored = load_intact(target, read_checked_json)  # a damaged split is moved aside and written again
+        if stored is None:
+            write_checked_json(target, record)
+        elif stored.get("indices") != split:
+            raise RunDirectoryError(f"{target} differs from the split computed now; not resuming")
     return ident
 
 

@@ -67,3 +67,95 @@ def test_duplicate_data_dicts_are_refused_by_the_api(tmp_path: Path) -> None:
     items = [{**item, "image": str(tmp_path / item["image"])} for item in _nifti_cohort(tmp_path, n=3)]
     with pytest.raises(ValueError, match="same file as data item 0"):
         load_data_dicts(items + [items[0]], transform=None)
+
+
+# --- defects 3 and 4: run-directory artefacts checksummed on read; damaged ones moved aside and remade -------
+
+BENCH = Path(__file__).resolve().parents[1] / "configs" / "mnist_tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def small_mnist(tmp_path_factory) -> Path:
+    """A ``mnist.pkl.gz`` in the classic layout from scikit-learn's digits (as tests/test_generation.py)."""
+    import gzip
+    import pickle
+
+    import torch.nn.functional as F
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = torch.from_numpy(digits.images / 16.0).float()[:, None]
+    pixels = (F.interpolate(images, size=(28, 28), mode="bilinear", align_corners=False) * 255).round()
+    values = (pixels.clamp(0, 255) / 256).reshape(len(images), 784).numpy().astype(np.float32)
+    data = tuple((values[a:b], digits.target[a:b].astype(np.int64)) for a, b in ((0, 400), (400, 550), (550, 800)))
+    path = tmp_path_factory.mktemp("mnist") / "mnist.pkl.gz"
+    with gzip.open(path, "wb") as handle:
+        pickle.dump(data, handle, protocol=2)
+    return path
+
+
+def _bench_config(mnist: Path, **overrides):
+    from pipelines.generation import load_benchmark_config
+
+    settings = {"data.path": str(mnist), "progress": False, "sampling.samplers": ["prior", "gmm"],
+                "sampling.n_samples": 50, **overrides}
+    return load_benchmark_config(BENCH, settings)
+
+
+@pytest.fixture(scope="module")
+def bench_template(tmp_path_factory, small_mnist: Path) -> Path:
+    from pipelines.generation import run_benchmark
+
+    out = tmp_path_factory.mktemp("bench") / "run"
+    run_benchmark(_bench_config(small_mnist), out)
+    return out
+
+
+@pytest.fixture
+def finished_bench(tmp_path: Path, bench_template: Path) -> Path:
+    """A private copy of a finished tiny benchmark (prior and GMM rows)."""
+    return Path(shutil.copytree(bench_template, tmp_path / "run"))
+
+
+def test_tampered_samples_and_model_are_detected_and_remade(finished_bench: Path, small_mnist: Path) -> None:
+    from pipelines.generation import run_benchmark
+
+    samples, vae = finished_bench / "samples" / "gmm.pt", finished_bench / "model" / "vae.pt"
+    original = torch.load(samples, weights_only=True)
+    tampered = {**original, "z": original["z"] + 1.0}  # a valid archive with other numbers
+    torch.save(tampered, samples)
+    model = torch.load(vae, weights_only=True)
+    model["state"] = {k: v + 0.5 if v.is_floating_point() else v for k, v in model["state"].items()}
+    torch.save(model, vae)
+    (finished_bench / "results" / "gmm.json").unlink()
+    run_benchmark(_bench_config(small_mnist), finished_bench)
+    assert (samples.parent / "gmm.pt.corrupt").is_file() and (vae.parent / "vae.pt.corrupt").is_file()
+    assert torch.equal(torch.load(samples, weights_only=True)["z"], original["z"])
+
+
+def test_damaged_intermediates_are_moved_aside_and_recomputed(finished_bench: Path, small_mnist: Path) -> None:
+    from pipelines.generation import run_benchmark
+
+    names = ["features/test_domain.pt", "domain_classifier.pt", "model/codes.pt", "samples/prior.pt"]
+    for name in names:
+        target = finished_bench / name
+        target.write_bytes(target.read_bytes()[:100])  # truncated
+    (finished_bench / "results" / "prior.json").unlink()
+    rerun = run_benchmark(_bench_config(small_mnist), finished_bench)
+    assert rerun.evaluated == 1
+    for name in names:
+        target = finished_bench / name
+        assert target.with_name(target.name + ".corrupt").is_file(), name
+        assert torch.load(target, weights_only=True), name  # made again, whole
+
+
+def test_edited_result_with_a_string_for_a_number_is_moved_aside(finished_bench: Path, small_mnist: Path) -> None:
+    from pipelines.generation import run_benchmark
+
+    result = finished_bench / "results" / "gmm.json"
+    record = json.loads(result.read_text())
+    record["fd_domain"] = "12.5"
+    result.write_text(json.dumps(record))
+    rerun = run_benchmark(_bench_config(small_mnist), finished_bench)
+    assert rerun.evaluated == 1 and (result.parent / "gmm.json.corrupt").is_file()
+    assert isinstance(json.loads(result.read_text())["fd_domain"], float)
