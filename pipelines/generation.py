@@ -801,11 +801,42 @@ def markdown_table(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _spec_of_key(key: str) -> SampleSpec | None:
+    """The row a result file's key stands for (``gmm``, ``riemannian[...]``, ``<peer>-<sampler>``), if known."""
+    model, _, sampler = key.partition("-")
+    if sampler and model in MODEL_LABELS and sampler in PEER_SAMPLER_LABELS:
+        return SampleSpec(key, sampler, model=model)
+    sampler = key.split("[", 1)[0]
+    return SampleSpec(key, sampler) if sampler in SAMPLER_LABELS else None
+
+
+def finished_results(paths: GenerationPaths, specs: Sequence[SampleSpec]) -> tuple[list[dict[str, Any]],
+                                                                                      dict[str, str]]:
+    """Every finished result of the run directory: those of ``specs`` in their order, then the rows an
+    earlier invocation added (other samplers, variants or peers), so that no rerun drops a finished row.
+
+    Returns:
+        the results and the row label of each key.
+    """
+    keys = [s.key for s in specs]
+    keys += sorted({p.name.removesuffix(".json") for p in paths.root.glob("results/*.json")} - set(keys))
+    labels = {s.key: s.label for s in specs}
+    results = []
+    for key in keys:
+        result = read_benchmark_result(paths.result(key))
+        if result is not None:
+            results.append(result)
+            spec = _spec_of_key(key)
+            labels.setdefault(key, spec.label if spec is not None else key)
+    return results, labels
+
+
 def write_report(paths: GenerationPaths, config: BenchmarkConfig, specs: Sequence[SampleSpec],
                  header: str) -> tuple[pd.DataFrame, str]:
-    """Collect the finished results of ``specs``; write CSV, Markdown and the TensorBoard summary."""
-    results = [r for r in (read_benchmark_result(paths.result(s.key)) for s in specs) if r is not None]
-    table = results_table(results, {s.key: s.label for s in specs})
+    """Collect every finished result (see :func:`finished_results`); write CSV, Markdown and the TensorBoard
+    summary."""
+    results, labels = finished_results(paths, specs)
+    table = results_table(results, labels)
     markdown = markdown_table(table)
     notes = sorted({r["fid_note"] for r in results if r.get("fid_note")})
     text = f"# {header}\n\n{markdown}\n" + "".join(f"\n{note}\n" for note in notes)
@@ -1016,20 +1047,54 @@ def sweep_plot(table: pd.DataFrame, metric: str, title: str) -> bytes:
     return _png(fig)
 
 
+def sweep_identity(config: BenchmarkConfig, device_type: str) -> dict[str, Any]:
+    """The settings shared by every size of a sweep (each size's run checks its own data and sizes)."""
+    ident = benchmark_identity(config, device_type, "", "")
+    for key in ("n_train", "n_val"):
+        ident["data"].pop(key)
+    return {"kind": "generation-sweep", **ident}
+
+
+def _earlier_sizes(out: Path, sizes: Sequence[int]) -> list[int]:
+    """The sizes of finished runs in a sweep folder that this invocation does not run."""
+    found = [p.name.removeprefix("n_train_") for p in out.glob("n_train_*") if (p / "study.json").is_file()]
+    return sorted(int(size) for size in found if size.isdigit() and int(size) not in sizes)
+
+
 def run_sweep(config: BenchmarkConfig, out: str | Path) -> BenchmarkResult:
     """The low-data sweep: :func:`run_benchmark` per training-set size, then ``<out>/sweep/`` (CSV, Markdown, plots).
 
-    Each size's run directory resumes like a single run; the sweep report covers the sizes asked for.
+    ``out`` is a run directory of its own (``study.json`` with the settings every size shares, a lock), so a
+    foreign folder or a sweep of other settings is refused before anything is written. Each size's run
+    directory resumes like a single run; the sweep report covers every finished size and row in ``out``,
+    so a rerun with fewer sizes or samplers drops none.
+
+    Raises:
+        RunDirectoryError: ``out`` is a foreign folder, a sweep of other settings, or in use.
     """
     start, out = time.perf_counter(), Path(out)
-    tables, evaluated, skipped = [], 0, 0
-    for size, sub_config in sweep_configs(config).items():
-        logger.info("low-data sweep: %d training images", size)
-        result = run_benchmark(sub_config, out / f"n_train_{size}")
-        tables.append(result.table.assign(n_train=size))
-        evaluated, skipped = evaluated + result.evaluated, skipped + result.skipped
-    table = pd.concat(tables, ignore_index=True)
-    folder = out / "sweep"
+    paths = GenerationPaths(out)
+    saved_identity(paths)  # refuses a foreign folder before anything is created in it
+    with lock_run_directory(paths):
+        claim_run_directory(paths, sweep_identity(config, resolve_device(config.device).type),
+                            {"config": config.to_dict(), "kind": "generation-sweep"})
+        tables, evaluated, skipped = [], 0, 0
+        for size, sub_config in sweep_configs(config).items():
+            logger.info("low-data sweep: %d training images", size)
+            result = run_benchmark(sub_config, out / f"n_train_{size}")
+            tables.append(result.table.assign(n_train=size))
+            evaluated, skipped = evaluated + result.evaluated, skipped + result.skipped
+        specs = sample_specs(config.sampling) + peer_specs(config.peer_models(), config.sampling)
+        for size in _earlier_sizes(out, list(config.train_sizes)):
+            results, labels = finished_results(GenerationPaths(out / f"n_train_{size}"), specs)
+            tables.append(results_table(results, labels).assign(n_train=size))
+        table = pd.concat(tables, ignore_index=True)
+        markdown = _write_sweep_report(out / "sweep", config, table)
+    return BenchmarkResult(out, table, markdown, evaluated, skipped, time.perf_counter() - start)
+
+
+def _write_sweep_report(folder: Path, config: BenchmarkConfig, table: pd.DataFrame) -> str:
+    """``summary.csv``, ``summary.md`` and one plot per metric against the size; returns the Markdown."""
     write_bytes(folder / "summary.csv", table.to_csv(index=False, float_format="%.6f").encode())
     lines = [f"# Low-data sweep {config.name!r}: metrics against the number of training images", ""]
     for size, rows in table.groupby("n_train", sort=True):
@@ -1039,7 +1104,7 @@ def run_sweep(config: BenchmarkConfig, out: str | Path) -> BenchmarkResult:
     metrics = ["fd_domain"] + (["fid"] if table["fid"].notna().any() else [])
     for metric in metrics:
         write_bytes(folder / f"{metric}_vs_train_size.png", sweep_plot(table, metric, f"{config.name}: {metric}"))
-    return BenchmarkResult(out, table, markdown, evaluated, skipped, time.perf_counter() - start)
+    return markdown
 
 
 def build_parser() -> argparse.ArgumentParser:

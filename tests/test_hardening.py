@@ -159,3 +159,65 @@ def test_edited_result_with_a_string_for_a_number_is_moved_aside(finished_bench:
     rerun = run_benchmark(_bench_config(small_mnist), finished_bench)
     assert rerun.evaluated == 1 and (result.parent / "gmm.json.corrupt").is_file()
     assert isinstance(json.loads(result.read_text())["fd_domain"], float)
+
+
+# --- defect 1: the benchmark sweep never overwrites a foreign folder or drops finished rows ---------------------
+
+
+def test_sweep_refuses_a_foreign_folder_untouched(tmp_path: Path, small_mnist: Path) -> None:
+    from pipelines.generation import run_sweep
+    from pipelines.runner import RunDirectoryError
+
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / "summary.csv").write_text("x\n")
+    with pytest.raises(RunDirectoryError, match="not a study run directory"):
+        run_sweep(_bench_config(small_mnist, train_sizes=[60], **{"sampling.samplers": ["prior"]}), tmp_path)
+    assert (tmp_path / "sweep" / "summary.csv").read_text() == "x\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep"]
+
+
+@pytest.fixture(scope="module")
+def sweep_template(tmp_path_factory, small_mnist: Path) -> Path:
+    from pipelines.generation import run_sweep
+
+    out = tmp_path_factory.mktemp("sweep") / "run"
+    run_sweep(_bench_config(small_mnist, train_sizes=[60]), out)
+    return out
+
+
+def test_sweep_of_other_settings_is_refused_and_the_report_kept(tmp_path: Path, sweep_template: Path,
+                                                                  small_mnist: Path) -> None:
+    from pipelines.generation import run_sweep
+    from pipelines.runner import RunDirectoryError
+
+    out = Path(shutil.copytree(sweep_template, tmp_path / "run"))
+    before = (out / "sweep" / "summary.csv").read_bytes()
+    other = _bench_config(small_mnist, train_sizes=[80], **{"sampling.samplers": ["prior"], "sampling.n_samples": 40})
+    with pytest.raises(RunDirectoryError, match="n_samples"):
+        run_sweep(other, out)
+    assert (out / "sweep" / "summary.csv").read_bytes() == before and not (out / "n_train_80").exists()
+
+
+def test_sweep_rerun_with_fewer_samplers_or_sizes_keeps_every_row(tmp_path: Path, sweep_template: Path,
+                                                                   small_mnist: Path) -> None:
+    import pandas as pd
+
+    from pipelines.generation import run_sweep
+
+    out = Path(shutil.copytree(sweep_template, tmp_path / "run"))
+    run_sweep(_bench_config(small_mnist, train_sizes=[60], **{"sampling.samplers": ["prior"]}), out)
+    table = pd.read_csv(out / "sweep" / "summary.csv")
+    assert sorted(table["key"]) == ["gmm", "prior"]
+    run_sweep(_bench_config(small_mnist, train_sizes=[80], **{"sampling.samplers": ["prior"]}), out)
+    table = pd.read_csv(out / "sweep" / "summary.csv")
+    assert sorted(zip(table["n_train"], table["key"])) == [(60, "gmm"), (60, "prior"), (80, "prior")]
+
+
+def test_benchmark_rerun_with_fewer_samplers_keeps_every_row(finished_bench: Path, small_mnist: Path) -> None:
+    import pandas as pd
+
+    from pipelines.generation import run_benchmark
+
+    result = run_benchmark(_bench_config(small_mnist, **{"sampling.samplers": ["gmm"]}), finished_bench)
+    assert sorted(result.table["key"]) == ["gmm", "prior"]
+    assert sorted(pd.read_csv(finished_bench / "report" / "summary.csv")["key"]) == ["gmm", "prior"]
