@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import operator
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
@@ -45,6 +46,7 @@ from .io import (
     saved_folder,
     write_json,
 )
+from .limits import check_fits
 from .metric import MetricConfig
 from .batching import map_batches
 from .data import check_images, load_data_dicts
@@ -423,6 +425,7 @@ class GeometricAugmentor:
         """
         self._require_fitted()
         n, seed = _check_count(n, "n"), _check_seed(seed)
+        check_fits(n * self.config.vae.latent_dim, f"sample_latents(n={n}): the latent codes")
         if label not in self.samplers:
             raise ValueError(f"unknown class {label}; fitted classes are {self.classes}")
         if sampler not in _ALL_SAMPLERS:
@@ -466,6 +469,9 @@ class GeometricAugmentor:
         """
         self._require_fitted()
         n_per_class, seed = _check_count(n_per_class, "n_per_class"), _check_seed(seed)
+        shape = tuple(self.config.vae.in_shape)
+        check_fits(n_per_class * len(self.classes) * math.prod(shape),
+                   f"generate(n_per_class={n_per_class}): {len(self.classes)} classes of images {shape}")
         latents = [
             self.sample_latents(label, n_per_class, sampler, seed=class_seed(seed, index), hmc=hmc)
             for index, label in enumerate(self.classes)

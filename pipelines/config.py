@@ -35,6 +35,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,6 +44,7 @@ import yaml
 from augmentor.config import Config, ConfigError, load_config_file, read_config_data
 from augmentor.devices import DEVICE_CHOICES, is_device_name
 from augmentor.hmc import HMCConfig
+from augmentor.limits import check_fits
 from augmentor.metric import MetricConfig
 from augmentor.models import VAE_PRESETS, VAEConfig, default_vae_config, vae_preset
 from augmentor.peers import MODELS, model_samplers
@@ -475,6 +477,9 @@ class StudyConfig(Config):
             self.vae.build((1, *size))
         except ConfigError as err:
             raise ConfigError(f"StudyConfig.vae: {err}") from None
+        n = self.sampling.n_per_class
+        check_fits(n * math.prod(size), f"StudyConfig.sampling.n_per_class = {n}: the synthetic images of one class "
+                                        f"(images {tuple(size)})")
         try:
             self.classifier.check_image_size(size)
         except ConfigError as err:

@@ -77,6 +77,7 @@ from augmentor.devices import resolve_device
 from augmentor.hmc import HMCConfig, HMCSampler
 from augmentor.artifacts import NUMBER, check_fields, load_intact, save_checked_tensors
 from augmentor.io import write_bytes, write_json
+from augmentor.limits import check_fits
 from augmentor.metric import MetricConfig
 from augmentor.metrics import (
     DomainClassifier,
@@ -380,6 +381,9 @@ class BenchmarkConfig(Config):
             vae = self.vae.build(image_shape)
         except ConfigError as err:
             raise ConfigError(f"BenchmarkConfig.vae: {err}") from None
+        n = self.sampling.n_samples
+        check_fits(n * math.prod(image_shape), f"BenchmarkConfig.sampling.n_samples = {n}: the generated images "
+                                               f"of one sampler (images {tuple(image_shape)})")
         for index, model in enumerate(self.peer_models()):
             try:
                 model_config(model.name, vae, model.options)

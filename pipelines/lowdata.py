@@ -65,6 +65,7 @@ from augmentor.artifacts import (NUMBER, check_fields, load_checked_tensors, loa
 from augmentor.augmentor import GeometricAugmentor
 from augmentor.config import Config, ConfigError, load_config_file, read_config_data
 from augmentor.devices import resolve_device
+from augmentor.limits import check_fits
 from augmentor.io import write_bytes, write_json
 from augmentor.samplers import SAMPLERS
 from augmentor.seeding import class_seed
@@ -302,6 +303,9 @@ class LowDataConfig(Config):
             self.classifier.check_image_size(size)
         except ConfigError as err:
             raise ConfigError(f"LowDataConfig (images {tuple(size)}): {err}") from None
+        n = self.sampling.n_per_class
+        check_fits(n * math.prod(size), f"LowDataConfig.sampling.n_per_class = {n}: the synthetic images of one class "
+                                        f"(images {tuple(size)})")
         if len(size) != 2 and "torchio" in self.methods:
             raise ConfigError(f"LowDataConfig.methods: 'torchio' is set up for 2D images, the data are {tuple(size)}; "
                               "use 'monai' for volumes")

@@ -20,6 +20,7 @@ import csv
 import dataclasses
 import json
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +28,7 @@ from typing import Any, Literal
 import torch
 
 from augmentor.config import Config
+from augmentor.limits import check_fits
 from augmentor.data import load_data_dicts
 
 from .config import DataConfig
@@ -62,6 +64,9 @@ class PreprocessingConfig(Config):
         if self.spatial_size is not None and (len(self.spatial_size) not in (2, 3) or min(self.spatial_size) < 1):
             self._fail("spatial_size",
                        f"must be [H, W] or [H, W, D] with positive sizes, got {list(self.spatial_size)}")
+        if self.spatial_size is not None:
+            check_fits(math.prod(self.spatial_size),
+                       f"PreprocessingConfig.spatial_size {list(self.spatial_size)}: one resized image")
         low, high = self.percentiles
         if not 0 <= low < high <= 100:
             self._fail("percentiles", f"must be [low, high] with 0 <= low < high <= 100, got {list(self.percentiles)}")

@@ -221,3 +221,84 @@ def test_benchmark_rerun_with_fewer_samplers_keeps_every_row(finished_bench: Pat
     result = run_benchmark(_bench_config(small_mnist, **{"sampling.samplers": ["gmm"]}), finished_bench)
     assert sorted(result.table["key"]) == ["gmm", "prior"]
     assert sorted(pd.read_csv(finished_bench / "report" / "summary.csv")["key"]) == ["gmm", "prior"]
+
+
+# --- defect 5: resource exhaustion refused before allocation, errors of bounded length --------------------------
+
+LOWDATA_TINY = Path(__file__).resolve().parents[1] / "configs" / "lowdata_tiny.yaml"
+
+
+def _alias_bomb(levels: int) -> str:
+    """YAML of a few hundred bytes whose aliases make ``name`` stand for ``10 ** levels`` values."""
+    parts = ['&a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    parts += [f"&a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, levels)]
+    return "name: [" + ", ".join(parts) + "]\n"
+
+
+def test_yaml_alias_bomb_is_refused_with_a_short_message(tmp_path: Path) -> None:
+    from augmentor.config import ConfigError
+    from pipelines.lowdata import load_lowdata_config
+
+    path = tmp_path / "bomb.yaml"
+    path.write_text(_alias_bomb(6))  # 10**6 values once expanded
+    with pytest.raises(ConfigError) as raised:
+        load_lowdata_config(path)
+    assert "alias" in str(raised.value) and len(str(raised.value)) < 1000
+
+
+def test_a_huge_value_quoted_in_an_error_is_cut(tmp_path: Path) -> None:
+    from augmentor.config import ConfigError
+    from pipelines.lowdata import load_lowdata_config
+
+    path = tmp_path / "long.yaml"
+    path.write_text(json.dumps({"num_threads": "x" * 100_000, "seeds": list(range(50_000))}))
+    with pytest.raises(ConfigError, match="num_threads") as raised:
+        load_lowdata_config(path)
+    assert len(str(raised.value)) < 1000
+
+
+@pytest.mark.parametrize(
+    ("setting", "named"),
+    [
+        ("sampling.n_per_class=1000000000000", "n_per_class = 1000000000000"),
+        ("vae.architecture.latent_dim=1000000000", "latent_dim 1000000000"),
+    ],
+)
+def test_absurd_sizes_are_refused_before_the_run_directory_is_made(tmp_path: Path, capsys, setting: str,
+                                                                   named: str) -> None:
+    from pipelines.lowdata import main
+
+    out = tmp_path / "run"
+    assert main(["--config", str(LOWDATA_TINY), "--set", setting, "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert named in error and "GiB" in error and not out.exists()
+
+
+def test_absurd_resize_is_refused_by_the_config(tmp_path: Path) -> None:
+    from augmentor.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"spatial_size \[1000000, 1000000\].*GiB"):
+        SourceConfig(source="datadicts", path=str(tmp_path / "list.json"),
+                     preprocessing={"spatial_size": [1_000_000, 1_000_000]})
+
+
+def test_generate_of_an_absurd_count_is_refused_before_sampling(fitted_2d) -> None:
+    augmentor, _, _ = fitted_2d
+    with pytest.raises(ValueError, match=r"generate\(n_per_class=1000000000000\).*GiB"):
+        augmentor.generate(10**12, "prior")
+
+
+def test_tampered_latent_dim_in_a_saved_folder_is_refused_before_building(fitted_2d, tmp_path: Path) -> None:
+    from augmentor import GeometricAugmentor
+    from augmentor.io import CorruptSaveError, file_digest
+
+    augmentor, _, _ = fitted_2d
+    folder = augmentor.save(tmp_path / "saved")
+    config = json.loads((folder / "config.json").read_text())
+    config["vae"]["latent_dim"] = 10**8
+    (folder / "config.json").write_text(json.dumps(config))
+    manifest = json.loads((folder / "manifest.json").read_text())  # regenerated, as a careful tamperer would
+    manifest["files"]["config.json"] = file_digest(folder / "config.json")
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CorruptSaveError, match="latent_dim 100000000.*GiB"):
+        GeometricAugmentor.load(folder)
