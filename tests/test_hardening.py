@@ -302,3 +302,42 @@ def test_tampered_latent_dim_in_a_saved_folder_is_refused_before_building(fitted
     (folder / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(CorruptSaveError, match="latent_dim 100000000.*GiB"):
         GeometricAugmentor.load(folder)
+
+
+# --- defect 6: RandSyntheticSwapd -----------------------------------------------------------------------------
+
+
+def _swap_pool():
+    from augmentor.transforms import SyntheticPool
+
+    return SyntheticPool(torch.rand(4, 1, 4, 4), torch.tensor([0, 0, 1, 1]))
+
+
+@pytest.mark.parametrize("prob", [2.0, -1.0, float("nan")])
+def test_swapd_probability_outside_zero_one_is_refused(prob: float) -> None:
+    from augmentor.transforms import RandSyntheticSwapd
+
+    with pytest.raises(ValueError, match="prob must be in"):
+        RandSyntheticSwapd("image", _swap_pool(), prob=prob)
+
+
+def test_swapd_never_writes_a_synthetic_image_into_a_label_map() -> None:
+    from augmentor.transforms import RandSyntheticSwapd
+
+    with pytest.raises(ValueError, match="label_map_keys"):
+        RandSyntheticSwapd(["image", "seg"], _swap_pool(), prob=1.0)
+    seg = torch.ones(1, 4, 4, dtype=torch.uint8)
+    transform = RandSyntheticSwapd("image", _swap_pool(), prob=1.0, label_map_keys="seg", label_map_fill=255)
+    out = transform.set_random_state(0)({"image": torch.zeros(1, 4, 4), "seg": seg, "label": 1})
+    assert out["synthetic"] == 1 and out["seg"].dtype == torch.uint8 and bool((out["seg"] == 255).all())
+    assert seg.eq(1).all()  # the input mask is not changed in place
+    with pytest.raises(ValueError, match="label_map_fill"):
+        RandSyntheticSwapd("image", _swap_pool(), label_map_keys="seg")
+
+
+def test_swapd_accepts_numpy_images() -> None:
+    from augmentor.transforms import RandSyntheticSwapd
+
+    out = RandSyntheticSwapd("image", _swap_pool(), prob=1.0).set_random_state(0)(
+        {"image": np.zeros((1, 4, 4), dtype=np.float32), "label": 0})
+    assert isinstance(out["image"], np.ndarray) and out["image"].dtype == np.float32 and out["image"].any()
