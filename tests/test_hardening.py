@@ -341,3 +341,56 @@ def test_swapd_accepts_numpy_images() -> None:
     out = RandSyntheticSwapd("image", _swap_pool(), prob=1.0).set_random_state(0)(
         {"image": np.zeros((1, 4, 4), dtype=np.float32), "label": 0})
     assert isinstance(out["image"], np.ndarray) and out["image"].dtype == np.float32 and out["image"].any()
+
+
+# --- defect 7: metrics refuse what they cannot measure ---------------------------------------------------------
+
+
+def test_prd_with_no_runs_is_refused() -> None:
+    from augmentor.metrics import prd_score
+
+    features = torch.randn(40, 3, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="num_runs"):
+        prd_score(features[:20], features[20:], num_clusters=5, num_runs=0)
+
+
+def test_fd_domain_of_images_of_other_sizes_is_refused() -> None:
+    from augmentor.metrics import DomainClassifier, domain_frechet_distance
+
+    torch.manual_seed(0)
+    classifier = DomainClassifier(1, 2).eval()
+    with pytest.raises(ValueError, match=r"\(1, 8, 8\).*\(1, 64, 64\)"):
+        domain_frechet_distance(torch.rand(10, 1, 8, 8), torch.rand(10, 1, 64, 64), classifier)
+
+
+def test_precision_recall_of_mismatched_shapes_is_refused() -> None:
+    from augmentor.metrics import density_coverage, precision_recall
+
+    real, fake = torch.rand(20, 1, 8, 8), torch.rand(20, 1, 4, 16)  # same number of values per item
+    with pytest.raises(ValueError, match="differ in shape"):
+        precision_recall(real, fake)
+    with pytest.raises(ValueError, match="differ in shape"):
+        density_coverage(real, fake)
+
+
+@pytest.mark.parametrize("damage", ["nan_mean", "n_one"])
+def test_unusable_fid_cache_is_recomputed(tmp_path: Path, damage: str) -> None:
+    from augmentor.metrics.frechet import GaussianStats, cached_statistics
+
+    class Flatten:
+        name, cache_key, device = "flatten", "flatten-v1", torch.device("cpu")
+
+        def __call__(self, images: torch.Tensor) -> torch.Tensor:
+            return images.flatten(1)[:, :3]
+
+    images = torch.rand(12, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    good = cached_statistics(images, Flatten(), tmp_path)
+    (path,) = tmp_path.glob("*.npz")
+    key = str(np.load(path)["key"])
+    mean = good.mean.copy()
+    if damage == "nan_mean":
+        mean[0] = np.nan
+    GaussianStats(mean, good.cov, 1 if damage == "n_one" else good.n).save(path, key)
+    again = cached_statistics(images, Flatten(), tmp_path)
+    assert np.isfinite(again.mean).all() and again.n == 12
+    np.testing.assert_allclose(again.mean, good.mean)
