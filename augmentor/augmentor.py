@@ -516,7 +516,7 @@ class GeometricAugmentor:
         folder = read_saved_folder(path, SAVE_KIND)
         try:
             config = AugmentorConfig.from_json((folder / "config.json").read_text())
-            classes = [int(c) for c in json.loads((folder / "classes.json").read_text())]
+            classes = _saved_classes(folder / "classes.json")
         except (ValueError, ConfigError, TypeError) as err:
             raise CorruptSaveError(f"{folder}: invalid config or class list ({err})") from err
         if config.vae is None:
@@ -541,6 +541,17 @@ class GeometricAugmentor:
                 raise CorruptSaveError(f"{sub}: samplers.pt lacks the state of sampler(s) {missing}")
             augmentor.models[label], augmentor.histories[label] = model, history
         return augmentor
+
+
+def _saved_classes(path: Path) -> list[int]:
+    """The class ids of ``classes.json``: a non-empty list of distinct integers, never rounded."""
+    saved = json.loads(path.read_text())
+    if not isinstance(saved, list) or not saved:
+        raise ValueError(f"{path.name} must hold a non-empty list of class ids, got {type(saved).__name__}")
+    classes = class_labels(saved, name=path.name).tolist()
+    if len(set(classes)) != len(classes):
+        raise ValueError(f"{path.name} lists a class more than once: {classes}")
+    return classes
 
 
 def _load_model(config: AugmentorConfig, folder: Path) -> tuple[nn.Module, list[dict[str, float]]]:

@@ -394,3 +394,21 @@ def test_unusable_fid_cache_is_recomputed(tmp_path: Path, damage: str) -> None:
     again = cached_statistics(images, Flatten(), tmp_path)
     assert np.isfinite(again.mean).all() and again.n == 12
     np.testing.assert_allclose(again.mean, good.mean)
+
+
+# --- defect 8: a saved folder's classes.json is validated, not rounded ----------------------------------------
+
+
+@pytest.mark.parametrize(("classes", "message"), [([0.7, 1], "0.7"), ([0, 0], "more than once"), ([], "non-empty")])
+def test_edited_class_list_with_a_regenerated_manifest_is_refused(fitted_2d, tmp_path: Path, classes,
+                                                                  message: str) -> None:
+    from augmentor import GeometricAugmentor
+    from augmentor.io import CorruptSaveError, file_digest
+
+    folder = fitted_2d[0].save(tmp_path / "saved")
+    (folder / "classes.json").write_text(json.dumps(classes))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"]["classes.json"] = file_digest(folder / "classes.json")
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CorruptSaveError, match=message):
+        GeometricAugmentor.load(folder)
