@@ -88,18 +88,46 @@ def load_data_dicts(data: Sequence[dict[str, Any]], transform: Callable | None, 
             raise ValueError(f"data item {i} must be a dict with keys {image_key!r} and {label_key!r}, got {item!r}")
         source = item[image_key]
         where = f"data item {i}" + (f" ({str(source)!r})" if isinstance(source, (str, Path)) else "")
-        out = transform(dict(item)) if transform is not None else item
+        out = _read_item(item, transform, where)
         image = torch.as_tensor(out[image_key]).float()
-        if images and image.shape != images[0].shape:
-            raise ValueError(
-                f"{where} has shape {tuple(image.shape)} after the transform, "
-                f"the first had {tuple(images[0].shape)}; add a Resized/SpatialPadd step"
-            )
+        bad = int((~torch.isfinite(image)).sum())
+        if bad:
+            raise ValueError(f"{where} holds {bad} NaN or infinite value(s) after the transform; fix or drop "
+                             "that image (no intensity scaling can place them in [0, 1])")
         images.append(image.as_subclass(torch.Tensor))  # drop MONAI metadata
         labels.append(class_id(out[label_key], f"{where} {label_key!r}"))
     if not images:
         raise ValueError("no data items given")
+    _check_one_shape(images, data, image_key)
     return torch.stack(images), torch.tensor(labels, dtype=torch.int64)
+
+
+def _read_item(item: dict[str, Any], transform: Callable | None, where: str) -> Any:
+    """``transform`` of a shallow copy of ``item``; a file that cannot be read is named with the reader's reason."""
+    if transform is None:
+        return item
+    try:
+        return transform(dict(item))
+    except MemoryError:
+        raise ValueError(f"{where}: reading it needs more memory than there is (a damaged or huge header?)") from None
+    except Exception as err:  # MONAI wraps every reader error in "applying transform ..."
+        cause = err
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        reason = str(cause).strip().splitlines()[0][:300] if str(cause).strip() else type(cause).__name__
+        raise ValueError(f"{where} cannot be read: {type(cause).__name__}: {reason}") from err
+
+
+def _check_one_shape(images: list[torch.Tensor], data: Sequence[Any], image_key: str) -> None:
+    """All images of one shape; otherwise name the items that differ from the most common shape."""
+    shapes = [tuple(image.shape) for image in images]
+    common = max(set(shapes), key=shapes.count)
+    odd = [i for i, shape in enumerate(shapes) if shape != common]
+    if odd:
+        named = ", ".join(f"data item {i} ({str(data[i][image_key])!r}) has shape {shapes[i]}" for i in odd[:5])
+        more = f" and {len(odd) - 5} more" if len(odd) > 5 else ""
+        raise ValueError(f"images differ in shape after the transform (most have {common}): {named}{more}; "
+                         "add a Resized/SpatialPadd step (data.preprocessing.spatial_size)")
 
 
 def check_distinct_files(data: Sequence[Any], image_key: str = "image") -> None:

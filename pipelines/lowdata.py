@@ -914,6 +914,7 @@ def run_lowdata(config: LowDataConfig, out: str | Path, cache_dir: str | Path | 
     start = time.perf_counter()
     paths = LowDataPaths(out)
     device_type = resolve_device(config.device).type
+    _check_outside_data(paths.root, config.data)  # before the lock file could be created in the data folder
     saved_identity(paths)  # refuse a foreign folder before the lock file is created in it
     with lock_run_directory(paths):
         data = load_source(config.data, cache_dir, progress=config.progress)

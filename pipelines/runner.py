@@ -53,6 +53,7 @@ __all__ = [
     "JobFailure",
     "RunDirectoryError",
     "StudyError",
+    "check_outside_data",
     "check_run_directory",
     "claim_run_directory",
     "execute",
@@ -208,7 +209,12 @@ def claim_run_directory(paths: Any, ident: dict[str, Any], record: dict[str, Any
     return False
 
 
-def _check_outside_data(out: Path, config: StudyConfig) -> None:
+def check_outside_data(out: Path, config: StudyConfig) -> None:
+    """Refuse a run directory inside the OASIS data folder (input data are never written to).
+
+    Raises:
+        StudyError: naming both folders.
+    """
     if config.data.data_dir is None:
         return
     data = Path(config.data.data_dir).expanduser().resolve()
@@ -234,7 +240,7 @@ def prepare_run_directory(
         RunDirectoryError: the folder holds another study, other data, or foreign files.
         ValueError: the data cannot be split (a single class, a class too small).
     """
-    _check_outside_data(paths.root, config)
+    check_outside_data(paths.root, config)
     ident = identity(config, device_type, data.fingerprint())
     digest = identity_hash(ident)
     saved = _saved_study(paths)
@@ -415,6 +421,9 @@ def run_command(
         result = run(config, out)
     except (StudyError, ConfigError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:  # a read-only or full output folder: the system's reason, without a traceback
+        print(f"error: {err.strerror or err}: {err.filename or out}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"\ninterrupted; finished outputs are kept in {out}; rerun the same command to resume", file=sys.stderr)

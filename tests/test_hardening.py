@@ -412,3 +412,110 @@ def test_edited_class_list_with_a_regenerated_manifest_is_refused(fitted_2d, tmp
     (folder / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(CorruptSaveError, match=message):
         GeometricAugmentor.load(folder)
+
+
+# --- defect 9: clear errors that name the item ------------------------------------------------------------------
+
+
+def _source(path: Path, **preprocessing) -> SourceConfig:
+    return SourceConfig(source="datadicts", path=str(path), preprocessing=preprocessing)
+
+
+def test_csv_row_without_a_label_is_named(tmp_path: Path) -> None:
+    items = _nifti_cohort(tmp_path)
+    rows = [f"{item['image']},{item['label']}" for item in items]
+    rows[3] = items[3]["image"]  # no label column at all
+    (tmp_path / "list.csv").write_text("image,label\n" + "\n".join(rows) + "\n")
+    with pytest.raises(ValueError, match=r"list.csv: line 5: every row needs an image path and a label"):
+        load_source(_source(tmp_path / "list.csv"))
+
+
+def test_csv_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    items = _nifti_cohort(tmp_path)
+    text = "image,label\n" + "".join(f"{item['image']},{item['label']}\n" for item in items)
+    (tmp_path / "list.csv").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert len(load_source(_source(tmp_path / "list.csv")).labels) == 8
+
+
+def test_deeply_nested_json_list_is_named(tmp_path: Path) -> None:
+    (tmp_path / "list.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match="nested too deeply"):
+        load_source(_source(tmp_path / "list.json"))
+
+
+def test_nan_voxels_name_the_item(tmp_path: Path) -> None:
+    import nibabel as nib
+
+    items = _nifti_cohort(tmp_path)
+    image = np.full((6, 5), 0.5, dtype=np.float32)
+    image[2, 2] = np.nan
+    nib.save(nib.Nifti1Image(image, np.eye(4)), tmp_path / "sub-03.nii.gz")
+    with pytest.raises(ValueError, match=r"data item 3 .*sub-03.nii.gz.* NaN or infinite"):
+        _load_list(tmp_path, items)
+
+
+def test_unreadable_image_is_named_with_the_reason(tmp_path: Path) -> None:
+    items = _nifti_cohort(tmp_path)
+    (tmp_path / "sub-05.nii.gz").write_bytes(b"not an image at all")
+    with pytest.raises(ValueError, match=r"data item 5 .*sub-05.nii.gz.* cannot be read") as raised:
+        _load_list(tmp_path, items)
+    assert "applying transform" not in str(raised.value)
+
+
+def test_an_odd_first_image_is_blamed_not_the_second(tmp_path: Path) -> None:
+    import nibabel as nib
+
+    items = _nifti_cohort(tmp_path)
+    nib.save(nib.Nifti1Image(np.zeros((9, 9), dtype=np.float32) + 0.3, np.eye(4)), tmp_path / "sub-00.nii.gz")
+    with pytest.raises(ValueError, match=r"data item 0 .*sub-00.nii.gz.* has shape \(1, 9, 9\)") as raised:
+        _load_list(tmp_path, items)
+    assert "data item 1 " not in str(raised.value)
+
+
+@pytest.mark.parametrize("image", [None, "."])
+def test_a_null_or_folder_image_path_is_named_as_such(tmp_path: Path, image) -> None:
+    items = _nifti_cohort(tmp_path)
+    items[2]["image"] = image
+    with pytest.raises(ValueError, match=r"item 2: .*(must be a file path|is a folder)"):
+        _load_list(tmp_path, items)
+
+
+def test_a_folder_given_as_the_data_list_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="is a folder"):
+        load_source(_source(tmp_path))
+
+
+def _lowdata_args(list_file: Path, out: Path) -> list[str]:
+    return ["--config", str(LOWDATA_TINY), "--set", "data.source=datadicts", "--set", f"data.path={list_file}",
+            "--set", "data.preprocessing.spatial_size=[6,5]", "--out", str(out)]
+
+
+def test_string_labels_give_an_error_line_not_a_traceback(tmp_path: Path, capsys) -> None:
+    from pipelines.lowdata import main
+
+    items = _nifti_cohort(tmp_path / "data")
+    items[1]["label"] = "AD"
+    (tmp_path / "data" / "list.json").write_text(json.dumps(items))
+    assert main(_lowdata_args(tmp_path / "data" / "list.json", tmp_path / "run")) == 1
+    assert "'AD'" in capsys.readouterr().err
+
+
+def test_an_out_that_cannot_be_written_gives_an_error_line_not_a_traceback(tmp_path: Path, capsys) -> None:
+    from pipelines.lowdata import main
+
+    items = _nifti_cohort(tmp_path / "data")
+    (tmp_path / "data" / "list.json").write_text(json.dumps(items))
+    (tmp_path / "file").write_text("")  # a folder cannot be made under a file (read-only folders: the same OSError path)
+    assert main(_lowdata_args(tmp_path / "data" / "list.json", tmp_path / "file" / "run")) == 1
+    assert "Not a directory" in capsys.readouterr().err
+
+
+def test_no_lock_file_is_created_inside_the_data_folder(tmp_path: Path, capsys) -> None:
+    from pipelines.lowdata import main
+
+    items = _nifti_cohort(tmp_path / "data")
+    (tmp_path / "data" / "list.json").write_text(json.dumps(items))
+    before = sorted(p.name for p in (tmp_path / "data").iterdir())
+    assert main(_lowdata_args(tmp_path / "data" / "list.json", tmp_path / "data" / "run")) == 1
+    assert "inside the data folder" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == before
