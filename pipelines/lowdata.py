@@ -47,7 +47,6 @@ import argparse
 import contextlib
 import dataclasses
 import io
-import json
 import logging
 import math
 import platform

@@ -74,26 +74,6 @@ def test_duplicate_data_dicts_are_refused_by_the_api(tmp_path: Path) -> None:
 BENCH = Path(__file__).resolve().parents[1] / "configs" / "mnist_tiny.yaml"
 
 
-@pytest.fixture(scope="module")
-def small_mnist(tmp_path_factory) -> Path:
-    """A ``mnist.pkl.gz`` in the classic layout from scikit-learn's digits (as tests/test_generation.py)."""
-    import gzip
-    import pickle
-
-    import torch.nn.functional as F
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    images = torch.from_numpy(digits.images / 16.0).float()[:, None]
-    pixels = (F.interpolate(images, size=(28, 28), mode="bilinear", align_corners=False) * 255).round()
-    values = (pixels.clamp(0, 255) / 256).reshape(len(images), 784).numpy().astype(np.float32)
-    data = tuple((values[a:b], digits.target[a:b].astype(np.int64)) for a, b in ((0, 400), (400, 550), (550, 800)))
-    path = tmp_path_factory.mktemp("mnist") / "mnist.pkl.gz"
-    with gzip.open(path, "wb") as handle:
-        pickle.dump(data, handle, protocol=2)
-    return path
-
-
 def _bench_config(mnist: Path, **overrides):
     from pipelines.generation import load_benchmark_config
 
@@ -103,11 +83,11 @@ def _bench_config(mnist: Path, **overrides):
 
 
 @pytest.fixture(scope="module")
-def bench_template(tmp_path_factory, small_mnist: Path) -> Path:
+def bench_template(tmp_path_factory, mnist_file: Path) -> Path:
     from pipelines.generation import run_benchmark
 
     out = tmp_path_factory.mktemp("bench") / "run"
-    run_benchmark(_bench_config(small_mnist), out)
+    run_benchmark(_bench_config(mnist_file), out)
     return out
 
 
@@ -117,7 +97,7 @@ def finished_bench(tmp_path: Path, bench_template: Path) -> Path:
     return Path(shutil.copytree(bench_template, tmp_path / "run"))
 
 
-def test_tampered_samples_and_model_are_detected_and_remade(finished_bench: Path, small_mnist: Path) -> None:
+def test_tampered_samples_and_model_are_detected_and_remade(finished_bench: Path, mnist_file: Path) -> None:
     from pipelines.generation import run_benchmark
 
     samples, vae = finished_bench / "samples" / "gmm.pt", finished_bench / "model" / "vae.pt"
@@ -128,12 +108,12 @@ def test_tampered_samples_and_model_are_detected_and_remade(finished_bench: Path
     model["state"] = {k: v + 0.5 if v.is_floating_point() else v for k, v in model["state"].items()}
     torch.save(model, vae)
     (finished_bench / "results" / "gmm.json").unlink()
-    run_benchmark(_bench_config(small_mnist), finished_bench)
+    run_benchmark(_bench_config(mnist_file), finished_bench)
     assert (samples.parent / "gmm.pt.corrupt").is_file() and (vae.parent / "vae.pt.corrupt").is_file()
     assert torch.equal(torch.load(samples, weights_only=True)["z"], original["z"])
 
 
-def test_damaged_intermediates_are_moved_aside_and_recomputed(finished_bench: Path, small_mnist: Path) -> None:
+def test_damaged_intermediates_are_moved_aside_and_recomputed(finished_bench: Path, mnist_file: Path) -> None:
     from pipelines.generation import run_benchmark
 
     names = ["features/test_domain.pt", "domain_classifier.pt", "model/codes.pt", "samples/prior.pt"]
@@ -141,7 +121,7 @@ def test_damaged_intermediates_are_moved_aside_and_recomputed(finished_bench: Pa
         target = finished_bench / name
         target.write_bytes(target.read_bytes()[:100])  # truncated
     (finished_bench / "results" / "prior.json").unlink()
-    rerun = run_benchmark(_bench_config(small_mnist), finished_bench)
+    rerun = run_benchmark(_bench_config(mnist_file), finished_bench)
     assert rerun.evaluated == 1
     for name in names:
         target = finished_bench / name
@@ -149,14 +129,14 @@ def test_damaged_intermediates_are_moved_aside_and_recomputed(finished_bench: Pa
         assert torch.load(target, weights_only=True), name  # made again, whole
 
 
-def test_edited_result_with_a_string_for_a_number_is_moved_aside(finished_bench: Path, small_mnist: Path) -> None:
+def test_edited_result_with_a_string_for_a_number_is_moved_aside(finished_bench: Path, mnist_file: Path) -> None:
     from pipelines.generation import run_benchmark
 
     result = finished_bench / "results" / "gmm.json"
     record = json.loads(result.read_text())
     record["fd_domain"] = "12.5"
     result.write_text(json.dumps(record))
-    rerun = run_benchmark(_bench_config(small_mnist), finished_bench)
+    rerun = run_benchmark(_bench_config(mnist_file), finished_bench)
     assert rerun.evaluated == 1 and (result.parent / "gmm.json.corrupt").is_file()
     assert isinstance(json.loads(result.read_text())["fd_domain"], float)
 
@@ -164,61 +144,61 @@ def test_edited_result_with_a_string_for_a_number_is_moved_aside(finished_bench:
 # --- defect 1: the benchmark sweep never overwrites a foreign folder or drops finished rows ---------------------
 
 
-def test_sweep_refuses_a_foreign_folder_untouched(tmp_path: Path, small_mnist: Path) -> None:
+def test_sweep_refuses_a_foreign_folder_untouched(tmp_path: Path, mnist_file: Path) -> None:
     from pipelines.generation import run_sweep
     from pipelines.runner import RunDirectoryError
 
     (tmp_path / "sweep").mkdir()
     (tmp_path / "sweep" / "summary.csv").write_text("x\n")
     with pytest.raises(RunDirectoryError, match="not a study run directory"):
-        run_sweep(_bench_config(small_mnist, train_sizes=[60], **{"sampling.samplers": ["prior"]}), tmp_path)
+        run_sweep(_bench_config(mnist_file, train_sizes=[60], **{"sampling.samplers": ["prior"]}), tmp_path)
     assert (tmp_path / "sweep" / "summary.csv").read_text() == "x\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep"]
 
 
 @pytest.fixture(scope="module")
-def sweep_template(tmp_path_factory, small_mnist: Path) -> Path:
+def sweep_template(tmp_path_factory, mnist_file: Path) -> Path:
     from pipelines.generation import run_sweep
 
     out = tmp_path_factory.mktemp("sweep") / "run"
-    run_sweep(_bench_config(small_mnist, train_sizes=[60]), out)
+    run_sweep(_bench_config(mnist_file, train_sizes=[60]), out)
     return out
 
 
 def test_sweep_of_other_settings_is_refused_and_the_report_kept(tmp_path: Path, sweep_template: Path,
-                                                                  small_mnist: Path) -> None:
+                                                                  mnist_file: Path) -> None:
     from pipelines.generation import run_sweep
     from pipelines.runner import RunDirectoryError
 
     out = Path(shutil.copytree(sweep_template, tmp_path / "run"))
     before = (out / "sweep" / "summary.csv").read_bytes()
-    other = _bench_config(small_mnist, train_sizes=[80], **{"sampling.samplers": ["prior"], "sampling.n_samples": 40})
+    other = _bench_config(mnist_file, train_sizes=[80], **{"sampling.samplers": ["prior"], "sampling.n_samples": 40})
     with pytest.raises(RunDirectoryError, match="n_samples"):
         run_sweep(other, out)
     assert (out / "sweep" / "summary.csv").read_bytes() == before and not (out / "n_train_80").exists()
 
 
 def test_sweep_rerun_with_fewer_samplers_or_sizes_keeps_every_row(tmp_path: Path, sweep_template: Path,
-                                                                   small_mnist: Path) -> None:
+                                                                   mnist_file: Path) -> None:
     import pandas as pd
 
     from pipelines.generation import run_sweep
 
     out = Path(shutil.copytree(sweep_template, tmp_path / "run"))
-    run_sweep(_bench_config(small_mnist, train_sizes=[60], **{"sampling.samplers": ["prior"]}), out)
+    run_sweep(_bench_config(mnist_file, train_sizes=[60], **{"sampling.samplers": ["prior"]}), out)
     table = pd.read_csv(out / "sweep" / "summary.csv")
     assert sorted(table["key"]) == ["gmm", "prior"]
-    run_sweep(_bench_config(small_mnist, train_sizes=[80], **{"sampling.samplers": ["prior"]}), out)
+    run_sweep(_bench_config(mnist_file, train_sizes=[80], **{"sampling.samplers": ["prior"]}), out)
     table = pd.read_csv(out / "sweep" / "summary.csv")
     assert sorted(zip(table["n_train"], table["key"])) == [(60, "gmm"), (60, "prior"), (80, "prior")]
 
 
-def test_benchmark_rerun_with_fewer_samplers_keeps_every_row(finished_bench: Path, small_mnist: Path) -> None:
+def test_benchmark_rerun_with_fewer_samplers_keeps_every_row(finished_bench: Path, mnist_file: Path) -> None:
     import pandas as pd
 
     from pipelines.generation import run_benchmark
 
-    result = run_benchmark(_bench_config(small_mnist, **{"sampling.samplers": ["gmm"]}), finished_bench)
+    result = run_benchmark(_bench_config(mnist_file, **{"sampling.samplers": ["gmm"]}), finished_bench)
     assert sorted(result.table["key"]) == ["gmm", "prior"]
     assert sorted(pd.read_csv(finished_bench / "report" / "summary.csv")["key"]) == ["gmm", "prior"]
 
