@@ -62,7 +62,7 @@ from augmentor.artifacts import aside_path, load_intact, read_checked_json, save
 from augmentor.augmentor import SAVE_KIND, AugmentorConfig, GeometricAugmentor
 from augmentor.devices import resolve_device
 from augmentor.fit_report import fit_report, save_fit_grid, synthetic_fidelity
-from augmentor.io import read_saved_folder, write_json
+from augmentor.io import CorruptSaveError, read_saved_folder, write_json
 from augmentor.peers import MODEL_LABELS
 from augmentor.plots import save_sample_grid
 from augmentor.seeding import class_seed, seed_everything
@@ -157,8 +157,7 @@ class RunPaths:
             generators = {split_source(source)[0] for source in job.samplers}
             # Damaged augmentors and latents are moved aside here, so the job makes them again.
             return (
-                all(load_intact(self.augmentor(job.seed, generator), _check_augmentor) is not None
-                    for generator in generators)
+                all(intact_augmentor(self.augmentor(job.seed, generator)) for generator in generators)
                 and all(load_intact(self.latents(job.seed, s)) is not None for s in job.samplers)
                 and self.fit(job.seed).is_file()
             )
@@ -181,8 +180,9 @@ class RunPaths:
         return found
 
 
-def _check_augmentor(folder: Path) -> Path:
-    return read_saved_folder(folder, SAVE_KIND)
+def intact_augmentor(folder: Path) -> bool:
+    """Whether a saved augmentor folder is there and matches its manifest (a damaged one is moved aside)."""
+    return load_intact(folder, lambda path: read_saved_folder(path, SAVE_KIND), (CorruptSaveError,)) is not None
 
 
 def load_latents(paths: RunPaths, seed: int, source: str) -> dict[str, Any]:
@@ -295,7 +295,8 @@ def _fitted_augmentor(
 ) -> GeometricAugmentor:
     """The seed's augmentor of ``generator`` (see :func:`augmentor_config`): loaded if saved, else fitted and saved."""
     folder = paths.augmentor(seed, generator)
-    saved = load_intact(folder, lambda path: GeometricAugmentor.load(path, device=config.device))
+    saved = load_intact(folder, lambda path: GeometricAugmentor.load(path, device=config.device),
+                         (CorruptSaveError,))  # only damage; other errors (a device) propagate
     if saved is not None:
         return saved
     name = {"vae": "vae", "shared": "vae_shared"}.get(generator, generator)

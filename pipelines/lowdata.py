@@ -65,7 +65,7 @@ from augmentor.augmentor import GeometricAugmentor
 from augmentor.config import Config, ConfigError, load_config_file, read_config_data
 from augmentor.devices import resolve_device
 from augmentor.limits import check_fits
-from augmentor.io import write_bytes, write_json
+from augmentor.io import CorruptSaveError, write_bytes, write_json
 from augmentor.samplers import SAMPLERS
 from augmentor.seeding import class_seed
 from augmentor.training import RUN_ONLY_SETTINGS
@@ -85,7 +85,7 @@ from .config import (
     command_line_overrides,
 )
 from .data import StudyData
-from .jobs import _check_augmentor, _oversample, augmentor_config, job_environment, job_seed, read_result
+from .jobs import _oversample, augmentor_config, intact_augmentor, job_environment, job_seed, read_result
 from .runner import StudyError, claim_run_directory, lock_run_directory, run_command, saved_identity
 from .sources import SourceConfig, load_source
 
@@ -452,7 +452,7 @@ def _read_distances(path: Path) -> dict[str, Any]:
 
 def _generate_done(paths: LowDataPaths, config: LowDataConfig, job: LowDataJob) -> bool:
     # Damaged files are moved aside here, so the job makes them again.
-    return (load_intact(paths.augmentor(job.seed, job.size), _check_augmentor) is not None
+    return (intact_augmentor(paths.augmentor(job.seed, job.size))
             and load_intact(paths.distances(job.seed, job.size), _read_distances) is not None
             and all(load_intact(paths.latents(job.seed, job.size, s)) is not None for s in config.samplers))
 
@@ -508,7 +508,8 @@ def run_generate(paths: LowDataPaths, config: LowDataConfig, job: LowDataJob) ->
     with job_environment(config, vae_seed):
         data = _seed_data(paths, job.seed, job.size)
         folder = paths.augmentor(job.seed, job.size)
-        augmentor = load_intact(folder, lambda path: GeometricAugmentor.load(path, device=config.device))
+        augmentor = load_intact(folder, lambda path: GeometricAugmentor.load(path, device=config.device),
+                         (CorruptSaveError,))  # only damage; other errors (a device) propagate
         if augmentor is None:
             augmentor = GeometricAugmentor(augmentor_config(config, vae_seed, tuple(data["train_x"].shape[1:])))
             augmentor.fit(data["train_x"], data["train_y"])
@@ -529,7 +530,8 @@ def run_generate(paths: LowDataPaths, config: LowDataConfig, job: LowDataJob) ->
                 distances[sampler][str(label)] = latent_distances(mu, samples)
             target = paths.latents(job.seed, job.size, sampler)
             if load_intact(target) is None:
-                save_checked_tensors(target, {"z": z, "labels": torch.cat(labels), "sampler": sampler, "n_per_class": n})
+                save_checked_tensors(target, {"z": z, "labels": torch.cat(labels), "sampler": sampler,
+                                              "n_per_class": n})
         write_checked_json(paths.distances(job.seed, job.size), distances)
 
 

@@ -485,7 +485,7 @@ def test_an_out_that_cannot_be_written_gives_an_error_line_not_a_traceback(tmp_p
 
     items = _nifti_cohort(tmp_path / "data")
     (tmp_path / "data" / "list.json").write_text(json.dumps(items))
-    (tmp_path / "file").write_text("")  # a folder cannot be made under a file (read-only folders: the same OSError path)
+    (tmp_path / "file").write_text("")  # no folder can be made under a file (a read-only folder: the same path)
     assert main(_lowdata_args(tmp_path / "data" / "list.json", tmp_path / "file" / "run")) == 1
     assert "Not a directory" in capsys.readouterr().err
 
