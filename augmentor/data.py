@@ -111,9 +111,12 @@ def _read_item(item: dict[str, Any], transform: Callable | None, where: str) -> 
     except MemoryError:
         raise ValueError(f"{where}: reading it needs more memory than there is (a damaged or huge header?)") from None
     except Exception as err:  # MONAI wraps every reader error in "applying transform ..."
-        cause = err
+        cause: BaseException = err
         while cause.__cause__ is not None:
             cause = cause.__cause__
+        if isinstance(cause, MemoryError):
+            raise ValueError(f"{where}: reading it needs more memory than there is (a damaged or huge header?)"
+                             ) from err
         reason = str(cause).strip().splitlines()[0][:300] if str(cause).strip() else type(cause).__name__
         raise ValueError(f"{where} cannot be read: {type(cause).__name__}: {reason}") from err
 

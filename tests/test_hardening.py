@@ -499,3 +499,16 @@ def test_no_lock_file_is_created_inside_the_data_folder(tmp_path: Path, capsys) 
     assert main(_lowdata_args(tmp_path / "data" / "list.json", tmp_path / "data" / "run")) == 1
     assert "inside the data folder" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == before
+
+
+def test_an_image_whose_header_declares_a_huge_size_is_named(tmp_path: Path) -> None:
+    import nibabel as nib
+
+    items = _nifti_cohort(tmp_path)
+    header = nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4)).header.copy()
+    header.set_data_shape((30000, 30000, 300))  # 1 TB of float32 declared by a 400-byte file
+    (tmp_path / "sub-06.nii").write_bytes(header.binaryblock + bytes(4))
+    items[6]["image"] = "sub-06.nii"
+    with pytest.raises(ValueError, match=r"data item 6 .*sub-06.nii.*(cannot be read|more memory)") as raised:
+        _load_list(tmp_path, items)
+    assert "applying transform" not in str(raised.value)
