@@ -136,6 +136,10 @@ def aside_path(path: Path) -> Path:
 def move_aside(path: str | Path, reason: str) -> Path:
     """Move a damaged file or folder (and its checksum) to ``<name>.corrupt``, with a warning naming both.
 
+    Args:
+        path: the file or folder.
+        reason: what is wrong, completing "<path> is ...", e.g. ``"damaged (checksum mismatch)"``.
+
     Returns:
         where it now lies.
     """
@@ -145,7 +149,7 @@ def move_aside(path: str | Path, reason: str) -> Path:
     sidecar = checksum_path(path)
     if sidecar.is_file():
         sidecar.rename(checksum_path(aside))
-    logger.warning("%s is damaged (%s); moved aside to %s, it will be computed again", path, reason, aside.name)
+    logger.warning("%s is %s; moved aside to %s, it will be computed again", path, reason, aside.name)
     return aside
 
 
@@ -165,7 +169,7 @@ def load_intact(path: str | Path, read: Callable[[Path], T] = load_checked_tenso
     try:
         return read(path)
     except damage as err:
-        move_aside(path, str(err).splitlines()[0][:500])
+        move_aside(path, f"damaged ({str(err).splitlines()[0][:500] if str(err) else type(err).__name__})")
         return None
 
 

@@ -45,7 +45,12 @@ Run directory::
     tensorboard/{vae,<peer>,summary}   training curves; metrics and table
 
 Every stage is skipped when its output exists, so a rerun resumes; outputs are
-written atomically and finished results are never overwritten.
+written atomically and finished results are never overwritten. The ``.pt`` files
+carry a SHA-256 checksum ``<name>.sha256`` verified on read; a damaged one is moved
+aside to ``<name>.corrupt`` and computed again (:mod:`augmentor.artifacts`). The
+report covers every finished result of the folder. A sweep's ``<out>`` holds its own
+``study.json`` (the settings all sizes share), one ``n_train_<size>/`` run directory
+per size and ``sweep/`` (summary.csv, summary.md, plots).
 
 Usage::
 

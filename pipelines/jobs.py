@@ -36,6 +36,10 @@ Run directory::
     tensorboard/seed_<s>/{vae,<method>}/       training curves
     report/                            table (CSV, Markdown), per-run CSV, box plot
 
+Intermediate files (splits, latents) carry a SHA-256 checksum ``<name>.sha256``
+(:mod:`augmentor.artifacts`), verified on read; a damaged one, like a damaged saved
+augmentor, is moved aside to ``<name>.corrupt`` and made again.
+
 Every file is written atomically (temporary name + rename, :mod:`augmentor.io`),
 so a killed job leaves either its complete result or nothing under the final
 name. Synthetic sets are stored as latent codes and decoded by the classifier
@@ -58,7 +62,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from augmentor.artifacts import aside_path, load_intact, read_checked_json, save_checked_tensors
+from augmentor.artifacts import load_intact, move_aside, read_checked_json, save_checked_tensors
 from augmentor.augmentor import SAVE_KIND, AugmentorConfig, GeometricAugmentor
 from augmentor.devices import resolve_device
 from augmentor.fit_report import fit_report, save_fit_grid, synthetic_fidelity
@@ -226,10 +230,7 @@ def read_result(path: Path, check: Callable[[Any], None] | None = None) -> dict[
         result = json.loads(path.read_bytes())
         (check or _check_result)(result)
     except ValueError as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        aside = aside_path(path)
-        path.rename(aside)
-        logger.warning("%s is not a complete result (%s); moved aside to %s, the job will run again",
-                       path, err, aside.name)
+        move_aside(path, f"not a complete result ({err})")
         return None
     return result
 
