@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import operator
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
@@ -58,6 +59,7 @@ from .sampling.samplers import SAMPLERS, GaussianMixtureSampler, HMCLatentSample
 from .sampling import draw_class_latents, draw_latents
 from .utils.seeding import seed_everything
 from .models.training import TrainerConfig, TrainingResult, train_vae, validation_size
+from .utils.limits import check_fits
 
 __all__ = ["AugmentorConfig", "GeometricAugmentor"]
 
@@ -432,6 +434,7 @@ class GeometricAugmentor:
         """
         self._require_fitted()
         n, seed = _check_count(n, "n"), _check_seed(seed)
+        check_fits(n * self.config.vae.latent_dim, f"sample_latents(n={n}): the latent codes")
         chosen = self._fitted_sampler(label, sampler)
         z = draw_latents(chosen, n, seed, hmc=hmc, device=self.device)
         self._record_diagnostics(label, chosen)
@@ -452,6 +455,8 @@ class GeometricAugmentor:
         """
         self._require_fitted()
         n_per_class, seed = _check_count(n_per_class, "n_per_class"), _check_seed(seed)
+        check_fits(n_per_class * len(self.classes) * self.config.vae.latent_dim,
+                   f"class_latents(n_per_class={n_per_class}): the latent codes")
         chosen = [self._fitted_sampler(label, sampler) for label in self.classes]
         latents = draw_class_latents(chosen, n_per_class, seed, hmc=hmc, device=self.device)
         for label, fitted in zip(self.classes, chosen):
@@ -482,6 +487,11 @@ class GeometricAugmentor:
             images ``(n_classes * n_per_class, C, H, W[, D])`` float32 in [0, 1] and
             labels ``(n_classes * n_per_class,)`` int64, grouped by class.
         """
+        self._require_fitted()
+        n_per_class, seed = _check_count(n_per_class, "n_per_class"), _check_seed(seed)
+        shape = tuple(self.config.vae.in_shape)
+        check_fits(n_per_class * len(self.classes) * math.prod(shape),
+                   f"generate(n_per_class={n_per_class}): {len(self.classes)} classes of images {shape}")
         z, labels = self.class_latents(n_per_class, sampler, seed, hmc)
         return self.decode(z, labels), labels
 
@@ -522,7 +532,7 @@ class GeometricAugmentor:
         folder = read_saved_folder(path, SAVE_KIND)
         try:
             config = AugmentorConfig.from_json((folder / "config.json").read_text())
-            classes = [int(c) for c in json.loads((folder / "classes.json").read_text())]
+            classes = _saved_classes(folder / "classes.json")
         except (ValueError, ConfigError, TypeError) as err:
             raise CorruptSaveError(f"{folder}: invalid config or class list ({err})") from err
         if config.vae is None:
@@ -547,6 +557,17 @@ class GeometricAugmentor:
                 raise CorruptSaveError(f"{sub}: samplers.pt lacks the state of sampler(s) {missing}")
             augmentor.models[label], augmentor.histories[label] = model, history
         return augmentor
+
+
+def _saved_classes(path: Path) -> list[int]:
+    """The class ids of ``classes.json``: a non-empty list of distinct integers, never rounded."""
+    saved = json.loads(path.read_text())
+    if not isinstance(saved, list) or not saved:
+        raise ValueError(f"{path.name} must hold a non-empty list of class ids, got {type(saved).__name__}")
+    classes = class_labels(saved, name=path.name).tolist()
+    if len(set(classes)) != len(classes):
+        raise ValueError(f"{path.name} lists a class more than once: {classes}")
+    return classes
 
 
 def _load_model(config: AugmentorConfig, folder: Path) -> tuple[nn.Module, list[dict[str, float]]]:

@@ -35,6 +35,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -48,6 +49,7 @@ from augmentor.models.vae import VAE_PRESETS, VAEConfig, default_vae_config, vae
 from augmentor.models.peers import MODELS, model_samplers
 from augmentor.sampling.samplers import SAMPLERS
 from augmentor.models.training import TrainerConfig, result_settings
+from augmentor.utils.limits import check_fits
 from oasis.loader import T88_SHAPE
 from oasis.simulate import SimulationConfig
 
@@ -504,6 +506,9 @@ class StudyConfig(Config):
             self.vae.build((1, *size))
         except ConfigError as err:
             raise ConfigError(f"StudyConfig.vae: {err}") from None
+        n = self.sampling.n_per_class
+        check_fits(n * math.prod(size), f"StudyConfig.sampling.n_per_class = {n}: the synthetic images of one class "
+                                        f"(images {tuple(size)})")
         try:
             self.classifier.check_image_size(size)
         except ConfigError as err:

@@ -45,7 +45,12 @@ Run directory::
     tensorboard/{vae,<peer>,summary}   training curves; metrics and table
 
 Every stage is skipped when its output exists, so a rerun resumes; outputs are
-written atomically and finished results are never overwritten.
+written atomically and finished results are never overwritten. The ``.pt`` files
+carry a SHA-256 checksum ``<name>.sha256`` verified on read; a damaged one is moved
+aside to ``<name>.corrupt`` and computed again (:mod:`augmentor.utils.artifacts`). The
+report covers every finished result of the folder. A sweep's ``<out>`` holds its own
+``study.json`` (the settings all sizes share), one ``n_train_<size>/`` run directory
+per size and ``sweep/`` (summary.csv, summary.md, plots).
 
 Usage::
 
@@ -75,7 +80,9 @@ from augmentor.utils.config import Config, ConfigError, load_config_file, read_c
 from augmentor.data.datasets import DATASETS, load_dataset
 from augmentor.utils.devices import resolve_device
 from augmentor.sampling.hmc import HMCConfig
-from augmentor.utils.io import load_tensors, save_tensors, write_bytes, write_json
+from augmentor.utils.artifacts import NUMBER, check_fields, load_intact, save_checked_tensors
+from augmentor.utils.io import write_bytes, write_json
+from augmentor.utils.limits import check_fits
 from augmentor.sampling.metric import MetricConfig
 from augmentor.metrics import (
     DomainClassifier,
@@ -133,8 +140,13 @@ logger = logging.getLogger(__name__)
 DEFAULT_CONFIG = shipped_config("mnist_quick")
 SAMPLER_LABELS = {"prior": "VAE - N(0, I)", "gmm": "VAE - GMM", "riemannian": "VAE - ours"}
 # What a finished evaluation holds; a file without them is not a finished result.
-_RESULT_KEYS = ("key", "sampler", "n_fake", "n_real", "fd_domain", "prd", "precision", "recall", "density",
-                "coverage", "memorisation", "class_counts")
+_NUMBER_OR_NULL = (*NUMBER, type(None))  # NaN is written as NaN, an undefined metric as null
+_RESULT_FIELDS = {"key": str, "sampler": str, "n_fake": int, "n_real": int, "fid": _NUMBER_OR_NULL,
+                  "fd_domain": _NUMBER_OR_NULL, "feature_space": str, "prd.f_8": _NUMBER_OR_NULL,
+                  "prd.f_1_8": _NUMBER_OR_NULL, "precision": _NUMBER_OR_NULL, "recall": _NUMBER_OR_NULL,
+                  "density": _NUMBER_OR_NULL, "coverage": _NUMBER_OR_NULL,
+                  "memorisation.median_ratio": _NUMBER_OR_NULL,
+                  "memorisation.share_below_heldout_q01": _NUMBER_OR_NULL, "class_counts": list}
 _VARIANT_KEYS = ("n_steps", "n_leapfrog", "step_size")
 
 
@@ -384,6 +396,9 @@ class BenchmarkConfig(Config):
             vae = self.vae.build(image_shape)
         except ConfigError as err:
             raise ConfigError(f"BenchmarkConfig.vae: {err}") from None
+        n = self.sampling.n_samples
+        check_fits(n * math.prod(image_shape), f"BenchmarkConfig.sampling.n_samples = {n}: the generated images "
+                                               f"of one sampler (images {tuple(image_shape)})")
         for index, model in enumerate(self.peer_models()):
             try:
                 model_config(model.name, vae, model.options)
@@ -476,11 +491,9 @@ class GenerationPaths(RunDirectory):
 
 
 def _check_result(result: Any) -> None:
-    if not isinstance(result, dict):
-        raise ValueError("not a result object")
-    missing = [key for key in _RESULT_KEYS if key not in result]
-    if missing:
-        raise ValueError(f"missing {', '.join(missing)}")
+    check_fields(result, _RESULT_FIELDS)
+    if not result["class_counts"] or not all(isinstance(c, int) for c in result["class_counts"]):
+        raise ValueError("class_counts must be a non-empty list of integers")
 
 
 def read_benchmark_result(path: Path) -> dict[str, Any] | None:
@@ -537,10 +550,13 @@ def _model_name(model_config_: VAEConfig) -> str:
     return getattr(model_config_, "model", "vae")
 
 
-def _load_model(paths: GenerationPaths, wanted: VAEConfig) -> torch.nn.Module:
-    """The saved model of ``wanted``'s name; refused if it was trained with other settings."""
+def _load_model(paths: GenerationPaths, wanted: VAEConfig) -> torch.nn.Module | None:
+    """The saved model of ``wanted``'s name (``None``: absent, or damaged and moved aside); refused if it
+    was trained with other settings."""
     target = paths.model_file(_model_name(wanted))
-    saved = load_tensors(target)
+    saved = load_intact(target)
+    if saved is None:
+        return None
     if saved["config"] != wanted.to_dict():
         differs = sorted(k for k in wanted.to_dict() if saved["config"].get(k) != wanted.to_dict()[k])
         raise StudyError(f"{target} was trained with other settings (differs in: {', '.join(differs)}); "
@@ -559,23 +575,22 @@ def train_stage(paths: GenerationPaths, config: BenchmarkConfig, data: Benchmark
     """
     name = _model_name(model_cfg)
     target, checkpoints = paths.model_file(name), paths.checkpoints_dir(name)
-    if target.is_file():
-        model = _load_model(paths, model_cfg)
-    else:
+    model = _load_model(paths, model_cfg)
+    if model is None:
         trainer = _trainer(config)
         seed_everything(trainer.seed)
         model = build_model(model_cfg)
         result = train_vae(model, data.train, trainer, val_images=data.val, log_dir=paths.tensorboard(name),
                            checkpoint_dir=checkpoints)
         model = model.cpu().eval()
-        save_tensors(target, {"config": model_cfg.to_dict(), "state": model.state_dict(),
+        save_checked_tensors(target, {"config": model_cfg.to_dict(), "state": model.state_dict(),
                               "history": result.history, "best_epoch": result.best_epoch,
                               "best_val_loss": result.best_val_loss})
         shutil.rmtree(checkpoints, ignore_errors=True)  # the saved model supersedes them
     codes = paths.codes_file(name)
-    if not codes.is_file():  # also after a run killed between the two saves
+    if load_intact(codes) is None:  # also after a run killed between the two saves
         mu, log_var = encode_batches(model, data.train, config.metrics.batch_size, device)
-        save_tensors(codes, {"mu": mu, "log_var": log_var})
+        save_checked_tensors(codes, {"mu": mu, "log_var": log_var})
     return model
 
 
@@ -627,9 +642,13 @@ def sample_stage(paths: GenerationPaths, config: BenchmarkConfig, spec: SampleSp
     A peer model's own sampler (``vamp``, ``rhvae``) is fitted by ``model`` on ``train_images``.
     """
     target = paths.samples(spec.key)
-    if target.is_file():
-        return load_tensors(target)
-    codes = load_tensors(paths.codes_file(spec.model))
+    saved = load_intact(target)
+    if saved is not None:
+        return saved
+    codes = load_intact(paths.codes_file(spec.model))
+    if codes is None:
+        raise StudyError(f"{paths.codes_file(spec.model)} is missing or damaged; rerun to encode the training "
+                         "images again")
     mu, log_var = codes["mu"], codes["log_var"]
     sampling = config.sampling
     if spec.sampler in PEER_SAMPLERS:
@@ -653,7 +672,7 @@ def sample_stage(paths: GenerationPaths, config: BenchmarkConfig, spec: SampleSp
         z = draw_latents(sampler, n, sampling.seed)
     record = {"z": z, "key": spec.key, "sampler": spec.sampler, "state": sampler.state_dict(),
               "hmc": None if spec.hmc is None else spec.hmc.to_dict(), "diagnostics": diagnostics}
-    save_tensors(target, record)
+    save_checked_tensors(target, record)
     return record
 
 
@@ -661,15 +680,15 @@ def domain_stage(paths: GenerationPaths, config: BenchmarkConfig, data: Benchmar
                  device: torch.device) -> DomainClassifier:
     """Train the FD_domain classifier on the training images (or load it)."""
     n_classes = int(data.train_labels.unique().numel())
-    if paths.domain_classifier.is_file():
-        saved = load_tensors(paths.domain_classifier)
+    saved = load_intact(paths.domain_classifier)
+    if saved is not None:
         classifier = DomainClassifier(data.train.shape[1], int(saved["n_classes"]))
         classifier.load_state_dict(saved["state"])
         return classifier.to(device).eval()
     classifier = train_domain_classifier(data.train, data.train_labels, seed=config.metrics.domain_seed,
                                          epochs=config.metrics.domain_epochs, batch_size=128,
                                          device=str(device), progress=config.progress)
-    save_tensors(paths.domain_classifier, {"n_classes": n_classes,
+    save_checked_tensors(paths.domain_classifier, {"n_classes": n_classes,
                                            "state": {k: v.cpu() for k, v in classifier.state_dict().items()}})
     return classifier
 
@@ -688,10 +707,11 @@ def _reference_features(paths: GenerationPaths, space: str, extractor: FeatureEx
                         images: torch.Tensor, config: BenchmarkConfig) -> torch.Tensor:
     """Features ``(N, D)`` of the test images in ``space``, computed once per run directory."""
     target = paths.features(space)
-    if target.is_file():
-        return load_tensors(target)["features"]
+    saved = load_intact(target)
+    if saved is not None:
+        return saved["features"]
     features = extract_features(images, extractor, config.metrics.batch_size, config.progress)
-    save_tensors(target, {"features": features, "extractor": extractor.cache_key})
+    save_checked_tensors(target, {"features": features, "extractor": extractor.cache_key})
     return features
 
 
@@ -801,11 +821,42 @@ def markdown_table(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _spec_of_key(key: str) -> SampleSpec | None:
+    """The row a result file's key stands for (``gmm``, ``riemannian[...]``, ``<peer>-<sampler>``), if known."""
+    model, _, sampler = key.partition("-")
+    if sampler and model in MODEL_LABELS and sampler in PEER_SAMPLER_LABELS:
+        return SampleSpec(key, sampler, model=model)
+    sampler = key.split("[", 1)[0]
+    return SampleSpec(key, sampler) if sampler in SAMPLER_LABELS else None
+
+
+def finished_results(paths: GenerationPaths, specs: Sequence[SampleSpec]) -> tuple[list[dict[str, Any]],
+                                                                                      dict[str, str]]:
+    """Every finished result of the run directory: those of ``specs`` in their order, then the rows an
+    earlier invocation added (other samplers, variants or peers), so that no rerun drops a finished row.
+
+    Returns:
+        the results and the row label of each key.
+    """
+    keys = [s.key for s in specs]
+    keys += sorted({p.name.removesuffix(".json") for p in paths.root.glob("results/*.json")} - set(keys))
+    labels = {s.key: s.label for s in specs}
+    results = []
+    for key in keys:
+        result = read_benchmark_result(paths.result(key))
+        if result is not None:
+            results.append(result)
+            spec = _spec_of_key(key)
+            labels.setdefault(key, spec.label if spec is not None else key)
+    return results, labels
+
+
 def write_report(paths: GenerationPaths, config: BenchmarkConfig, specs: Sequence[SampleSpec],
                  header: str) -> tuple[pd.DataFrame, str]:
-    """Collect the finished results of ``specs``; write CSV, Markdown and the TensorBoard summary."""
-    results = [r for r in (read_benchmark_result(paths.result(s.key)) for s in specs) if r is not None]
-    table = results_table(results, {s.key: s.label for s in specs})
+    """Collect every finished result (see :func:`finished_results`); write CSV, Markdown and the TensorBoard
+    summary."""
+    results, labels = finished_results(paths, specs)
+    table = results_table(results, labels)
     markdown = markdown_table(table)
     notes = sorted({r["fid_note"] for r in results if r.get("fid_note")})
     text = f"# {header}\n\n{markdown}\n" + "".join(f"\n{note}\n" for note in notes)
@@ -1021,20 +1072,54 @@ def sweep_plot(table: pd.DataFrame, metric: str, title: str) -> bytes:
     return _png(fig)
 
 
+def sweep_identity(config: BenchmarkConfig, device_type: str) -> dict[str, Any]:
+    """The settings shared by every size of a sweep (each size's run checks its own data and sizes)."""
+    ident = benchmark_identity(config, device_type, "", "")
+    for key in ("n_train", "n_val"):
+        ident["data"].pop(key)
+    return {"kind": "generation-sweep", **ident}
+
+
+def _earlier_sizes(out: Path, sizes: Sequence[int]) -> list[int]:
+    """The sizes of finished runs in a sweep folder that this invocation does not run."""
+    found = [p.name.removeprefix("n_train_") for p in out.glob("n_train_*") if (p / "study.json").is_file()]
+    return sorted(int(size) for size in found if size.isdigit() and int(size) not in sizes)
+
+
 def run_sweep(config: BenchmarkConfig, out: str | Path) -> BenchmarkResult:
     """The low-data sweep: :func:`run_benchmark` per training-set size, then ``<out>/sweep/`` (CSV, Markdown, plots).
 
-    Each size's run directory resumes like a single run; the sweep report covers the sizes asked for.
+    ``out`` is a run directory of its own (``study.json`` with the settings every size shares, a lock), so a
+    foreign folder or a sweep of other settings is refused before anything is written. Each size's run
+    directory resumes like a single run; the sweep report covers every finished size and row in ``out``,
+    so a rerun with fewer sizes or samplers drops none.
+
+    Raises:
+        RunDirectoryError: ``out`` is a foreign folder, a sweep of other settings, or in use.
     """
     start, out = time.perf_counter(), Path(out)
-    tables, evaluated, skipped = [], 0, 0
-    for size, sub_config in sweep_configs(config).items():
-        logger.info("low-data sweep: %d training images", size)
-        result = run_benchmark(sub_config, out / f"n_train_{size}")
-        tables.append(result.table.assign(n_train=size))
-        evaluated, skipped = evaluated + result.evaluated, skipped + result.skipped
-    table = pd.concat(tables, ignore_index=True)
-    folder = out / "sweep"
+    paths = GenerationPaths(out)
+    saved_identity(paths)  # refuses a foreign folder before anything is created in it
+    with lock_run_directory(paths):
+        claim_run_directory(paths, sweep_identity(config, resolve_device(config.device).type),
+                            {"config": config.to_dict(), "kind": "generation-sweep"})
+        tables, evaluated, skipped = [], 0, 0
+        for size, sub_config in sweep_configs(config).items():
+            logger.info("low-data sweep: %d training images", size)
+            result = run_benchmark(sub_config, out / f"n_train_{size}")
+            tables.append(result.table.assign(n_train=size))
+            evaluated, skipped = evaluated + result.evaluated, skipped + result.skipped
+        specs = sample_specs(config.sampling) + peer_specs(config.peer_models(), config.sampling)
+        for size in _earlier_sizes(out, list(config.train_sizes)):
+            results, labels = finished_results(GenerationPaths(out / f"n_train_{size}"), specs)
+            tables.append(results_table(results, labels).assign(n_train=size))
+        table = pd.concat(tables, ignore_index=True)
+        markdown = _write_sweep_report(out / "sweep", config, table)
+    return BenchmarkResult(out, table, markdown, evaluated, skipped, time.perf_counter() - start)
+
+
+def _write_sweep_report(folder: Path, config: BenchmarkConfig, table: pd.DataFrame) -> str:
+    """``summary.csv``, ``summary.md`` and one plot per metric against the size; returns the Markdown."""
     write_bytes(folder / "summary.csv", table.to_csv(index=False, float_format="%.6f").encode())
     lines = [f"# Low-data sweep {config.name!r}: metrics against the number of training images", ""]
     for size, rows in table.groupby("n_train", sort=True):
@@ -1044,7 +1129,7 @@ def run_sweep(config: BenchmarkConfig, out: str | Path) -> BenchmarkResult:
     metrics = ["fd_domain"] + (["fid"] if table["fid"].notna().any() else [])
     for metric in metrics:
         write_bytes(folder / f"{metric}_vs_train_size.png", sweep_plot(table, metric, f"{config.name}: {metric}"))
-    return BenchmarkResult(out, table, markdown, evaluated, skipped, time.perf_counter() - start)
+    return markdown
 
 
 def build_parser() -> argparse.ArgumentParser:

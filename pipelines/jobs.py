@@ -36,6 +36,10 @@ Run directory::
     tensorboard/seed_<s>/{vae,<method>}/       training curves
     report/                            table (CSV, Markdown), per-run CSV, box plot
 
+Intermediate files (splits, latents) carry a SHA-256 checksum ``<name>.sha256``
+(:mod:`augmentor.utils.artifacts`), verified on read; a damaged one, like a damaged saved
+augmentor, is moved aside to ``<name>.corrupt`` and made again.
+
 Every file is written atomically (temporary name + rename, :mod:`augmentor.io`),
 so a killed job leaves either its complete result or nothing under the final
 name. Synthetic sets are stored as latent codes and decoded by the classifier
@@ -58,10 +62,11 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from augmentor.augmentor import AugmentorConfig, GeometricAugmentor
+from augmentor.augmentor import SAVE_KIND, AugmentorConfig, GeometricAugmentor
 from augmentor.utils.devices import resolve_device
 from augmentor.models.fit_report import fit_report, save_fit_grid, synthetic_fidelity
-from augmentor.utils.io import load_tensors, save_tensors, write_json
+from augmentor.utils.artifacts import load_intact, move_aside, read_checked_json, save_checked_tensors
+from augmentor.utils.io import CorruptSaveError, read_saved_folder, write_json
 from augmentor.models.peers import MODEL_LABELS
 from augmentor.utils.plots import save_sample_grid
 from augmentor.utils.seeding import seed_everything
@@ -140,9 +145,10 @@ class RunPaths(RunDirectory):
         """Whether ``job`` has finished; a damaged result file is moved aside (see :func:`read_result`)."""
         if job.kind == "generate":
             generators = {split_source(source)[0] for source in job.samplers}
+            # Damaged augmentors and latents are moved aside here, so the job makes them again.
             return (
-                all(self.augmentor(job.seed, generator).is_dir() for generator in generators)
-                and all(self.latents(job.seed, s).is_file() for s in job.samplers)
+                all(intact_augmentor(self.augmentor(job.seed, generator)) for generator in generators)
+                and all(load_intact(self.latents(job.seed, s)) is not None for s in job.samplers)
                 and self.fit(job.seed).is_file()
             )
         return read_result(self.result(job.seed, job.method)) is not None
@@ -164,6 +170,25 @@ class RunPaths(RunDirectory):
         return found
 
 
+def intact_augmentor(folder: Path) -> bool:
+    """Whether a saved augmentor folder is there and matches its manifest (a damaged one is moved aside)."""
+    return load_intact(folder, lambda path: read_saved_folder(path, SAVE_KIND), (CorruptSaveError,)) is not None
+
+
+def load_latents(paths: RunPaths, seed: int, source: str) -> dict[str, Any]:
+    """The seed's latent codes of ``source``, checksum verified.
+
+    Raises:
+        StudyError: they are missing, or were damaged (then moved aside): the generate job makes them again.
+    """
+    from .runner import StudyError
+
+    latents = load_intact(paths.latents(seed, source))
+    if latents is None:
+        raise StudyError(f"{paths.latents(seed, source)} is missing or was damaged; rerun to draw it again")
+    return latents
+
+
 def _check_result(result: Any) -> None:
     """Raise ``ValueError`` naming what a parsed result file lacks."""
     if not isinstance(result, dict) or not isinstance(result.get("test"), dict):
@@ -171,14 +196,6 @@ def _check_result(result: Any) -> None:
     missing = [k for k in _RESULT_KEYS if k not in result] + [f"test.{k}" for k in _TEST_KEYS if k not in result["test"]]
     if missing:
         raise ValueError(f"missing {', '.join(missing)}")
-
-
-def _aside_path(path: Path) -> Path:
-    """``<name>.corrupt``, numbered if an earlier damaged copy already holds that name."""
-    candidate, number = path.with_name(f"{path.name}.corrupt"), 1
-    while candidate.exists():
-        candidate, number = path.with_name(f"{path.name}.corrupt{number}"), number + 1
-    return candidate
 
 
 def read_result(path: Path, check: Callable[[Any], None] | None = None) -> dict[str, Any] | None:
@@ -199,10 +216,7 @@ def read_result(path: Path, check: Callable[[Any], None] | None = None) -> dict[
         result = json.loads(path.read_bytes())
         (check or _check_result)(result)
     except ValueError as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        aside = _aside_path(path)
-        path.rename(aside)
-        logger.warning("%s is not a complete result (%s); moved aside to %s, the job will run again",
-                       path, err, aside.name)
+        move_aside(path, f"not a complete result ({err})")
         return None
     return result
 
@@ -239,7 +253,7 @@ def job_environment(config: StudyConfig, seed: int) -> Iterator[torch.device]:
 
 
 def read_split(paths: RunPaths, seed: int) -> dict[str, list[int]]:
-    return json.loads(paths.split(seed).read_text())["indices"]
+    return read_checked_json(paths.split(seed))["indices"]
 
 
 def augmentor_config(
@@ -268,8 +282,10 @@ def _fitted_augmentor(
 ) -> GeometricAugmentor:
     """The seed's augmentor of ``generator`` (see :func:`augmentor_config`): loaded if saved, else fitted and saved."""
     folder = paths.augmentor(seed, generator)
-    if folder.is_dir():
-        return GeometricAugmentor.load(folder, device=config.device)
+    saved = load_intact(folder, lambda path: GeometricAugmentor.load(path, device=config.device),
+                         (CorruptSaveError,))  # only damage; other errors (a device) propagate
+    if saved is not None:
+        return saved
     name = {"vae": "vae", "shared": "vae_shared"}.get(generator, generator)
     checkpoints = paths.generate(seed) / f"checkpoints_{name}"
     augmentor = GeometricAugmentor(augmentor_config(config, seed, tuple(data.images.shape[1:]), generator))
@@ -301,7 +317,7 @@ def _draw_latents(paths: RunPaths, config: StudyConfig, augmentor: GeometricAugm
     preview = augmentor.decode(z[first], preview_labels)
     save_sample_grid(axial_slices(preview), preview_labels, paths.generate(seed) / f"samples_{source}.png",
                      f"seed {seed}: {source}", class_names=CLASS_NAMES)
-    save_tensors(paths.latents(seed, source), {"z": z, "labels": y, "sampler": source, "n_per_class": n})
+    save_checked_tensors(paths.latents(seed, source), {"z": z, "labels": y, "sampler": source, "n_per_class": n})
 
 
 def train_judge(
@@ -374,7 +390,7 @@ def _write_fit(
         for source in job.samplers:
             if split_source(source)[0] != generator:
                 continue
-            latents = load_tensors(paths.latents(job.seed, source))
+            latents = load_latents(paths, job.seed, source)
             images = augmentor.decode(latents["z"], latents["labels"])
             synthetic[split_source(source)[1]] = (images, latents["labels"])
             record["fidelity"][source] = synthetic_fidelity(judge, images, latents["labels"])
@@ -406,14 +422,14 @@ def run_generate(root: str | Path, config: StudyConfig, job: Job) -> dict[str, A
         for generator in dict.fromkeys(split_source(source)[0] for source in job.samplers):
             augmentors[generator] = augmentor = _fitted_augmentor(paths, config, data, train, job.seed, generator)
             for source in job.samplers:
-                if split_source(source)[0] == generator and not paths.latents(job.seed, source).is_file():
+                if split_source(source)[0] == generator and load_intact(paths.latents(job.seed, source)) is None:
                     _draw_latents(paths, config, augmentor, job.seed, source)
         _write_fit(paths, config, data, job, augmentors, device)
         per_class = [source for source in job.samplers if split_source(source)[0] == "vae"]
         if per_class and not paths.real_vs_synthetic(job.seed).is_file():
             previews = {}
             for source in per_class:
-                latents = load_tensors(paths.latents(job.seed, source))
+                latents = load_latents(paths, job.seed, source)
                 previews[source] = _decode_preview(augmentors["vae"], latents["z"], latents["labels"])
             _save_real_vs_synthetic(paths, per_class, job.seed, data.images[train], data.labels[train], previews)
     return {"job": job.key, "skipped": False, "seconds": time.perf_counter() - start}
@@ -464,7 +480,7 @@ def training_set(
     source = method_sampler(method)
     if source is None:
         raise ValueError(f"unknown method {method!r}")
-    latents = load_tensors(paths.latents(job.seed, source))
+    latents = load_latents(paths, job.seed, source)
     augmentor = GeometricAugmentor.load(paths.augmentor(job.seed, split_source(source)[0]), device=config.device)
     synth_x = augmentor.decode(latents["z"], latents["labels"])
     synth_y = latents["labels"]

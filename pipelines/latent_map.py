@@ -53,7 +53,8 @@ from augmentor.utils.batching import decode_batches
 from augmentor.utils.config import Config, ConfigError, load_config_file, read_config_data, shipped_config
 from augmentor.utils.devices import resolve_device
 from augmentor.sampling.interpolation import conformal_length, geodesic_interpolation, resample_polyline
-from augmentor.utils.io import load_tensors, save_tensors, write_bytes
+from augmentor.utils.artifacts import load_checked_tensors, load_intact, save_checked_tensors
+from augmentor.utils.io import write_bytes
 from augmentor.sampling.metric import MetricConfig, RiemannianMetric
 from augmentor.models.vae import VAEConfig
 from augmentor.utils.plots import pyplot, save_figure
@@ -320,9 +321,10 @@ def measure_pair(metric: RiemannianMetric, straight: torch.Tensor, curve: torch.
 
 def geometry_stage(paths: LatentMapPaths, config: LatentMapConfig, labels: torch.Tensor) -> dict[str, Any]:
     """Build the metric from the training codes, choose the pairs, draw both curves of each (or read them)."""
-    if paths.curves.is_file():
-        return load_tensors(paths.curves)
-    codes = load_tensors(paths.codes)
+    saved = load_intact(paths.curves)
+    if saved is not None:
+        return saved
+    codes = load_checked_tensors(paths.codes)
     mu, log_var = codes["mu"], codes["log_var"]
     metric = RiemannianSampler(config.metric).fit(mu, log_var).metric
     settings = config.interpolation
@@ -343,7 +345,7 @@ def geometry_stage(paths: LatentMapPaths, config: LatentMapConfig, labels: torch
         rows.append(row)
     record = {"metric": metric.state_dict(), "pairs": pairs, "straight": torch.stack(straight),
               "curves": torch.stack(curves), "lengths": rows}
-    save_tensors(paths.curves, record)
+    save_checked_tensors(paths.curves, record)
     return record
 
 
@@ -473,7 +475,7 @@ def report_stage(paths: LatentMapPaths, config: LatentMapConfig, model: torch.nn
     n_decoded = config.interpolation.n_decoded
     if not paths.map_figure.is_file():
         metric = RiemannianMetric.from_state_dict(record["metric"])
-        codes = load_tensors(paths.codes)["mu"]
+        codes = load_checked_tensors(paths.codes)["mu"]
         title = (f"2-D latent space of a VAE on {config.data.dataset} ({len(codes)} training codes, coloured by "
                  f"class)\nlog volume element log sqrt(det G(z)) of the metric (k = {metric.n_centroids}, "
                  f"λ = {metric.lam:g}); per pair: straight line (dashed) and Eq. 8 curve (solid)")

@@ -57,7 +57,6 @@ import argparse
 import contextlib
 import dataclasses
 import io
-import json
 import logging
 import math
 import platform
@@ -70,10 +69,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from augmentor.utils.artifacts import (NUMBER, check_fields, load_checked_tensors, load_intact, read_checked_json,
+                                 save_checked_tensors, write_checked_json)
 from augmentor.augmentor import GeometricAugmentor
 from augmentor.utils.config import Config, ConfigError, load_config_file, read_config_data
 from augmentor.utils.devices import resolve_device
-from augmentor.utils.io import load_tensors, save_tensors, write_bytes, write_json
+from augmentor.utils.io import CorruptSaveError, write_bytes, write_json
+from augmentor.utils.limits import check_fits
 from augmentor.sampling.samplers import SAMPLERS
 from augmentor.models.training import result_settings
 from augmentor.utils.batching import map_batches
@@ -98,7 +100,7 @@ from .config import (
 )
 from .data import StudyData
 from .common import RunDirectory, oversample
-from .jobs import augmentor_config, job_environment, job_seed, read_result
+from .jobs import augmentor_config, intact_augmentor, job_environment, job_seed, read_result
 from .report import METHOD_LABELS as STUDY_LABELS
 from .runner import StudyError, claim_run_directory, lock_run_directory, run_command, saved_identity
 from .sources import SourceConfig, load_source
@@ -391,6 +393,9 @@ class LowDataConfig(Config):
             self.classifier.check_image_size(size)
         except ConfigError as err:
             raise ConfigError(f"LowDataConfig (images {tuple(size)}): {err}") from None
+        n = self.sampling.n_per_class
+        check_fits(n * math.prod(size), f"LowDataConfig.sampling.n_per_class = {n}: the synthetic images of one class "
+                                        f"(images {tuple(size)})")
         if len(size) != 2 and "torchio" in self.methods:
             raise ConfigError(f"LowDataConfig.methods: 'torchio' is set up for 2D images, the data are {tuple(size)}; "
                               "use 'monai' for volumes")
@@ -536,9 +541,20 @@ def plan_lowdata_jobs(config: LowDataConfig) -> list[LowDataJob]:
     return jobs
 
 
+def _read_distances(path: Path) -> dict[str, Any]:
+    """``latent_distances.json``, checksum and layout verified (sampler -> class -> the three distances)."""
+    distances = read_checked_json(path)
+    fields = {f"{sampler}.{label}.{key}": NUMBER for sampler, per_class in dict(distances).items()
+              for label in dict(per_class) for key in ("to_nearest_code", "between_codes", "ratio")}
+    check_fields(distances, fields)
+    return distances
+
+
 def _generate_done(paths: LowDataPaths, config: LowDataConfig, job: LowDataJob) -> bool:
-    return paths.distances(job.seed, job.size).is_file() and all(
-        paths.latents(job.seed, job.size, s).is_file() for s in config.samplers)
+    # Damaged files are moved aside here, so the job makes them again.
+    return (intact_augmentor(paths.augmentor(job.seed, job.size))
+            and load_intact(paths.distances(job.seed, job.size), _read_distances) is not None
+            and all(load_intact(paths.latents(job.seed, job.size, s)) is not None for s in config.samplers))
 
 
 def is_done(paths: LowDataPaths, config: LowDataConfig, job: LowDataJob) -> bool:
@@ -549,7 +565,7 @@ def is_done(paths: LowDataPaths, config: LowDataConfig, job: LowDataJob) -> bool
 
 def _seed_data(paths: LowDataPaths, seed: int, size: int | str) -> dict[str, torch.Tensor]:
     """The seed's stored images and labels: ``train_x``, ``train_y`` (``size`` per class), ``val_*``, ``test_*``."""
-    state = load_tensors(paths.split(seed))
+    state = load_checked_tensors(paths.split(seed))
     split = state["split"]
     position = {index: row for row, index in enumerate(state["indices"])}
     parts = {"train": training_indices(split, size), "val": split["val"], "test": split["test"]}
@@ -607,17 +623,19 @@ def run_generate(paths: LowDataPaths, config: LowDataConfig, job: LowDataJob) ->
                     mu = model.encode(data["train_x"][data["train_y"] == label])[0]
                 distances[source][str(label)] = latent_distances(mu, samples)
             target = paths.latents(job.seed, job.size, source)
-            if not target.is_file():
-                save_tensors(target, {"z": z, "labels": labels, "sampler": source, "n_per_class": n})
-        write_json(paths.distances(job.seed, job.size), distances)
+            if load_intact(target) is None:
+                save_checked_tensors(target, {"z": z, "labels": labels, "sampler": source, "n_per_class": n})
+        write_checked_json(paths.distances(job.seed, job.size), distances)
 
 
 def _fitted_augmentor(paths: LowDataPaths, config: LowDataConfig, job: LowDataJob, data: dict[str, torch.Tensor],
                       seed: int, generator: str) -> GeometricAugmentor:
     """The (seed, size) augmentor of ``generator`` (``vae`` or a peer model): loaded if saved, else fitted, saved."""
     folder = paths.augmentor(job.seed, job.size, generator)
-    if folder.is_dir():
-        return GeometricAugmentor.load(folder, device=config.device)
+    saved = load_intact(folder, lambda path: GeometricAugmentor.load(path, device=config.device),
+                        (CorruptSaveError,))  # only damage; other errors (a device) propagate
+    if saved is not None:
+        return saved
     augmentor = GeometricAugmentor(augmentor_config(config, seed, tuple(data["train_x"].shape[1:]), generator))
     augmentor.fit(data["train_x"], data["train_y"])
     augmentor.save(folder)
@@ -634,7 +652,10 @@ def _training_set(paths: LowDataPaths, config: LowDataConfig, data: dict[str, to
         index = oversample(real_y, job_seed(job.seed, f"resample/{size_name(job.size)}"))
         return real_x[index], real_y[index]
     sampler = method_sampler(job.method)
-    latents = load_tensors(paths.latents(job.seed, job.size, sampler))  # type: ignore[arg-type]
+    latents = load_intact(paths.latents(job.seed, job.size, sampler))  # type: ignore[arg-type]
+    if latents is None:
+        raise StudyError(f"{paths.latents(job.seed, job.size, sampler)} is missing or was damaged; "
+                         "rerun to draw it again")
     ratio = job.method.partition(RATIO_MARK)[2]
     z, synth_y = latents["z"], latents["labels"]
     if ratio:  # the first ratio x size codes of each class (chains are independent)
@@ -766,15 +787,16 @@ def prepare_lowdata_run(paths: LowDataPaths, config: LowDataConfig, data: StudyD
     largest = max([s for s in config.train_sizes if s != ALL], default=0)
     for seed, split in splits.items():
         target = paths.split(seed)
-        if target.is_file():
-            if load_tensors(target)["split"] != split:
+        stored = load_intact(target)  # a damaged split is moved aside and stored again
+        if stored is not None:
+            if stored["split"] != split:
                 raise StudyError(f"{target} differs from the split computed now; not resuming")
             continue
         # Stored: the validation and test images and as much of each pool as the largest size uses.
         kept = {k: v if ALL in config.train_sizes else v[:largest] for k, v in split["pool"].items()}
         indices = sorted(set(split["val"]) | set(split["test"]) | {i for v in kept.values() for i in v})
         rows = torch.tensor(indices, dtype=torch.long)
-        save_tensors(target, {"split": split, "indices": indices, "images": data.images[rows].contiguous(),
+        save_checked_tensors(target, {"split": split, "indices": indices, "images": data.images[rows].contiguous(),
                               "labels": data.labels[rows]})
 
 
@@ -830,7 +852,8 @@ def summarize_distances(paths: LowDataPaths) -> pd.DataFrame:
     for file in sorted((paths.root / "generate").glob("seed_*/n_*/latent_distances.json")):
         size_text = file.parent.name.removeprefix("n_")
         size = size_text if size_text == ALL else int(size_text)
-        for sampler, per_class in json.loads(file.read_text()).items():
+        distances = load_intact(file, _read_distances)  # a damaged file is moved aside and made again by a rerun
+        for sampler, per_class in (distances or {}).items():
             for values in per_class.values():
                 rows.append({"sampler": sampler, "size": size, **values})
     if not rows:
@@ -1045,6 +1068,7 @@ def run_lowdata(config: LowDataConfig, out: str | Path, cache_dir: str | Path | 
     start = time.perf_counter()
     paths = LowDataPaths(out)
     device_type = resolve_device(config.device).type
+    _check_outside_data(paths.root, config.data)  # before the lock file could be created in the data folder
     saved_identity(paths)  # refuse a foreign folder before the lock file is created in it
     with lock_run_directory(paths):
         data = load_source(config.data, cache_dir, progress=config.progress)

@@ -46,6 +46,7 @@ from .data import CACHE_ENV, load_study_data
 from .jobs import RunPaths
 from .report import PROTOCOL, write_report
 from .runner import (
+    check_outside_data,
     check_run_directory,
     execute,
     lock_run_directory,
@@ -92,6 +93,7 @@ def run_study(config: StudyConfig, out: str | Path, cache_dir: str | Path | None
     start = time.perf_counter()
     paths = RunPaths(out)
     device_type = resolve_device(config.device).type
+    check_outside_data(paths.root, config)  # before the lock file could be created in the data folder
     check_run_directory(paths, config, device_type)  # before anything is created in a foreign folder
     with lock_run_directory(paths):
         data = load_study_data(config.data, cache_dir, progress=config.progress)

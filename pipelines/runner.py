@@ -39,6 +39,7 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar
 import torch
 from tqdm.auto import tqdm
 
+from augmentor.utils.artifacts import load_intact, read_checked_json, write_checked_json
 from augmentor.utils.io import write_json
 
 from augmentor.utils.config import ConfigError
@@ -54,6 +55,7 @@ __all__ = [
     "JobFailure",
     "RunDirectoryError",
     "StudyError",
+    "check_outside_data",
     "check_run_directory",
     "claim_run_directory",
     "execute",
@@ -209,7 +211,12 @@ def claim_run_directory(paths: RunDirectory, ident: dict[str, Any], record: dict
     return False
 
 
-def _check_outside_data(out: Path, config: StudyConfig) -> None:
+def check_outside_data(out: Path, config: StudyConfig) -> None:
+    """Refuse a run directory inside the OASIS data folder (input data are never written to).
+
+    Raises:
+        StudyError: naming both folders.
+    """
     if config.data.data_dir is None:
         return
     data = Path(config.data.data_dir).expanduser().resolve()
@@ -235,7 +242,7 @@ def prepare_run_directory(
         RunDirectoryError: the folder holds another study, other data, or foreign files.
         ValueError: the data cannot be split (a single class, a class too small).
     """
-    _check_outside_data(paths.root, config)
+    check_outside_data(paths.root, config)
     ident = identity(config, device_type, data.fingerprint())
     digest = identity_hash(ident)
     saved = _saved_study(paths)
@@ -270,11 +277,11 @@ def prepare_run_directory(
             "labels": {k: [int(data.labels[i]) for i in v] for k, v in split.items()},
         }
         target = paths.split(seed)
-        if target.is_file():
-            if json.loads(target.read_text())["indices"] != split:
-                raise RunDirectoryError(f"{target} differs from the split computed now; not resuming")
-        else:
-            write_json(target, record)
+        stored = load_intact(target, read_checked_json)  # a damaged split is moved aside and written again
+        if stored is None:
+            write_checked_json(target, record)
+        elif stored.get("indices") != split:
+            raise RunDirectoryError(f"{target} differs from the split computed now; not resuming")
     return ident
 
 
@@ -379,6 +386,9 @@ def run_command(
         result = run(config, out)
     except (StudyError, ConfigError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:  # a read-only or full output folder: the system's reason, without a traceback
+        print(f"error: {err.strerror or err}: {err.filename or out}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"\ninterrupted; finished outputs are kept in {out}; rerun the same command to resume", file=sys.stderr)

@@ -20,13 +20,15 @@ import csv
 import dataclasses
 import json
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
-from augmentor.utils.config import Config
+from augmentor.utils.config import Config, quote
+from augmentor.utils.limits import check_fits
 from augmentor.data.inputs import load_data_dicts
 
 from .config import DataConfig
@@ -62,6 +64,9 @@ class PreprocessingConfig(Config):
         if self.spatial_size is not None and (len(self.spatial_size) not in (2, 3) or min(self.spatial_size) < 1):
             self._fail("spatial_size",
                        f"must be [H, W] or [H, W, D] with positive sizes, got {list(self.spatial_size)}")
+        if self.spatial_size is not None:
+            check_fits(math.prod(self.spatial_size),
+                       f"PreprocessingConfig.spatial_size {list(self.spatial_size)}: one resized image")
         low, high = self.percentiles
         if not 0 <= low < high <= 100:
             self._fail("percentiles", f"must be [low, high] with 0 <= low < high <= 100, got {list(self.percentiles)}")
@@ -115,20 +120,19 @@ def read_data_list(path: str | Path) -> list[dict[str, Any]]:
         ValueError: the list has the wrong layout, is empty, or an entry lacks a key.
     """
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise ValueError(f"data list {path} is a folder; give the JSON or CSV file that lists the images")
     if not path.is_file():
         raise FileNotFoundError(f"data list {path} does not exist")
     if path.suffix.lower() == ".csv":
-        with open(path, newline="") as handle:
-            reader = csv.DictReader(handle)
-            missing = {"image", "label"} - set(reader.fieldnames or [])
-            if missing:
-                raise ValueError(f"{path}: the CSV header needs columns 'image' and 'label', missing {sorted(missing)}")
-            items: Any = [{"image": row["image"], "label": _csv_label(row["label"])} for row in reader]
+        items: Any = _read_csv_list(path)
     elif path.suffix.lower() == ".json":
         try:
-            items = json.loads(path.read_text())
+            items = json.loads(path.read_text(encoding="utf-8-sig"))
         except ValueError as err:
             raise ValueError(f"{path} is not valid JSON ({err})") from None
+        except RecursionError:
+            raise ValueError(f"{path}: JSON nested too deeply to be a data list") from None
         if isinstance(items, dict) and isinstance(items.get("training"), list):
             items = items["training"]
         if not isinstance(items, list):
@@ -141,13 +145,34 @@ def read_data_list(path: str | Path) -> list[dict[str, Any]]:
     resolved = []
     for i, item in enumerate(items):
         if not isinstance(item, dict) or "image" not in item or "label" not in item:
-            raise ValueError(f"{path}: item {i} must have keys 'image' and 'label', got {item!r}")
-        image = Path(str(item["image"])).expanduser()
+            raise ValueError(f"{path}: item {i} must have keys 'image' and 'label', got {quote(item)}")
+        if not isinstance(item["image"], str) or not item["image"]:
+            raise ValueError(f"{path}: item {i}: 'image' must be a file path, got {quote(item['image'])}")
+        image = Path(item["image"]).expanduser()
         image = image if image.is_absolute() else path.parent / image
+        if image.is_dir():
+            raise ValueError(f"{path}: item {i}: {image} is a folder, not an image file")
         if not image.is_file():
             raise FileNotFoundError(f"{path}: item {i}: image file {image} does not exist")
         resolved.append({**item, "image": str(image)})
     return resolved
+
+
+def _read_csv_list(path: Path) -> list[dict[str, Any]]:
+    """The rows of a CSV data list (a byte-order mark is ignored), each with its image and label."""
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        missing = {"image", "label"} - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(f"{path}: the CSV header needs columns 'image' and 'label', missing {sorted(missing)}"
+                             f" (found {quote(reader.fieldnames)})")
+        items = []
+        for row in reader:
+            where = f"{path}: line {reader.line_num}"
+            if not row.get("image") or row.get("label") in (None, ""):
+                raise ValueError(f"{where}: every row needs an image path and a label, got {quote(row)}")
+            items.append({"image": row["image"], "label": _csv_label(row["label"])})
+    return items
 
 
 def _csv_label(text: str) -> Any:
@@ -212,12 +237,17 @@ def load_source(config: SourceConfig, cache_dir: str | Path | None = None, progr
         names = [f"{config.source}-{i}" for i in range(len(labels))]
         return StudyData(images.contiguous(), labels, names, f"{splits.name} (train + val + test pooled)")
     items = read_data_list(config.path)  # type: ignore[arg-type]
-    images, labels = load_data_dicts(items, preprocessing_transform(config.preprocessing))
+    try:
+        images, labels = load_data_dicts(items, preprocessing_transform(config.preprocessing))
+    except TypeError as err:  # a label that is no number (e.g. a class name): a data error, named
+        raise ValueError(f"data list {config.path}: {err}") from None
     _check_labels(labels, f"data list {config.path}")
     low, high = float(images.min()), float(images.max())
-    if not (torch.isfinite(images).all() and low >= 0 and high <= 1):
+    if low < 0 or high > 1:
+        hint = ("set data.preprocessing.intensity to minmax or percentile" if config.preprocessing.intensity == "none"
+                else f"intensity scaling {config.preprocessing.intensity!r} did not bring them into [0, 1]")
         raise ValueError(f"data list {config.path}: images after preprocessing lie in [{low:.4g}, {high:.4g}], "
-                         "not [0, 1]; set data.preprocessing.intensity to minmax or percentile")
+                         f"not [0, 1]; {hint}")
     # Subjects are named by their path relative to the list, so a moved copy keeps its fingerprint.
     folder = Path(config.path).expanduser().parent  # type: ignore[arg-type]
     names = [os.path.relpath(item["image"], folder) for item in items]

@@ -1,7 +1,13 @@
-"""Shared fixtures: tiny labelled image sets and a fitted augmentor (module-scoped)."""
+"""Shared fixtures: tiny labelled image sets, a fitted augmentor and a small MNIST file (module-scoped)."""
 
+import gzip
+import pickle
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from augmentor import AugmentorConfig, GeometricAugmentor, HMCConfig, TrainerConfig, vae_preset
 
@@ -36,3 +42,21 @@ def tiny_config(preset: str = "tiny2d", **hmc) -> AugmentorConfig:
 def fitted_2d():
     images, labels = blobs(12, (1, 16, 16))
     return GeometricAugmentor(tiny_config()).fit(images, labels), images, labels
+
+
+@pytest.fixture(scope="module")
+def mnist_file(tmp_path_factory) -> Path:
+    """A small ``mnist.pkl.gz`` in the classic layout: scikit-learn digits upsampled to 28 x 28, pixel / 256."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = torch.from_numpy(digits.images / 16.0).float()[:, None]
+    pixels = (F.interpolate(images, size=(28, 28), mode="bilinear", align_corners=False) * 255).round()
+    values = (pixels.clamp(0, 255) / 256).reshape(len(images), 784).numpy().astype(np.float32)
+    labels = digits.target.astype(np.int64)
+    parts = ((0, 400), (400, 550), (550, 800))
+    data = tuple((values[a:b], labels[a:b]) for a, b in parts)
+    path = tmp_path_factory.mktemp("mnist") / "mnist.pkl.gz"
+    with gzip.open(path, "wb") as handle:
+        pickle.dump(data, handle, protocol=2)
+    return path

@@ -1,15 +1,11 @@
 """The generation benchmark (pipelines.generation) end to end in the tiny configuration."""
 
-import gzip
 import json
-import pickle
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-import torch.nn.functional as F
 
 from augmentor.utils.config import ConfigError
 from augmentor.utils.io import load_tensors
@@ -26,24 +22,6 @@ from pipelines.generation import (
 from pipelines.runner import RunDirectoryError, StudyError
 
 TINY = Path(__file__).resolve().parents[1] / "configs" / "mnist_tiny.yaml"
-
-
-@pytest.fixture(scope="module")
-def mnist_file(tmp_path_factory) -> Path:
-    """A small ``mnist.pkl.gz`` in the classic layout: scikit-learn digits upsampled to 28 x 28, pixel / 256."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    images = torch.from_numpy(digits.images / 16.0).float()[:, None]
-    pixels = (F.interpolate(images, size=(28, 28), mode="bilinear", align_corners=False) * 255).round()
-    values = (pixels.clamp(0, 255) / 256).reshape(len(images), 784).numpy().astype(np.float32)
-    labels = digits.target.astype(np.int64)
-    parts = ((0, 400), (400, 550), (550, 800))
-    data = tuple((values[a:b], labels[a:b]) for a, b in parts)
-    path = tmp_path_factory.mktemp("mnist") / "mnist.pkl.gz"
-    with gzip.open(path, "wb") as handle:
-        pickle.dump(data, handle, protocol=2)
-    return path
 
 
 def tiny_config(mnist_file: Path, **overrides) -> BenchmarkConfig:

@@ -293,7 +293,7 @@ def test_the_full_config_runs_the_protocol_and_names_a_missing_sampler() -> None
 def test_command_line_reports_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["--config", str(TINY), "--set", "methods=[nope]", "--out", str(tmp_path / "x")]) == 2
     assert "invalid configuration" in capsys.readouterr().err
-    missing = tmp_path / "absent.json"
+    missing = tmp_path / "data" / "absent.json"  # out lies outside the list's folder (else that is refused first)
     assert main(["--config", str(TINY), "--set", "data.source=datadicts", "--set", f"data.path={missing}",
                  "--out", str(tmp_path / "y")]) == 1
     assert f"data list {missing} does not exist" in capsys.readouterr().err

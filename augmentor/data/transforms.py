@@ -12,6 +12,7 @@ Following TorchIO's pattern, the random transform samples its parameters
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Hashable, Mapping, Sequence
 
@@ -20,6 +21,7 @@ import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, RandomizableTransform, Transform
+from monai.utils import ensure_tuple
 
 from augmentor.utils.io import class_id, class_labels, export_nifti
 
@@ -51,6 +53,13 @@ class SyntheticPool:
         return self.images[self.by_class[int(label)][position]]
 
 
+def _check_prob(prob: Any) -> float:
+    """A swap probability in [0, 1] (NaN and booleans refused)."""
+    if isinstance(prob, bool) or not isinstance(prob, (int, float)) or not (math.isfinite(prob) and 0 <= prob <= 1):
+        raise ValueError(f"prob must be in [0, 1], got {prob!r}")
+    return float(prob)
+
+
 class SyntheticSwap(Transform):
     """Deterministic twin: replace an image by a given synthetic image of its class.
 
@@ -66,9 +75,13 @@ class SyntheticSwap(Transform):
 
         The result is a copy: changing it in place never changes the pool.
 
+        NumPy images give a NumPy array of their dtype.
+
         Raises:
             ValueError: the pool has no image of this class, or its shape differs.
         """
+        if isinstance(img, np.ndarray):
+            return self(torch.from_numpy(np.asarray(img)), label, position).numpy()
         if self.pool.count(label) == 0:
             raise ValueError(f"the synthetic pool holds no image of class {label}")
         synthetic = self.pool.get(label, position)
@@ -96,9 +109,7 @@ class RandSyntheticSwap(RandomizableTransform):
     """
 
     def __init__(self, pool: SyntheticPool, prob: float = 0.5) -> None:
-        if not 0.0 <= prob <= 1.0:
-            raise ValueError(f"prob must be in [0, 1], got {prob}")
-        RandomizableTransform.__init__(self, prob)
+        RandomizableTransform.__init__(self, _check_prob(prob))
         self.swap = SyntheticSwap(pool)
         self._position = 0
 
@@ -119,17 +130,29 @@ class RandSyntheticSwap(RandomizableTransform):
 class RandSyntheticSwapd(RandomizableTransform, MapTransform):
     """Dictionary version of :class:`RandSyntheticSwap`.
 
-    Reads the class from ``label_key``, swaps the image(s) under ``keys`` and sets
+    Reads the class from ``label_key``, swaps the image under ``keys`` and sets
     ``synthetic_key`` to 1 for a swapped sample, 0 otherwise (so the loader can
     tell them apart).
 
+    The pool holds one image per synthetic subject, so ``keys`` names one image
+    key. A synthetic subject has no label map (segmentation): the keys of label maps
+    go in ``label_map_keys``, and a swapped sample carries there a map of the same
+    shape and dtype filled with ``label_map_fill`` (e.g. the loss's ignore index),
+    never the real subject's map nor a synthetic image.
+
     Args:
-        keys: image keys to swap (one synthetic subject for all of them).
+        keys: the image key to swap.
         pool: pre-generated synthetic images.
         label_key: key of the integer class label.
-        prob: swap probability.
+        prob: swap probability in [0, 1].
         synthetic_key: key of the flag written into each sample.
         allow_missing_keys: don't raise if a key is missing.
+        label_map_keys: keys of label maps, filled with ``label_map_fill`` in swapped samples.
+        label_map_fill: the value of a swapped sample's label maps (required with ``label_map_keys``).
+
+    Raises:
+        ValueError: ``prob`` outside [0, 1], more than one key in ``keys``, or
+            ``label_map_keys`` without ``label_map_fill``.
     """
 
     def __init__(
@@ -140,9 +163,21 @@ class RandSyntheticSwapd(RandomizableTransform, MapTransform):
         prob: float = 0.5,
         synthetic_key: str = "synthetic",
         allow_missing_keys: bool = False,
+        label_map_keys: KeysCollection = (),
+        label_map_fill: float | None = None,
     ) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
-        RandomizableTransform.__init__(self, prob)
+        if len(self.keys) != 1:
+            raise ValueError(
+                f"keys must name one image key, got {list(self.keys)}: the pool holds one image per synthetic "
+                "subject and no label map; name label maps in label_map_keys (with label_map_fill)"
+            )
+        self.label_map_keys = tuple(ensure_tuple(label_map_keys))
+        if self.label_map_keys and label_map_fill is None:
+            raise ValueError("label_map_keys needs label_map_fill, the value a swapped sample's label maps hold "
+                             "(a synthetic subject has no label map), e.g. the loss's ignore index")
+        self.label_map_fill = label_map_fill
+        RandomizableTransform.__init__(self, _check_prob(prob))
         self.label_key = label_key
         self.synthetic_key = synthetic_key
         self.swapper = RandSyntheticSwap(pool, prob=1.0)
@@ -161,8 +196,22 @@ class RandSyntheticSwapd(RandomizableTransform, MapTransform):
             self.swapper.randomize(label)
             for key in self.key_iterator(d):
                 d[key] = self.swapper(d[key], label, randomize=False)
+            for key in self.label_map_keys:
+                if key in d:
+                    d[key] = _filled_like(d[key], self.label_map_fill)
         d[self.synthetic_key] = int(swapped)
         return d
+
+
+def _filled_like(label_map: Any, value: float | None) -> Any:
+    """A new label map of ``label_map``'s type, shape and dtype, holding ``value`` everywhere."""
+    if isinstance(label_map, np.ndarray):
+        return np.full_like(label_map, value)
+    filled = torch.full_like(torch.as_tensor(label_map), value)
+    if isinstance(label_map, MetaTensor):
+        filled = MetaTensor(filled)
+        filled.copy_meta_from(label_map)
+    return filled
 
 
 def synthetic_data_dicts(

@@ -68,6 +68,10 @@ class GaussianStats:
             raise ValueError(f"{path} holds statistics for key {saved_key!r}, expected {key!r}")
         if mean.ndim != 1 or cov.shape != (len(mean), len(mean)):
             raise ValueError(f"{path}: mean {mean.shape} and covariance {cov.shape} do not match")
+        if n < 2:
+            raise ValueError(f"{path}: statistics of n = {n} feature vectors; a covariance needs at least 2")
+        if not (np.isfinite(mean).all() and np.isfinite(cov).all()):
+            raise ValueError(f"{path}: the mean or covariance holds NaN or infinite values")
         return cls(mean, cov, n)
 
 
@@ -203,6 +207,9 @@ def frechet_distance_between(
         batch_size: images per forward pass.
         progress: show progress bars.
     """
+    if not isinstance(real, GaussianStats) and tuple(real.shape[1:]) != tuple(fake.shape[1:]):
+        raise ValueError(f"{metric}: real images {tuple(real.shape[1:])} and generated images "
+                         f"{tuple(fake.shape[1:])} differ in shape; resample one set to the other's size first")
     real_stats = real if isinstance(real, GaussianStats) else cached_statistics(
         real, extractor, cache_dir, batch_size, progress)
     fake_stats = feature_statistics(extract_features(fake, extractor, batch_size, progress))

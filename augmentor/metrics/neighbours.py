@@ -51,6 +51,15 @@ def _as_matrix(x: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
     return tensor
 
 
+def _as_pair(real: torch.Tensor | np.ndarray, fake: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both sets as ``(N, D)`` matrices, refusing items of different shapes (flattening would hide them)."""
+    real_shape, fake_shape = tuple(np.shape(real)[1:]), tuple(np.shape(fake)[1:])
+    if real_shape != fake_shape:
+        raise ValueError(f"real and generated items differ in shape: {real_shape} vs {fake_shape}; "
+                         "compare features (or images) of one shape")
+    return _as_matrix(real, "real_features"), _as_matrix(fake, "fake_features")
+
+
 def _distance_chunks(queries: torch.Tensor, reference: torch.Tensor) -> Iterator[tuple[slice, torch.Tensor]]:
     """``(rows, distances)`` with ``distances`` the ``(len(rows), R)`` block of query-to-reference distances."""
     if queries.shape[1] != reference.shape[1]:
@@ -102,7 +111,7 @@ def precision_recall(real_features: torch.Tensor | np.ndarray, fake_features: to
     Returns:
         ``(precision, recall)`` in [0, 1].
     """
-    real, fake = _as_matrix(real_features, "real_features"), _as_matrix(fake_features, "fake_features")
+    real, fake = _as_pair(real_features, fake_features)
     precision = _share_inside_balls(fake, real, kth_neighbour_radii(real, k))
     recall = _share_inside_balls(real, fake, kth_neighbour_radii(fake, k))
     return precision, recall
@@ -120,7 +129,7 @@ def density_coverage(real_features: torch.Tensor | np.ndarray, fake_features: to
     Returns:
         ``(density, coverage)``; density is unbounded above, coverage in [0, 1].
     """
-    real, fake = _as_matrix(real_features, "real_features"), _as_matrix(fake_features, "fake_features")
+    real, fake = _as_pair(real_features, fake_features)
     radii = kth_neighbour_radii(real, k)
     balls_per_fake = torch.zeros(len(fake), dtype=torch.float64)
     for rows, distances in _distance_chunks(fake, real):

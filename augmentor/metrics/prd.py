@@ -118,6 +118,10 @@ def prd_score(
     Returns:
         the averaged curve and ``(F_8, F_1/8)``.
     """
+    for name, value, least in (("num_runs", num_runs, 1), ("num_clusters", num_clusters, 1),
+                               ("num_angles", num_angles, 3)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
     real, fake = _as_numpy(real_features, "real_features"), _as_numpy(fake_features, "fake_features")
     if real.shape[1] != fake.shape[1]:
         raise ValueError(f"feature dimensions differ: {real.shape[1]} vs {fake.shape[1]}")

@@ -28,6 +28,7 @@ from monai.networks.layers.utils import get_act_layer
 from torch import nn
 
 from augmentor.utils.config import Config
+from augmentor.utils.limits import TRAINING_COPIES, check_fits, vae_parameter_count
 
 __all__ = [
     "VAEConfig",
@@ -175,6 +176,11 @@ class VAEConfig(Config):
                 f"spatial size {self.in_shape[1:]} vanishes after strides {list(self.strides)} "
                 f"with kernel {self.kernel_size}; use fewer or smaller strides",
             )
+        check_fits(math.prod(self.in_shape), f"VAEConfig.in_shape {list(self.in_shape)}: one image")
+        parameters = vae_parameter_count(self)
+        check_fits(parameters * TRAINING_COPIES, f"VAEConfig (latent_dim {self.latent_dim}, in_shape "
+                   f"{list(self.in_shape)}): the VAE's {parameters:,} parameters with their gradients and "
+                   "optimiser state")
         if self.kind == "conv" and self.norm == "instance" and math.prod(self.encoder_grid()) == 1:
             # Instance normalisation takes statistics over each image's feature map alone.
             self._fail(

@@ -18,15 +18,33 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
-__all__ = ["Config", "ConfigError", "config_path", "load_config_file", "read_config_data", "shipped_config",
-           "shipped_configs"]
+__all__ = ["Config", "ConfigError", "MAX_YAML_VALUES", "config_path", "load_config_file", "quote", "read_config_data",
+           "shipped_config", "shipped_configs"]
 
 C = TypeVar("C", bound="Config")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+QUOTE_LIMIT = 80
+MAX_YAML_VALUES = 100_000
+"""The most values a YAML config may hold once its aliases are expanded (configs hold a few hundred)."""
 
 
 class ConfigError(ValueError):
     """A configuration value is unknown, mistyped or out of range."""
+
+
+def quote(value: Any, limit: int = QUOTE_LIMIT) -> str:
+    """``repr(value)`` of at most about ``limit`` characters, for error messages (a value may be huge).
+
+    Built with :mod:`reprlib`, so the full text of a large container is never made.
+    """
+    import reprlib
+
+    short = reprlib.Repr()
+    short.maxstring = short.maxother = limit
+    short.maxlist = short.maxtuple = short.maxdict = short.maxset = 8
+    short.maxlevel = 3
+    text = short.repr(value)
+    return text if len(text) <= limit + 20 else f"{text[:limit]}... ({type(value).__name__})"
 
 
 def _type_name(tp: Any) -> str:
@@ -40,6 +58,8 @@ def _same_kind(value: Any, tp: Any) -> bool:
         return isinstance(value, (tuple, list))
     if kind is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(kind, type) and issubclass(kind, Config):
+        return isinstance(value, (dict, kind))  # a nested config is written as a mapping
     return isinstance(kind, type) and isinstance(value, kind)
 
 
@@ -65,19 +85,19 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         of_its_kind = [err for option, err in errors.items() if _same_kind(value, option)]
         if len(of_its_kind) == 1:
             raise of_its_kind[0]
-        raise ConfigError(f"{where}: {value!r} matches none of {_type_name(tp)}")
+        raise ConfigError(f"{where}: {quote(value)} matches none of {_type_name(tp)}")
     if tp is type(None):
         if value is None:
             return None
-        raise ConfigError(f"{where}: expected None, got {value!r}")
+        raise ConfigError(f"{where}: expected None, got {quote(value)}")
     if origin is Literal:
         if value in get_args(tp):
             return value
         choices = ", ".join(repr(a) for a in get_args(tp))
-        raise ConfigError(f"{where}: {value!r} is not one of {choices}")
+        raise ConfigError(f"{where}: {quote(value)} is not one of {choices}")
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
+            raise ConfigError(f"{where}: expected a list, got {quote(value)}")
         args = get_args(tp)
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
@@ -86,34 +106,34 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{where}: expected a mapping, got {quote(value)}")
         return dict(value)
     if isinstance(tp, type) and issubclass(tp, Config):
         if isinstance(value, tp):
             return value
         if isinstance(value, dict):
             return tp.from_dict(value, where=where)
-        raise ConfigError(f"{where}: expected a mapping for {tp.__name__}, got {value!r}")
+        raise ConfigError(f"{where}: expected a mapping for {tp.__name__}, got {quote(value)}")
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        raise ConfigError(f"{where}: expected true/false, got {quote(value)}")
     if tp is int:
         if not isinstance(value, int) or isinstance(value, bool):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+            raise ConfigError(f"{where}: expected an integer, got {quote(value)}")
         if not _INT64_MIN <= value <= _INT64_MAX:
             raise ConfigError(f"{where}: {value} does not fit in a 64-bit integer")
         return value
     if tp is float:
         if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
+            raise ConfigError(f"{where}: expected a number, got {quote(value)}")
         if not math.isfinite(value):
-            raise ConfigError(f"{where}: must be a finite number, got {value!r}")
+            raise ConfigError(f"{where}: must be a finite number, got {quote(value)}")
         return float(value)
     if tp is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
+        raise ConfigError(f"{where}: expected a string, got {quote(value)}")
     raise ConfigError(f"{where}: unsupported annotation {_type_name(tp)}")
 
 
@@ -151,7 +171,7 @@ class Config:
     @classmethod
     def from_dict(cls: type[C], data: dict[str, Any], where: str | None = None) -> C:
         if not isinstance(data, dict):
-            raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {data!r}")
+            raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {quote(data)}")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
@@ -216,15 +236,67 @@ def read_config_data(path: str | Path) -> dict[str, Any]:
             f"config file {path} does not exist (the shipped configs, usable by name: {', '.join(shipped_configs())})"
         )
     text = path.read_text()
+    kind = "JSON" if path.suffix == ".json" else "YAML"
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if path.suffix == ".json" else _load_yaml(text, path)
     except (json.JSONDecodeError, yaml.YAMLError) as err:
-        raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {err}") from None
+        raise ConfigError(f"{path}: not valid {kind}: {quote(str(err), 500)}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: {kind} nested too deeply to be a configuration") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
     return data
+
+
+def _load_yaml(text: str, path: Path) -> Any:
+    """``yaml.safe_load`` that refuses aliases expanding beyond :data:`MAX_YAML_VALUES` values (an alias
+    bomb: a kilobyte of YAML can stand for billions of values), checked before anything is built."""
+    import yaml
+
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expanded_size(node, path)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_expanded_size(root: Any, path: Path) -> None:
+    """Count the values of a composed YAML node as if every alias were expanded, without expanding them."""
+    import yaml
+
+    sizes: dict[int, int] = {}
+    in_progress: set[int] = set()
+
+    def size(node: Any) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in in_progress:
+            raise ConfigError(f"{path}: a YAML alias refers to a value that contains it (a recursive alias)")
+        in_progress.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [child for pair in node.value for child in pair]
+        else:
+            children = []
+        for child in children:
+            total += size(child)
+            if total > MAX_YAML_VALUES:
+                raise ConfigError(f"{path}: the YAML's aliases expand to more than {MAX_YAML_VALUES:,} values; "
+                                  "refusing it (a configuration holds a few hundred)")
+        in_progress.discard(key)
+        sizes[key] = total
+        return total
+
+    size(root)
 
 
 def load_config_file(path: str | Path, cls: type[C]) -> C:
