@@ -54,6 +54,7 @@ from .hmc import HMCConfig
 from .models import VAEConfig, default_vae_config
 from .peers import MODELS, PEER_SAMPLERS, RHVAESampler, build_model, model_config, model_samplers, option_names
 from .peers import riemannian_refusal
+from .kde import KernelDensitySampler
 from .samplers import SAMPLERS, GaussianMixtureSampler, LatentSampler, NormalSampler, RiemannianSampler
 from .seeding import class_seed, seed_everything
 from .training import TrainerConfig, TrainingResult, train_vae, validation_size
@@ -85,6 +86,8 @@ class AugmentorConfig(Config):
         metric: how each class's metric is built.
         hmc: default HMC settings of the Riemannian sampler.
         gmm_components: components of the GMM baseline (paper: 10).
+        kde_bandwidth: bandwidth of the kernel density on the codes (sampler ``"kde"``,
+            :class:`~augmentor.kde.KernelDensitySampler`), the baseline of the geometric samplers.
         device: where training and sampling run (``auto``, ``cpu``, ``cuda[:N]``, ``mps``);
             it replaces ``trainer.device``.
         encode_batch_size: images per batch when encoding and decoding.
@@ -100,6 +103,7 @@ class AugmentorConfig(Config):
     metric: MetricConfig = dataclasses.field(default_factory=MetricConfig)
     hmc: HMCConfig = dataclasses.field(default_factory=HMCConfig)
     gmm_components: int = 10
+    kde_bandwidth: float = 0.25
     device: str = "auto"
     encode_batch_size: int = 256
     shared_vae: bool = False
@@ -118,6 +122,8 @@ class AugmentorConfig(Config):
                 self._fail("model_options", str(err))
         if self.gmm_components < 1:
             self._fail("gmm_components", f"must be >= 1, got {self.gmm_components}")
+        if not self.kde_bandwidth > 0:
+            self._fail("kde_bandwidth", f"must be > 0, got {self.kde_bandwidth}")
         if self.encode_batch_size < 1:
             self._fail("encode_batch_size", f"must be >= 1, got {self.encode_batch_size}")
         if not is_device_name(self.device):
@@ -349,11 +355,12 @@ class GeometricAugmentor:
     def _fit_samplers(
         self, config: AugmentorConfig, seed: int, model: nn.Module, images: torch.Tensor
     ) -> dict[str, LatentSampler]:
-        """The prior, the GMM, the Riemannian sampler (models with posterior variances) and the
+        """The prior, the GMM, the kernel density on the codes, the Riemannian sampler (models with posterior variances) and the
         model's own sampler (VAMP, RHVAE) fitted on the codes of ``images``."""
         mu, log_var = self._encode(model, images)
         model.cpu()
-        samplers: list[LatentSampler] = [NormalSampler(), GaussianMixtureSampler(config.gmm_components, seed=seed)]
+        samplers: list[LatentSampler] = [NormalSampler(), GaussianMixtureSampler(config.gmm_components, seed=seed),
+                                         KernelDensitySampler(config.kde_bandwidth)]
         if log_var is not None:  # the metric needs posterior variances; deterministic codes have none
             samplers.append(RiemannianSampler(config.metric, config.hmc))
         fitted = {sampler.name: sampler.fit(mu, log_var) for sampler in samplers}

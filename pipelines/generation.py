@@ -859,6 +859,9 @@ def write_report(paths: GenerationPaths, config: BenchmarkConfig, specs: Sequenc
     table = results_table(results, {s.key: s.label for s in specs})
     markdown = markdown_table(table)
     notes = sorted({r["fid_note"] for r in results if r.get("fid_note")})
+    labels = {s.key: s.label for s in specs}
+    notes += [f"{labels[r['key']]}: {location['warning']}" for r in results
+              if (location := (r.get("diagnostics") or {}).get("location") or {}).get("warning")]
     text = f"# {header}\n\n{markdown}\n" + "".join(f"\n{note}\n" for note in notes)
     write_bytes(paths.report / "summary.csv", table.to_csv(index=False, float_format="%.6f").encode())
     write_bytes(paths.report / "summary.md", text.encode())

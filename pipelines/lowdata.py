@@ -17,7 +17,8 @@ oversampled; the same images as ``real`` when the classes have equal sizes);
 redrawn every epoch); ``monai`` (real + MONAI ``RandRotate``, ``RandZoom``,
 ``RandGaussianNoise`` redrawn every epoch); ``real+<sampler>`` (real + the
 sampler's synthetic images) and ``<sampler>`` (synthetic only) for the samplers
-``prior``, ``gmm`` and ``riemannian`` (ours).
+``prior``, ``gmm``, ``riemannian`` (ours) and ``kde`` (the kernel density on the
+codes; not run unless listed in ``methods``).
 
 The report gives mean ± std per method and size with both sources of variance
 (between splits, between classifier seeds on one split), a plot of balanced
@@ -106,9 +107,11 @@ logger = logging.getLogger(__name__)
 
 LOWDATA_METHODS: tuple[str, ...] = (
     "real", "resampled", "torchio", "monai",
-    "real+prior", "real+gmm", "real+riemannian",
-    "prior", "gmm", "riemannian",
+    "real+prior", "real+gmm", "real+riemannian", "real+kde",
+    "prior", "gmm", "riemannian", "kde",
 )
+# The methods a study runs unless its config lists them (the kernel density only when asked).
+_DEFAULT_METHODS = tuple(m for m in LOWDATA_METHODS if m.removeprefix("real+") != "kde")
 METHOD_LABELS = {
     "real": "Real",
     "resampled": "Real resampled",
@@ -117,9 +120,11 @@ METHOD_LABELS = {
     "real+prior": "Real + VAE - N(0, I)",
     "real+gmm": "Real + VAE - GMM",
     "real+riemannian": "Real + VAE - ours",
+    "real+kde": "Real + VAE - kde on the codes",
     "prior": "Synthetic only: VAE - N(0, I)",
     "gmm": "Synthetic only: VAE - GMM",
     "riemannian": "Synthetic only: VAE - ours",
+    "kde": "Synthetic only: VAE - kde on the codes",
 }
 ALL = "all"  # a training size: every image of the class's pool
 
@@ -255,7 +260,7 @@ class LowDataConfig(Config):
     augmentation: AugmentationConfig = dataclasses.field(default_factory=AugmentationConfig)
     monai_augmentation: MonaiAugmentationConfig = dataclasses.field(default_factory=MonaiAugmentationConfig)
     seeds: int | tuple[int, ...] = 5
-    methods: tuple[str, ...] = LOWDATA_METHODS
+    methods: tuple[str, ...] = _DEFAULT_METHODS
     device: str = "auto"
     num_threads: int = 1
     workers: int = 1
