@@ -51,10 +51,10 @@ class _WrongMomentumHMC(HMCSampler):
         return 2.0 * super()._draw_momentum(like, generator)
 
 
-def _tv_to_exact(sampler_cls, inner_gradient="exact", alpha=1.0):
+def _tv_to_exact(sampler_cls, inner_gradient="exact", alpha=1.0, n_steps=200):
     metric = _toy_metric()
     exact = _exact_bin_probabilities(metric, alpha=alpha)
-    config = HMCConfig(n_steps=200, n_leapfrog=10, step_size=0.05, inner_gradient=inner_gradient, alpha=alpha)
+    config = HMCConfig(n_steps=n_steps, n_leapfrog=10, step_size=0.05, inner_gradient=inner_gradient, alpha=alpha)
     sampler = sampler_cls(config=config)
     z = sampler.sample(metric, N_CHAINS, seed=1)
     return 0.5 * np.abs(_histogram(z, metric) - exact).sum(), _noise_floor(exact), sampler
@@ -73,10 +73,12 @@ def test_hmc_matches_exact_density_at_noise_floor(inner_gradient):
     assert sampler.diagnostics.split_rhat < 1.1
 
 
-@pytest.mark.parametrize("alpha", [0.5, 2.0])
-def test_tempered_hmc_matches_its_exact_tempered_density(alpha):
-    # The same check for the target sqrt(det G)^alpha, against its own grid masses.
-    tv, floor, sampler = _tv_to_exact(HMCSampler, alpha=alpha)
+@pytest.mark.parametrize("alpha, n_steps", [(0.5, 200), (2.0, 600)])
+def test_tempered_hmc_matches_its_exact_tempered_density(alpha, n_steps):
+    # The same check for the target sqrt(det G)^alpha, against its own grid masses. alpha = 2
+    # sharpens the bumps, so the chains move between them more slowly: after 200 iterations
+    # they still remember their starts (TV 0.103 against a floor of 0.088), after 600 not (0.073).
+    tv, floor, sampler = _tv_to_exact(HMCSampler, alpha=alpha, n_steps=n_steps)
     assert tv <= 1.15 * floor, (tv, floor)
     assert sampler.diagnostics.split_rhat < 1.1
 
