@@ -57,6 +57,7 @@ from .models.peers import MODELS, PEER_SAMPLERS, build_model, model_config, mode
 from .models.peers import riemannian_refusal
 from .sampling.samplers import SAMPLERS, GaussianMixtureSampler, HMCLatentSampler, LatentSampler, NormalSampler, RiemannianSampler
 from .sampling import draw_class_latents, draw_latents
+from .sampling.kde import KernelDensitySampler
 from .utils.seeding import seed_everything
 from .models.training import TrainerConfig, TrainingResult, train_vae, validation_size
 from .utils.limits import check_fits
@@ -88,6 +89,8 @@ class AugmentorConfig(Config):
         metric: how each class's metric is built.
         hmc: default HMC settings of the Riemannian sampler.
         gmm_components: components of the GMM baseline (paper: 10).
+        kde_bandwidth: bandwidth of the kernel density on the codes (sampler ``"kde"``,
+            :class:`~augmentor.kde.KernelDensitySampler`), the baseline of the geometric samplers.
         device: where training and sampling run (``auto``, ``cpu``, ``cuda[:N]``, ``mps``);
             it replaces ``trainer.device``.
         encode_batch_size: images per batch when encoding and decoding.
@@ -103,6 +106,7 @@ class AugmentorConfig(Config):
     metric: MetricConfig = dataclasses.field(default_factory=MetricConfig)
     hmc: HMCConfig = dataclasses.field(default_factory=HMCConfig)
     gmm_components: int = 10
+    kde_bandwidth: float = 0.25
     device: str = "auto"
     encode_batch_size: int = 256
     shared_vae: bool = False
@@ -121,6 +125,8 @@ class AugmentorConfig(Config):
                 self._fail("model_options", str(err))
         if self.gmm_components < 1:
             self._fail("gmm_components", f"must be >= 1, got {self.gmm_components}")
+        if not self.kde_bandwidth > 0:
+            self._fail("kde_bandwidth", f"must be > 0, got {self.kde_bandwidth}")
         if self.encode_batch_size < 1:
             self._fail("encode_batch_size", f"must be >= 1, got {self.encode_batch_size}")
         if not is_device_name(self.device):
@@ -352,10 +358,11 @@ class GeometricAugmentor:
     def _fit_samplers(
         self, config: AugmentorConfig, seed: int, model: nn.Module, images: torch.Tensor
     ) -> dict[str, LatentSampler]:
-        """The prior, the GMM, the Riemannian sampler (models with posterior variances) and the
+        """The prior, the GMM, the kernel density on the codes, the Riemannian sampler (models with posterior variances) and the
         model's own sampler (VAMP, RHVAE) fitted on the codes of ``images``."""
         mu, log_var = self._encode(model, images)
-        samplers: list[LatentSampler] = [NormalSampler(), GaussianMixtureSampler(config.gmm_components, seed=seed)]
+        samplers: list[LatentSampler] = [NormalSampler(), GaussianMixtureSampler(config.gmm_components, seed=seed),
+                                         KernelDensitySampler(config.kde_bandwidth)]
         if log_var is not None:  # the metric needs posterior variances; deterministic codes have none
             samplers.append(RiemannianSampler(config.metric, config.hmc))
         fitted = {sampler.name: sampler.fit(mu, log_var) for sampler in samplers}

@@ -84,6 +84,7 @@ from augmentor.utils.artifacts import NUMBER, check_fields, load_intact, save_ch
 from augmentor.utils.io import write_bytes, write_json
 from augmentor.utils.limits import check_fits
 from augmentor.sampling.metric import MetricConfig
+from augmentor.sampling.chain_location import nearest_code_distance_ratio
 from augmentor.metrics import (
     DomainClassifier,
     DomainFeatures,
@@ -107,6 +108,8 @@ from augmentor.utils.plots import save_sample_grid
 from augmentor.sampling.samplers import SAMPLERS, GaussianMixtureSampler, HMCLatentSampler, LatentSampler, NormalSampler
 from augmentor.sampling.samplers import RiemannianSampler
 from augmentor.sampling import draw_latents
+from augmentor.sampling.kde import KernelDensitySampler
+from augmentor.sampling.published_chain import PublishedChainSampler
 from augmentor.utils.seeding import seed_everything
 from augmentor.models.training import TrainerConfig, TrainingDivergedError, result_settings, train_vae
 
@@ -138,7 +141,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = shipped_config("mnist_quick")
-SAMPLER_LABELS = {"prior": "VAE - N(0, I)", "gmm": "VAE - GMM", "riemannian": "VAE - ours"}
+SAMPLER_LABELS = {"prior": "VAE - N(0, I)", "gmm": "VAE - GMM", "riemannian": "VAE - ours", "kde": "VAE - kde",
+                  "published": "VAE - published chain (NOT the Riemannian uniform law)"}
 # What a finished evaluation holds; a file without them is not a finished result.
 _NUMBER_OR_NULL = (*NUMBER, type(None))  # NaN is written as NaN, an undefined metric as null
 _RESULT_FIELDS = {"key": str, "sampler": str, "n_fake": int, "n_real": int, "fid": _NUMBER_OR_NULL,
@@ -147,7 +151,9 @@ _RESULT_FIELDS = {"key": str, "sampler": str, "n_fake": int, "n_real": int, "fid
                   "density": _NUMBER_OR_NULL, "coverage": _NUMBER_OR_NULL,
                   "memorisation.median_ratio": _NUMBER_OR_NULL,
                   "memorisation.share_below_heldout_q01": _NUMBER_OR_NULL, "class_counts": list}
-_VARIANT_KEYS = ("n_steps", "n_leapfrog", "step_size")
+_VARIANT_KEYS = ("n_steps", "n_leapfrog", "step_size", "alpha", "n_centroids", "rho", "lam", "chain_start")
+# The variant keys that change the metric rather than the chains.
+_METRIC_VARIANT_KEYS = ("n_centroids", "rho", "lam")
 
 
 @dataclasses.dataclass
@@ -207,13 +213,19 @@ class BenchmarkSamplingConfig(Config):
 
     Attributes:
         n_samples: generated images per sampler (paper: 10,000).
-        samplers: which of ``prior``, ``gmm``, ``riemannian`` to run.
+        samplers: which of ``prior``, ``gmm``, ``riemannian``, ``kde``, ``published`` to run
+            (``published``: the published chain, for reproduction only: it does not sample the
+            Riemannian uniform law, see :mod:`augmentor.published_chain`).
         gmm_components: components of the GMM fitted on the means (paper: 10).
         hmc: the chains of ours (paper: 100 iterations x 10 leapfrog steps of 0.01).
         metric: the Riemannian metric (paper: k = 100 centroids by k-medoids, lambda = 0.01).
         chain_start: ``codes`` (random training means, as the authors' code) or ``centroids``.
-        riemannian_variants: extra rows of ours with other chain settings, each a mapping of
-            ``n_steps`` / ``n_leapfrog`` / ``step_size`` (the chain-length ablation).
+        riemannian_variants: extra rows of ours with other settings, each a mapping of some of
+            ``n_steps`` / ``n_leapfrog`` / ``step_size`` / ``alpha`` (the chains, the tempering),
+            ``n_centroids`` / ``rho`` / ``lam`` (the metric; ``n_centroids: null`` is every code)
+            and ``chain_start`` (``codes`` or ``centroids``).
+        kde_bandwidths: one row of the kernel density on the codes (``kde``) per bandwidth; with
+            ``kde`` among the samplers, its row uses the first bandwidth (default 0.25).
         seed: seed of the samplers' draws.
     """
 
@@ -224,6 +236,7 @@ class BenchmarkSamplingConfig(Config):
     metric: MetricConfig = dataclasses.field(default_factory=lambda: MetricConfig(n_centroids=100))
     chain_start: Literal["codes", "centroids"] = "codes"
     riemannian_variants: tuple[dict[str, Any], ...] = ()
+    kde_bandwidths: tuple[float, ...] = ()
     seed: int = 0
 
     def validate(self) -> None:
@@ -242,11 +255,25 @@ class BenchmarkSamplingConfig(Config):
                 self._fail(f"riemannian_variants[{index}]",
                            f"must set some of {list(_VARIANT_KEYS)}, got {sorted(variant) or 'nothing'}")
             try:
-                self.hmc.replace(**variant)
+                self.hmc.replace(**_hmc_part(variant))
+                self.metric.replace(**_metric_part(variant))
             except ConfigError as err:
                 self._fail(f"riemannian_variants[{index}]", str(err))
+            if variant.get("chain_start", "codes") not in ("codes", "centroids"):
+                self._fail(f"riemannian_variants[{index}]",
+                           f"chain_start must be 'codes' or 'centroids', got {variant['chain_start']!r}")
+        if any(not h > 0 for h in self.kde_bandwidths):
+            self._fail("kde_bandwidths", f"must all be > 0, got {list(self.kde_bandwidths)}")
         if not 0 <= self.seed < 2**31:
             self._fail("seed", f"must lie in [0, 2**31), got {self.seed}")
+
+
+def _hmc_part(variant: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in variant.items() if k not in _METRIC_VARIANT_KEYS + ("chain_start",)}
+
+
+def _metric_part(variant: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in variant.items() if k in _METRIC_VARIANT_KEYS}
 
 
 @dataclasses.dataclass
@@ -434,6 +461,9 @@ class SampleSpec:
     sampler: str
     hmc: HMCConfig | None = None
     model: str = "vae"
+    metric: MetricConfig | None = None
+    chain_start: str | None = None
+    bandwidth: float | None = None
 
     @property
     def label(self) -> str:
@@ -444,11 +474,17 @@ class SampleSpec:
 
 
 def sample_specs(config: BenchmarkSamplingConfig) -> list[SampleSpec]:
-    """The table's rows: the samplers in order, then the Riemannian variants."""
-    specs = [SampleSpec(name, name, config.hmc if name == "riemannian" else None) for name in config.samplers]
+    """The table's rows: the samplers in order, then the Riemannian variants, then the kde bandwidths."""
+    bandwidths = config.kde_bandwidths or (KernelDensitySampler().bandwidth,)
+    specs = [SampleSpec(name, name, config.hmc if name == "riemannian" else None,
+                        bandwidth=bandwidths[0] if name == "kde" else None) for name in config.samplers]
     for variant in config.riemannian_variants:
         settings = ",".join(f"{k}={variant[k]}" for k in _VARIANT_KEYS if k in variant)
-        specs.append(SampleSpec(f"riemannian[{settings}]", "riemannian", config.hmc.replace(**variant)))
+        specs.append(SampleSpec(f"riemannian[{settings}]", "riemannian", config.hmc.replace(**_hmc_part(variant)),
+                                metric=config.metric.replace(**_metric_part(variant)),
+                                chain_start=variant.get("chain_start")))
+    taken = {spec.bandwidth for spec in specs if spec.sampler == "kde"}
+    specs += [SampleSpec(f"kde[bandwidth={h}]", "kde", bandwidth=h) for h in config.kde_bandwidths if h not in taken]
     return specs
 
 
@@ -631,7 +667,11 @@ def _fit_sampler(spec: SampleSpec, config: BenchmarkSamplingConfig, mu: torch.Te
         return NormalSampler().fit(mu, log_var)
     if spec.sampler == "gmm":
         return GaussianMixtureSampler(config.gmm_components, seed=config.seed).fit(mu, log_var)
-    return RiemannianSampler(config.metric, spec.hmc).fit(mu, log_var)
+    if spec.sampler == "kde":
+        return KernelDensitySampler(spec.bandwidth).fit(mu, log_var)
+    if spec.sampler == "published":
+        return PublishedChainSampler().fit(mu, log_var)
+    return RiemannianSampler(spec.metric or config.metric, spec.hmc).fit(mu, log_var)
 
 
 def sample_stage(paths: GenerationPaths, config: BenchmarkConfig, spec: SampleSpec,
@@ -659,7 +699,7 @@ def sample_stage(paths: GenerationPaths, config: BenchmarkConfig, spec: SampleSp
     n, diagnostics = sampling.n_samples, None
     if isinstance(sampler, HMCLatentSampler):
         init = None
-        if isinstance(sampler, RiemannianSampler) and sampling.chain_start == "codes":
+        if isinstance(sampler, RiemannianSampler) and (spec.chain_start or sampling.chain_start) == "codes":
             start = torch.randint(len(mu), (n,), generator=torch.Generator().manual_seed(sampling.seed))
             init = mu[start]
         z = draw_latents(sampler, n, sampling.seed, hmc=spec.hmc.replace(progress=config.progress), device=device,
@@ -670,6 +710,12 @@ def sample_stage(paths: GenerationPaths, config: BenchmarkConfig, spec: SampleSp
                         diagnostics["acceptance_rate"], diagnostics["split_rhat"], diagnostics["ess"])
     else:
         z = draw_latents(sampler, n, sampling.seed)
+        if isinstance(sampler, PublishedChainSampler):
+            diagnostics = sampler.diagnostics.to_dict()
+    # Every row says how far its latents lie from the training codes (replay: 0).
+    diagnostics = diagnostics or {}
+    diagnostics["location"] = {**(diagnostics.get("location") or {}),
+                               "distance_ratio": nearest_code_distance_ratio(z, mu)}
     record = {"z": z, "key": spec.key, "sampler": spec.sampler, "state": sampler.state_dict(),
               "hmc": None if spec.hmc is None else spec.hmc.to_dict(), "diagnostics": diagnostics}
     save_checked_tensors(target, record)
@@ -777,6 +823,7 @@ def results_table(results: Sequence[dict[str, Any]], labels: dict[str, str]) -> 
     for result in results:
         counts = result["class_counts"]
         diagnostics = result.get("diagnostics") or {}
+        location = diagnostics.get("location") or {}
         rows.append({
             "key": result["key"],
             "sampler": labels.get(result["key"], result["key"]),
@@ -795,9 +842,19 @@ def results_table(results: Sequence[dict[str, Any]], labels: dict[str, str]) -> 
             "class_count_min": min(counts),
             "class_count_max": max(counts),
             "hmc_acceptance": diagnostics.get("acceptance_rate"),
+            "split_rhat": diagnostics.get("split_rhat"),
+            "start_floor_share": location.get("start_floor_share"),
+            "floor_share": location.get("final_floor_share"),
+            "chain_floor_share": location.get("chain_floor_share"),
+            "latent_distance_ratio": location.get("distance_ratio"),
             "feature_space": result["feature_space"],
         })
     return pd.DataFrame(rows)
+
+
+def _value(value: Any) -> Any:
+    """None for a missing table value (None or NaN), else the value."""
+    return None if value is None or pd.isna(value) else value
 
 
 def _cell(value: Any, digits: int = 2) -> str:
@@ -807,7 +864,8 @@ def _cell(value: Any, digits: int = 2) -> str:
 def markdown_table(table: pd.DataFrame) -> str:
     """The report's table; FID carries its sample counts (generated / real), an empty cell when skipped."""
     headers = ["Sampler", "FID (n_fake / n_real)", "FD_domain", "PRD F8", "PRD F1/8", "Precision", "Recall",
-               "Density", "Coverage", "NN-train median ratio", "Classes min-max", "HMC accept"]
+               "Density", "Coverage", "NN-train median ratio", "Classes min-max", "HMC accept",
+               "Floor share (samples / chains)", "Latent distance ratio", "Split R-hat"]
     lines = ["| " + " | ".join(headers) + " |", "|---|" + "---:|" * (len(headers) - 1)]
     for row in table.to_dict("records"):
         fid = "" if row["fid"] is None or pd.isna(row["fid"]) else \
@@ -816,7 +874,10 @@ def markdown_table(table: pd.DataFrame) -> str:
                  _cell(row["precision"], 3), _cell(row["recall"], 3), _cell(row["density"], 3),
                  _cell(row["coverage"], 3), _cell(row["memorisation_median_ratio"], 3),
                  f"{row['class_count_min']}-{row['class_count_max']}",
-                 _cell(None if pd.isna(row["hmc_acceptance"]) else row["hmc_acceptance"], 3)]
+                 _cell(_value(row["hmc_acceptance"]), 3),
+                 " / ".join(_cell(_value(row[k])) for k in ("floor_share", "chain_floor_share")
+                            if _value(row[k]) is not None),
+                 _cell(_value(row["latent_distance_ratio"])), _cell(_value(row["split_rhat"]))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -859,6 +920,9 @@ def write_report(paths: GenerationPaths, config: BenchmarkConfig, specs: Sequenc
     table = results_table(results, labels)
     markdown = markdown_table(table)
     notes = sorted({r["fid_note"] for r in results if r.get("fid_note")})
+    labels = {s.key: s.label for s in specs}
+    notes += [f"{labels[r['key']]}: {location['warning']}" for r in results
+              if (location := (r.get("diagnostics") or {}).get("location") or {}).get("warning")]
     text = f"# {header}\n\n{markdown}\n" + "".join(f"\n{note}\n" for note in notes)
     write_bytes(paths.report / "summary.csv", table.to_csv(index=False, float_format="%.6f").encode())
     write_bytes(paths.report / "summary.md", text.encode())
@@ -966,6 +1030,7 @@ def benchmark_identity(config: BenchmarkConfig, device_type: str, fingerprint: s
     data["data"].pop("path")  # the fingerprint stands for the images
     data["sampling"].pop("samplers")
     data["sampling"].pop("riemannian_variants")
+    data["sampling"].pop("kde_bandwidths")
     data["sampling"]["hmc"].pop("progress")
     data["vae"]["trainer"] = result_settings(data["vae"]["trainer"])
     data.update(device=device_type, data_fingerprint=fingerprint, fid_network=fid_network)

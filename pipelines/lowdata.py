@@ -17,8 +17,8 @@ oversampled; the same images as ``real`` when the classes have equal sizes);
 redrawn every epoch); ``monai`` (real + MONAI ``RandRotate``, ``RandZoom``,
 ``RandGaussianNoise`` redrawn every epoch); ``real+<sampler>`` (real + the
 sampler's synthetic images) and ``<sampler>`` (synthetic only) for the samplers
-``prior``, ``gmm`` and ``riemannian`` (ours), any other sampler of
-:data:`augmentor.samplers.SAMPLERS`, or a peer source ``<model>-<sampler>``
+``prior``, ``gmm`` and ``riemannian`` (ours), ``kde`` (the kernel density on the
+codes), any other sampler of :data:`augmentor.sampling.samplers.SAMPLERS`, or a peer source ``<model>-<sampler>``
 (e.g. ``ae-gmm``). With ``synthetic_ratios`` each synthetic method runs once per
 synthetic-to-real ratio (``real+gmm@x5``); ``<method>+filtered`` keeps only the
 synthetic images a classifier of the real images is confident about. The
@@ -131,9 +131,11 @@ logger = logging.getLogger(__name__)
 
 LOWDATA_METHODS: tuple[str, ...] = (
     "real", "resampled", "torchio", "monai",
-    "real+prior", "real+gmm", "real+riemannian",
-    "prior", "gmm", "riemannian",
+    "real+prior", "real+gmm", "real+riemannian", "real+kde",
+    "prior", "gmm", "riemannian", "kde",
 )
+# The methods a study runs unless its config lists them (the kernel density only when asked).
+_DEFAULT_METHODS = tuple(m for m in LOWDATA_METHODS if m.removeprefix("real+") != "kde")
 METHOD_LABELS = {
     "real": "Real",
     "resampled": "Real resampled",
@@ -142,9 +144,11 @@ METHOD_LABELS = {
     "real+prior": "Real + VAE - N(0, I)",
     "real+gmm": "Real + VAE - GMM",
     "real+riemannian": "Real + VAE - ours",
+    "real+kde": "Real + VAE - kde on the codes",
     "prior": "Synthetic only: VAE - N(0, I)",
     "gmm": "Synthetic only: VAE - GMM",
     "riemannian": "Synthetic only: VAE - ours",
+    "kde": "Synthetic only: VAE - kde on the codes",
 }
 ALL = "all"  # a training size: every image of the class's pool
 # Every method is compared, split by split, with real images alone and with each classical augmentation.
@@ -337,7 +341,7 @@ class LowDataConfig(Config):
     augmentation: AugmentationConfig = dataclasses.field(default_factory=AugmentationConfig)
     monai_augmentation: MonaiAugmentationConfig = dataclasses.field(default_factory=MonaiAugmentationConfig)
     seeds: int | tuple[int, ...] = 5
-    methods: tuple[str, ...] = LOWDATA_METHODS
+    methods: tuple[str, ...] = _DEFAULT_METHODS
     device: str = "auto"
     num_threads: int = 1
     workers: int = 1

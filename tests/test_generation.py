@@ -46,12 +46,15 @@ def test_benchmark_end_to_end_writes_every_metric_and_report(finished_run):
                    "memorisation_median_ratio"):
         assert np.isfinite(table[column].to_numpy(float)).all(), column
     assert table.loc["riemannian", "hmc_acceptance"] > 0
+    assert np.isfinite(table["latent_distance_ratio"].to_numpy(float)).all()  # every row, HMC or not
+    assert 0 <= table.loc["riemannian", "floor_share"] <= 1 and pd.isna(table.loc["prior", "floor_share"])
     report = GenerationPaths(out).report
     for name in ("summary.csv", "summary.md", "reconstructions.png", "samples_prior.png", "samples_gmm.png",
                  "samples_riemannian.png"):
         assert (report / name).is_file(), name
     markdown = (report / "summary.md").read_text()
     assert "VAE - ours" in markdown and "FID disabled in the configuration" in markdown
+    assert "Floor share (samples / chains)" in markdown and "Latent distance ratio" in markdown
     result_file = json.loads((out / "results" / "riemannian.json").read_text())
     assert result_file["diagnostics"]["n_steps"] == 10
     assert sum(result_file["class_counts"]) == 100
@@ -126,6 +129,24 @@ def test_sample_specs_name_the_variants():
     config = BenchmarkConfig().sampling.replace(riemannian_variants=({"step_size": 0.05, "n_steps": 500},))
     keys = [spec.key for spec in sample_specs(config)]
     assert keys == ["prior", "gmm", "riemannian", "riemannian[n_steps=500,step_size=0.05]"]
+
+
+def test_sample_specs_of_the_samplers_comparison():
+    config = BenchmarkConfig().sampling.replace(
+        samplers=("gmm", "kde", "riemannian", "published"), kde_bandwidths=(0.5, 1.0),
+        riemannian_variants=({"alpha": 2.0}, {"n_centroids": None, "chain_start": "centroids"}))
+    specs = {spec.key: spec for spec in sample_specs(config)}
+    assert list(specs) == ["gmm", "kde", "riemannian", "published", "riemannian[alpha=2.0]",
+                           "riemannian[n_centroids=None,chain_start=centroids]", "kde[bandwidth=1.0]"]
+    assert specs["kde"].bandwidth == 0.5 and specs["kde[bandwidth=1.0]"].bandwidth == 1.0
+    assert specs["riemannian[alpha=2.0]"].hmc.alpha == 2.0 and specs["riemannian"].hmc.alpha == 1.0
+    every_code = specs["riemannian[n_centroids=None,chain_start=centroids]"]
+    assert every_code.metric.n_centroids is None and every_code.chain_start == "centroids"
+    assert "NOT the Riemannian uniform law" in specs["published"].label
+    with pytest.raises(ConfigError, match="chain_start"):
+        config.replace(riemannian_variants=({"chain_start": "anywhere"},))
+    with pytest.raises(ConfigError, match="kde_bandwidths"):
+        config.replace(kde_bandwidths=(0.0,))
 
 
 def test_cli_without_inception_network_skips_fid_and_prints_the_table(tmp_path, mnist_file, capsys, monkeypatch):

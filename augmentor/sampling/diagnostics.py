@@ -24,6 +24,8 @@ class HMCDiagnostics:
         outside_domain_rate: fraction of proposals that ended outside the domain.
         inner_gradient: the precision the inner leapfrog gradients ran in
             (``"exact"`` or ``"bfloat16"``).
+        location: where the chains sat on the metric's floor
+            (:class:`~augmentor.chain_location.ChainLocation` as a dict), when known.
     """
 
     acceptance_rate: float
@@ -35,6 +37,7 @@ class HMCDiagnostics:
     n_leapfrog: int
     outside_domain_rate: float
     inner_gradient: str
+    location: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

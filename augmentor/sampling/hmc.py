@@ -18,8 +18,10 @@ import torch
 from tqdm.auto import tqdm
 
 from augmentor.utils.config import Config
+from .chain_location import locate_chains
 from .diagnostics import HMCDiagnostics, effective_sample_size, split_rhat
-from .metric import CentroidDensity
+from .metric import CentroidDensity, RiemannianMetric
+from .tempered import TemperedDensity
 
 __all__ = ["HMCConfig", "HMCSampler", "leapfrog"]
 
@@ -53,6 +55,9 @@ class HMCConfig(Config):
             the exact target, and any deterministic inner gradient keeps the
             leapfrog map reversible and volume-preserving; a less accurate
             gradient can only lower acceptance.
+        alpha: exponent of the tempered target ``(sqrt det G)^alpha``
+            (:class:`~augmentor.tempered.TemperedDensity`); 1 is the Riemannian
+            uniform law itself. The chain is exact for the tempered target.
         progress: show a progress bar.
     """
 
@@ -63,6 +68,7 @@ class HMCConfig(Config):
     n_warmup: int = 0
     target_accept: float = 0.65
     inner_gradient: Literal["exact", "bfloat16"] = "exact"
+    alpha: float = 1.0
     progress: bool = False
 
     def validate(self) -> None:
@@ -77,6 +83,8 @@ class HMCConfig(Config):
             self._fail("n_warmup", "must be > 0 when adapt_step_size is true")
         if not 0 < self.target_accept < 1:
             self._fail("target_accept", f"must be in (0, 1), got {self.target_accept}")
+        if not self.alpha > 0:
+            self._fail("alpha", f"must be > 0, got {self.alpha}")
 
 
 
@@ -206,8 +214,10 @@ class HMCSampler:
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         cfg = self.config
+        base, metric = metric, (metric if cfg.alpha == 1.0 else TemperedDensity(metric, cfg.alpha))
         generator = torch.Generator(device=metric.device).manual_seed(seed)
         z, log_p, grad = self._initial_state(metric, n, generator, init)
+        start = z
         inner_dtype = _inner_dtype(cfg.inner_gradient)
         step_size = cfg.step_size
         adapter = _DualAveraging(step_size, cfg.target_accept) if cfg.adapt_step_size else None
@@ -228,6 +238,9 @@ class HMCSampler:
             bar.set_postfix(accept=f"{float(accept_prob.mean()):.2f}", refresh=False)
         bar.close()
         self.diagnostics = self._diagnose(trace, acceptance, outside, step_size, n)
+        if isinstance(base, RiemannianMetric):  # the floor is lambda's; the trace untempered
+            self.diagnostics.location = locate_chains(
+                base, z, start, torch.stack(trace) / cfg.alpha).to_dict()
         return z
 
     def _diagnose(self, trace, acceptance, outside, step_size: float, n: int) -> HMCDiagnostics:

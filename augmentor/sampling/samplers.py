@@ -247,3 +247,9 @@ class RiemannianSampler(HMCLatentSampler):
 SAMPLERS: dict[str, type[LatentSampler]] = {
     cls.name: cls for cls in (NormalSampler, GaussianMixtureSampler, RiemannianSampler)
 }
+
+# Samplers of their own modules, registered by name here too (imported last: they build on LatentSampler).
+from .kde import KernelDensitySampler  # noqa: E402
+from .published_chain import PublishedChainSampler  # noqa: E402
+
+SAMPLERS.update({cls.name: cls for cls in (KernelDensitySampler, PublishedChainSampler)})
