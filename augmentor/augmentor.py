@@ -90,7 +90,7 @@ class AugmentorConfig(Config):
         hmc: default HMC settings of the Riemannian sampler.
         gmm_components: components of the GMM baseline (paper: 10).
         kde_bandwidth: bandwidth of the kernel density on the codes (sampler ``"kde"``,
-            :class:`~augmentor.kde.KernelDensitySampler`), the baseline of the geometric samplers.
+            :class:`~augmentor.sampling.kde.KernelDensitySampler`), the baseline of the geometric samplers.
         device: where training and sampling run (``auto``, ``cpu``, ``cuda[:N]``, ``mps``);
             it replaces ``trainer.device``.
         encode_batch_size: images per batch when encoding and decoding.

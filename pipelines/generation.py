@@ -215,7 +215,7 @@ class BenchmarkSamplingConfig(Config):
         n_samples: generated images per sampler (paper: 10,000).
         samplers: which of ``prior``, ``gmm``, ``riemannian``, ``kde``, ``published`` to run
             (``published``: the published chain, for reproduction only: it does not sample the
-            Riemannian uniform law, see :mod:`augmentor.published_chain`).
+            Riemannian uniform law, see :mod:`augmentor.sampling.published_chain`).
         gmm_components: components of the GMM fitted on the means (paper: 10).
         hmc: the chains of ours (paper: 100 iterations x 10 leapfrog steps of 0.01).
         metric: the Riemannian metric (paper: k = 100 centroids by k-medoids, lambda = 0.01).

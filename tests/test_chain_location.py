@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from augmentor.chain_location import floor_mask, locate_chains, nearest_code_distance_ratio
+from augmentor.sampling.chain_location import floor_mask, locate_chains, nearest_code_distance_ratio
 from augmentor.sampling.hmc import HMCConfig, HMCSampler
 from augmentor.sampling.metric import RiemannianMetric
 
@@ -30,7 +30,7 @@ def test_chains_started_far_from_every_centroid_sit_on_the_floor(caplog):
     # 40 bump widths or more from both centroids: exp(-100 * 16) underflows, g = lambda exactly.
     start = torch.tensor([[-8.0, 8.0], [8.0, -8.0], [2.0, 6.0], [-6.0, -6.0]], dtype=torch.float64)
     sampler = _tiny_steps()
-    with caplog.at_level(logging.WARNING, logger="augmentor.chain_location"):
+    with caplog.at_level(logging.WARNING, logger="augmentor.sampling.chain_location"):
         sampler.sample(metric, 4, seed=0, init=start)
     location = sampler.diagnostics.location
     assert location["start_floor_share"] == 1.0
@@ -42,7 +42,7 @@ def test_chains_started_far_from_every_centroid_sit_on_the_floor(caplog):
 def test_chains_started_at_centroids_with_tiny_steps_are_never_on_the_floor(caplog):
     metric = _two_bumps()
     sampler = _tiny_steps()
-    with caplog.at_level(logging.WARNING, logger="augmentor.chain_location"):
+    with caplog.at_level(logging.WARNING, logger="augmentor.sampling.chain_location"):
         sampler.sample(metric, 6, seed=0, init=metric.centroids[[0, 1, 0, 1, 0, 1]])
     location = sampler.diagnostics.location
     assert location["start_floor_share"] == 0.0

@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy import stats
 
-from augmentor.kde import KernelDensitySampler
+from augmentor.sampling.kde import KernelDensitySampler
 from augmentor.sampling.samplers import SAMPLERS
 
 CODES = torch.tensor([[-2.0, 0.0], [0.5, 1.0], [3.0, -1.5], [0.0, 4.0]])

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from augmentor.published_chain import (
+from augmentor.sampling.published_chain import (
     LABEL,
     PublishedChainConfig,
     PublishedChainSampler,

@@ -25,7 +25,7 @@ class HMCDiagnostics:
         inner_gradient: the precision the inner leapfrog gradients ran in
             (``"exact"`` or ``"bfloat16"``).
         location: where the chains sat on the metric's floor
-            (:class:`~augmentor.chain_location.ChainLocation` as a dict), when known.
+            (:class:`~augmentor.sampling.chain_location.ChainLocation` as a dict), when known.
     """
 
     acceptance_rate: float

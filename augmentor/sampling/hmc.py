@@ -56,7 +56,7 @@ class HMCConfig(Config):
             leapfrog map reversible and volume-preserving; a less accurate
             gradient can only lower acceptance.
         alpha: exponent of the tempered target ``(sqrt det G)^alpha``
-            (:class:`~augmentor.tempered.TemperedDensity`); 1 is the Riemannian
+            (:class:`~augmentor.sampling.tempered.TemperedDensity`); 1 is the Riemannian
             uniform law itself. The chain is exact for the tempered target.
         progress: show a progress bar.
     """
