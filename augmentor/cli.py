@@ -270,6 +270,14 @@ class _ReadingTransform:
                 cause = cause.__cause__
             raise InputError(f"image {item.get('image')!r} cannot be read: {type(cause).__name__}: "
                              f"{str(cause)[:300]}") from err
+        image = torch.as_tensor(out["image"])
+        bad = int((~torch.isfinite(image)).sum()) if image.is_floating_point() else 0
+        if bad:
+            raise InputError(f"image {item.get('image')!r} holds {bad} NaN or infinite voxel(s) after preprocessing")
+        low, high = float(image.min()), float(image.max())
+        if low < 0 or high > 1:
+            raise InputError(f"image {item.get('image')!r} lies in [{low:.4g}, {high:.4g}] after preprocessing, "
+                             "not [0, 1]; set preprocessing.intensity to minmax or percentile")
         if self.first_affine is None:
             self.first_affine = np.asarray(getattr(out["image"], "affine", np.eye(4)), dtype=np.float64)
         self.bar.update(1)
@@ -335,7 +343,8 @@ def fit(data_list: str | Path, out: str | Path, config: FitConfig | None, config
     ensure_new_output_dir(out)
     probe = config or load_fit_config(None, overrides)  # its preprocessing is the one every built-in shares
     images, labels, affine, files = _read_data(Path(data_list), probe)
-    if config is None:
+    chosen = config is None
+    if chosen:
         config_source = choose_config(images.shape[2:])
         config = load_fit_config(config_source, overrides)
         logger.info("images %s: built-in config %s", tuple(images.shape[1:]), config_source)
@@ -345,6 +354,7 @@ def fit(data_list: str | Path, out: str | Path, config: FitConfig | None, config
         "format_version": FORMAT_VERSION,
         "config_name": config.name,
         "config_source": config_source,
+        "config_chosen_for_the_images": chosen,
         "overrides": overrides,
         "config": config.to_dict(),
         "data_list": str(Path(data_list).expanduser().resolve()),

@@ -223,3 +223,23 @@ def test_python_dash_m_entry_point_reports_a_bad_invocation():
     result = subprocess.run([sys.executable, "-m", "augmentor", "generate"], capture_output=True, text=True,
                             cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 2 and "error:" in result.stderr
+
+
+def test_fit_names_an_image_with_nan_voxels(data_list, tmp_path, capsys):
+    volume = np.full((SIZE,) * 3, 0.5, dtype=np.float32)
+    volume[0, 0, 0] = np.nan
+    nib.save(nib.Nifti1Image(volume, AFFINE), tmp_path / "odd.nii.gz")
+    listed = tmp_path / "list.csv"
+    listed.write_text(data_list.read_text() + "odd.nii.gz,1\n")
+    for name in data_list.parent.glob("*.nii.gz"):
+        (tmp_path / name.name).symlink_to(name)
+    assert cli.main(["fit", "--data", str(listed), "--out", str(tmp_path / "m"), *TINY]) == 2
+    err = _error(capsys)
+    assert "odd.nii.gz" in err and "NaN" in err
+
+
+def test_fit_names_the_first_image_outside_the_unit_range_without_scaling(data_list, tmp_path, capsys):
+    assert cli.main(["fit", "--data", str(data_list), "--out", str(tmp_path / "m"), *TINY,
+                     "--set", "preprocessing.intensity=none"]) == 2
+    err = _error(capsys)
+    assert "s0_0.nii.gz" in err and "not [0, 1]" in err and "preprocessing.intensity" in err
