@@ -293,11 +293,8 @@ def _read_data(path: Path, config: FitConfig) -> tuple[torch.Tensor, torch.Tenso
     finally:
         reader.bar.close()
     images = check_images(images, tuple(images.shape[1:]), f"the images of {path} after preprocessing", 2)
-    affine = reader.first_affine
-    if affine.shape == (3, 3):  # a 2D affine: embed it in the 3D one NIfTI stores
-        affine = np.array([[*affine[0, :2], 0, affine[0, 2]], [*affine[1, :2], 0, affine[1, 2]],
-                           [0, 0, 1, 0], [0, 0, 0, 1]])
-    return images, labels, affine, [item["image"] for item in items]
+    # MONAI's readers give a (4, 4) affine for 2D images too, updated by Resized.
+    return images, labels, reader.first_affine, [item["image"] for item in items]
 
 
 def _report_markdown(report: FitReport, config_name: str) -> str:
