@@ -49,6 +49,7 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -492,6 +493,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 failed run, 2 invalid input, 130 interrupted)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # A terminated run (kill, a batch system's time limit) cleans up like an interrupted one:
+    # the temporary output folder is removed instead of left beside --out.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         _run(args)
     except ConfigError as err:
@@ -507,4 +511,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:  # a failed run: one line, not a traceback
         print(f"error: the run failed: {type(err).__name__}: {err}", file=sys.stderr)
         return EXIT_FAILED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return EXIT_OK
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt

@@ -243,3 +243,19 @@ def test_fit_names_the_first_image_outside_the_unit_range_without_scaling(data_l
                      "--set", "preprocessing.intensity=none"]) == 2
     err = _error(capsys)
     assert "s0_0.nii.gz" in err and "not [0, 1]" in err and "preprocessing.intensity" in err
+
+
+def test_terminated_fit_removes_its_temporary_folder(data_list, tmp_path, monkeypatch):
+    import os
+    import signal
+    import time
+
+    def terminated(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)  # the handler interrupts this
+        raise AssertionError("SIGTERM was not handled")
+
+    monkeypatch.setattr(GeometricAugmentor, "fit", terminated)
+    assert cli.main(["fit", "--data", str(data_list), "--out", str(tmp_path / "m"), *TINY]) == 130
+    assert list(tmp_path.iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is the process's again
