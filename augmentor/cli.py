@@ -213,7 +213,7 @@ def _builtin(side_layers: int, channels: list[int], latent_dim: int, max_steps: 
 BUILTIN_CONFIGS: dict[str, dict[str, Any]] = {
     "2d-small": {"name": "2d-small", **_builtin(3, [32, 64, 128], 16, 1000, 32)},
     "2d-large": {"name": "2d-large", **_builtin(4, [32, 64, 128, 256], 16, 1000, 16)},
-    "3d-small": {"name": "3d-small", **_builtin(3, [16, 32, 64], 8, 300, 8)},
+    "3d-small": {"name": "3d-small", **_builtin(3, [8, 16, 32], 8, 300, 8)},
     "3d-large": {"name": "3d-large", **_builtin(4, [16, 32, 64, 128], 16, 600, 4)},
 }
 """Built-in ``fit`` configurations by name: ``{2d,3d}-{small,large}``; see :func:`choose_config`."""
