@@ -82,7 +82,7 @@ class FitThresholds:
             synthetic images can learn instead of the anatomy.
         max_recon_to_class_mean: warn when a class's reconstruction error exceeds
             this share of its class-mean baseline: the VAE then explains less than
-            a quarter (at 0.75) of the images' variation around their class mean.
+            half (at 0.5) of the images' variation around their class mean.
     """
 
     min_active_fraction: float = 0.25
@@ -90,7 +90,7 @@ class FitThresholds:
     bound_tolerance: float = 0.02
     max_recon_ratio: float = 1.5
     max_sharpness_ratio: float = 1.2
-    max_recon_to_class_mean: float = 0.75
+    max_recon_to_class_mean: float = 0.5
 
 
 def kl_per_dimension(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:

@@ -142,7 +142,7 @@ def test_class_mean_baseline_and_its_warning(caplog):
         expected = class_mean_error(images[labels == label]).mean()
         assert report.classes[label].recon_class_mean == pytest.approx(float(expected))
     # The collapsed class decodes a blurred class mean: no better than the baseline; the healthy one is exact.
-    assert report.classes[1].recon >= 0.75 * report.classes[1].recon_class_mean
+    assert report.classes[1].recon >= 0.5 * report.classes[1].recon_class_mean
     flagged = [w for w in report.warnings if "class-mean image" in w]
     assert len(flagged) == 1 and flagged[0].startswith("class 1:")
 
