@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -219,10 +218,13 @@ def test_choose_config_by_dimension_and_size():
         assert cli.FitConfig.from_json(config.to_json()) == config
 
 
-def test_python_dash_m_entry_point_reports_a_bad_invocation():
-    result = subprocess.run([sys.executable, "-m", "augmentor", "generate"], capture_output=True, text=True,
-                            cwd=Path(__file__).resolve().parents[1])
-    assert result.returncode == 2 and "error:" in result.stderr
+def test_python_dash_m_entry_point_exits_with_main_s_status(monkeypatch, tmp_path, capsys):
+    import runpy
+
+    monkeypatch.setattr(sys, "argv", ["augmentor", "generate", str(tmp_path / "absent"), "--out", str(tmp_path / "s")])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_module("augmentor", run_name="__main__")
+    assert exit_info.value.code == 2 and "absent" in _error(capsys)
 
 
 def test_fit_names_an_image_with_nan_voxels(data_list, tmp_path, capsys):
