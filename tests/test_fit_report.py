@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from augmentor.models.fit_report import (
+    class_mean_error,
     FitReport,
     active_units,
     fit_report,
@@ -120,6 +121,7 @@ def test_warnings_fire_for_a_collapsed_class(caplog):
     assert "class 1: 100 % of the posterior log-variances sit on the bound" in text
     assert "reconstruct unequally well" in text
     assert "reconstructed images are unequally sharp" in text
+    assert "class 1: the VAE reconstructs its images about as well as their class-mean image" in text
     assert "class 0" not in text.split("reconstruct unequally")[0]  # the healthy class is not blamed
     assert [r.getMessage() for r in caplog.records] == report.warnings
     assert report.classes[0].n_heldout == 3 and report.classes[0].recon_heldout == 0
@@ -127,6 +129,24 @@ def test_warnings_fire_for_a_collapsed_class(caplog):
     # The report survives JSON.
     again = FitReport.from_dict(json.loads(json.dumps(report.to_dict())))
     assert again == report
+
+
+def test_class_mean_error_is_the_summed_squared_distance_to_the_reference_mean():
+    reference = torch.stack([torch.zeros(1, 2, 2), torch.ones(1, 2, 2)])  # mean 0.5 everywhere
+    assert class_mean_error(reference).tolist() == [1.0, 1.0]  # 4 pixels x 0.25
+    assert class_mean_error(reference, torch.full((1, 1, 2, 2), 2.0)).tolist() == [9.0]  # 4 x 1.5^2
+
+
+def test_class_mean_baseline_and_its_warning(caplog):
+    images, labels = torch.cat([_textured(10, 0), _textured(10, 1)]), torch.tensor([0] * 10 + [1] * 10)
+    report = fit_report(_StubAugmentor({0: "healthy", 1: "collapsed"}, images, labels), images, labels)
+    for label in (0, 1):
+        expected = class_mean_error(images[labels == label]).mean()
+        assert report.classes[label].recon_class_mean == pytest.approx(float(expected))
+    # The collapsed class decodes a blurred class mean: no better than the baseline; the healthy one is exact.
+    assert report.classes[1].recon >= 0.5 * report.classes[1].recon_class_mean
+    flagged = [w for w in report.warnings if "class-mean image" in w]
+    assert len(flagged) == 1 and flagged[0].startswith("class 1:")
 
 
 def test_fit_report_of_a_fitted_augmentor(fitted_2d, tmp_path):

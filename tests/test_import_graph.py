@@ -18,7 +18,8 @@ from augmentor._moved import MOVED_MODULES
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ["utils", "data", "sampling", "models", "metrics", "augmentor", "pipelines", "command line"]
-COMMAND_LINES = {"augmentor.oasis", "augmentor.study", "augmentor.benchmark", "augmentor.latent_map"}
+COMMAND_LINES = {"augmentor.oasis", "augmentor.study", "augmentor.benchmark", "augmentor.latent_map", "augmentor.cli",
+                 "augmentor.__main__", "augmentor.demo"}
 SUBPACKAGES = {"utils", "data", "sampling", "models", "metrics"}
 
 

@@ -13,6 +13,9 @@ module measures, per class:
   2016: dimension ``m`` is active when ``Var_x(E[z_m | x]) > 0.01``); few active
   units means the posterior collapsed onto the prior and the codes say little
   about the images;
+* the **class-mean baseline**: the error of reconstructing every image by the
+  mean image of its class's training images; a VAE whose error is not well below
+  it reproduces the class average (a blob), not the individual images;
 * the share of posterior log-variances that sit on the bound of
   ``VAEConfig.log_var_bound`` (a bound that binds pins the metric built from them);
 * **sharpness**, the mean absolute Laplacian, of the real, reconstructed and
@@ -46,6 +49,7 @@ __all__ = [
     "FitReport",
     "FitThresholds",
     "active_units",
+    "class_mean_error",
     "fit_report",
     "kl_per_dimension",
     "log_var_at_bound",
@@ -76,6 +80,9 @@ class FitThresholds:
             sharpness (reconstructed or synthetic images) differ by this factor:
             one decoder blurs more than the other, a difference a classifier of
             synthetic images can learn instead of the anatomy.
+        max_recon_to_class_mean: warn when a class's reconstruction error exceeds
+            this share of its class-mean baseline: the VAE then explains less than
+            half (at 0.5) of the images' variation around their class mean.
     """
 
     min_active_fraction: float = 0.25
@@ -83,6 +90,7 @@ class FitThresholds:
     bound_tolerance: float = 0.02
     max_recon_ratio: float = 1.5
     max_sharpness_ratio: float = 1.2
+    max_recon_to_class_mean: float = 0.5
 
 
 def kl_per_dimension(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
@@ -140,6 +148,18 @@ def sharpness(images: torch.Tensor) -> torch.Tensor:
     return _laplacian(images).abs().mean(1)
 
 
+def class_mean_error(reference: torch.Tensor, images: torch.Tensor | None = None) -> torch.Tensor:
+    """``(n,)`` error (summed squared, as :func:`~augmentor.models.vae.reconstruction_error`) of the mean
+    image of ``reference`` taken as the reconstruction of each of ``images`` (default: ``reference`` itself).
+
+    Args:
+        reference: ``(m, C, H, W[, D])`` images whose mean is the baseline's one reconstruction.
+        images: ``(n, C, H, W[, D])`` images to score; None scores ``reference``.
+    """
+    images = reference if images is None else images
+    return reconstruction_error(reference.mean(0, keepdim=True).expand_as(images), images)
+
+
 @dataclasses.dataclass
 class ClassFit:
     """The diagnostics of one class's generative model (see the module docstring).
@@ -159,6 +179,9 @@ class ClassFit:
         sharpness_synthetic: the same per synthetic set (sampler name -> value).
         steps: optimiser steps of the VAE's training; best_step: where its kept
             weights were taken (None when the history does not record steps).
+        recon_class_mean: mean error of the class-mean baseline (the mean training
+            image as every image's reconstruction) on the images :attr:`recon` is
+            measured on (None in reports written before it was measured).
     """
 
     label: int
@@ -177,6 +200,7 @@ class ClassFit:
     sharpness_synthetic: dict[str, float]
     steps: int | None
     best_step: int | None
+    recon_class_mean: float | None = None
 
     @property
     def recon(self) -> float:
@@ -220,10 +244,12 @@ def _class_fit(
     tolerance: float,
 ) -> ClassFit:
     recon_heldout = None
+    baseline = float(class_mean_error(images).mean())
     if heldout is not None and len(heldout):
         mu_heldout = augmentor.encode(heldout, label)[0]
         recon = augmentor.decode(mu_heldout, torch.full((len(heldout),), label))
         recon_heldout = float(reconstruction_error(recon, heldout).mean())
+        baseline = float(class_mean_error(images, heldout).mean())
     mu, log_var = augmentor.encode(images, label)
     recon = augmentor.decode(mu, torch.full((len(images),), label))
     kl = kl_per_dimension(mu, log_var)
@@ -245,6 +271,7 @@ def _class_fit(
         sharpness_synthetic={name: float(sharpness(x).mean()) for name, x in synthetic.items() if len(x)},
         steps=steps,
         best_step=best_step,
+        recon_class_mean=baseline,
     )
 
 
@@ -263,6 +290,13 @@ def _warnings(fits: Mapping[int, ClassFit], thresholds: FitThresholds) -> list[s
                 f"class {label}: posterior collapse, {fit.active_units} of {fit.latent_dim} latent units active "
                 f"(Var_x(E[z|x]) > {ACTIVE_UNIT_THRESHOLD}), KL {fit.kl:.2f} nats; lower beta "
                 "(or set VAEConfig.kl_reference_size) or train longer"
+            )
+        if fit.recon_class_mean and fit.recon > thresholds.max_recon_to_class_mean * fit.recon_class_mean:
+            messages.append(
+                f"class {label}: the VAE reconstructs its images about as well as their class-mean image does "
+                f"(error per image {fit.recon:.3g} against {fit.recon_class_mean:.3g} for the class mean, ratio "
+                f"{fit.recon / fit.recon_class_mean:.2f} above {thresholds.max_recon_to_class_mean}): it has "
+                "learnt the class average, not the images; train longer (trainer.max_steps) or lower beta"
             )
         if fit.log_var_at_bound is not None and fit.log_var_at_bound > thresholds.max_at_bound:
             messages.append(
