@@ -27,7 +27,9 @@ Run directory::
                                        source is a sampler name, shared-<sampler> for the shared
                                        VAE, <model>-<sampler> for a peer model
     generate/seed_<s>/diagnostics_<source>.json (HMC acceptance, R-hat, ESS), samples_<source>.png
-    generate/seed_<s>/fit.json         fit diagnostics per class and model, fidelity per source
+    generate/seed_<s>/fit.json         fit diagnostics per class and model, fidelity per source, class
+                                       effect (ventricle size per class, oasis.anatomy) of the real
+                                       training subjects and of each synthetic source
     generate/seed_<s>/fit_grid[_<generator>].png  real / reconstructed / synthetic images per class
     generate/seed_<s>/real_vs_synthetic.png    training images over each per-class sampler's, per
                                        class (volumes: their middle axial slice)
@@ -65,7 +67,8 @@ from augmentor.io import load_tensors, save_tensors, write_json
 from augmentor.peers import MODEL_LABELS
 from augmentor.plots import save_sample_grid
 from augmentor.seeding import class_seed, seed_everything
-from oasis.loader import axial_slices
+from oasis.anatomy import class_effect
+from oasis.loader import T88_SHAPE, axial_slices
 
 from .classifier import TorchIOAugmentation, classification_metrics, predict, train_classifier
 from .config import CLASS_NAMES, METHODS, StudyConfig, method_sampler, split_source
@@ -379,6 +382,8 @@ def _write_fit(
     train_x, train_y = data.images[split["train"]], data.labels[split["train"]]
     judge, judge_test = _real_image_classifier(config, data, split, job.seed, device)
     record = record or {"judge_test": judge_test, "fidelity": {}, "models": {}}
+    effects = record.setdefault("class_effect", {})
+    _add_class_effect(effects, "real", config, train_x, train_y)
     for generator, augmentor in missing.items():
         kind = {"vae": "per_class", "shared": "shared"}.get(generator, generator)
         synthetic = {}
@@ -389,6 +394,7 @@ def _write_fit(
             images = augmentor.decode(latents["z"], latents["labels"])
             synthetic[split_source(source)[1]] = (images, latents["labels"])
             record["fidelity"][source] = synthetic_fidelity(judge, images, latents["labels"])
+            _add_class_effect(effects, source, config, images, latents["labels"])
         title = f"{kind.replace('_', '-')} VAE" if generator in ("vae", "shared") else MODEL_LABELS[generator]
         if generator in ("vae", "shared"):  # the diagnostics read a VAE's posterior (peers: fidelity only)
             logger.info("Seed %d, %s: fit diagnostics", job.seed, title)
@@ -402,6 +408,29 @@ def _write_fit(
             f"seed {job.seed}, {title}", class_names=CLASS_NAMES,
         )
     write_json(paths.fit(job.seed), record)
+
+
+def _measure_axial_index(config: StudyConfig, image_shape: tuple[int, ...]) -> int | None:
+    """The axial slice of 2D images on the measuring grid of :func:`oasis.anatomy.effect_regions`."""
+    if config.data.dim == 3 or config.data.slice_index is None:
+        return None
+    file_z = T88_SHAPE[2] if config.data.data_dir is not None else config.data.simulation.shape[2]
+    grid_z = round(image_shape[1] * T88_SHAPE[2] / T88_SHAPE[0])  # (H, W) = (Y, X); the grid keeps T88's aspect
+    return min(grid_z - 1, int(config.data.slice_index * grid_z / file_z))
+
+
+def _add_class_effect(
+    effects: dict[str, Any], source: str, config: StudyConfig, images: torch.Tensor, labels: torch.Tensor
+) -> None:
+    """Record the ventricle / hippocampal-region class effect of one image set, unless recorded or unmeasurable."""
+    if source in effects:
+        return
+    try:
+        effect = class_effect(images, labels, _measure_axial_index(config, tuple(images.shape[2:])))
+    except ValueError as err:  # too coarse a grid, one class only: the report shows no row
+        logger.info("No class effect for %s: %s", source, err)
+        return
+    effects[source] = effect.to_dict()
 
 
 def run_generate(root: str | Path, config: StudyConfig, job: Job) -> dict[str, Any]:
