@@ -31,6 +31,8 @@ Run directory::
                                        effect (ventricle size per class, oasis.anatomy) of the real
                                        training subjects and of each synthetic source
     generate/seed_<s>/fit_grid[_<generator>].png  real / reconstructed / synthetic images per class
+    generate/seed_<s>/fit_views[_<generator>].png volumes: axial / coronal / sagittal mid-slices of
+                                       held-out real volumes, their reconstructions, synthetic ones
     generate/seed_<s>/real_vs_synthetic.png    training images over each per-class sampler's, per
                                        class (volumes: their middle axial slice)
     results/seed_<s>/<method>.json     one finished classifier job (a damaged one is moved
@@ -67,6 +69,7 @@ from augmentor.io import load_tensors, save_tensors, write_json
 from augmentor.peers import MODEL_LABELS
 from augmentor.plots import save_sample_grid
 from augmentor.seeding import class_seed, seed_everything
+from augmentor.volume_figure import save_orthogonal_slices
 from oasis.anatomy import class_effect
 from oasis.loader import T88_SHAPE, axial_slices
 
@@ -143,6 +146,9 @@ class RunPaths:
 
     def fit_grid(self, seed: int, generator: str = "vae") -> Path:
         return self.generate(seed) / ("fit_grid.png" if generator == "vae" else f"fit_grid_{generator}.png")
+
+    def fit_views(self, seed: int, generator: str = "vae") -> Path:
+        return self.fit_grid(seed, generator).with_name(self.fit_grid(seed, generator).name.replace("grid", "views"))
 
     def real_vs_synthetic(self, seed: int) -> Path:
         return self.generate(seed) / "real_vs_synthetic.png"
@@ -358,6 +364,23 @@ def _fit_grid_rows(
     return rows
 
 
+def _fit_view_rows(
+    augmentor: GeometricAugmentor, images: torch.Tensor, labels: torch.Tensor, synthetic: dict[str, Any],
+    per_row: int = 2,
+) -> dict[int, dict[str, torch.Tensor]]:
+    """Per class: ``per_row`` held-out volumes, their reconstructions and ``per_row`` volumes of each synthetic set."""
+    rows = {}
+    for label in augmentor.classes:
+        real = images[labels == label][:per_row]
+        rows[label] = {"real": real} if len(real) else {}
+        if len(real):
+            rows[label]["reconstructed"] = augmentor.decode(augmentor.encode(real, label)[0],
+                                                            torch.full((len(real),), label))
+        for sampler, (x, y) in synthetic.items():
+            rows[label][sampler] = x[y == label][:per_row]
+    return rows
+
+
 def _write_fit(
     paths: RunPaths,
     config: StudyConfig,
@@ -407,6 +430,12 @@ def _write_fit(
             _fit_grid_rows(augmentor, train_x, train_y, shown), paths.fit_grid(job.seed, generator),
             f"seed {job.seed}, {title}", class_names=CLASS_NAMES,
         )
+        if data.images.ndim == 5:
+            save_orthogonal_slices(
+                _fit_view_rows(augmentor, data.images[split["val"]], data.labels[split["val"]], synthetic),
+                paths.fit_views(job.seed, generator), f"seed {job.seed}, {title}: held-out real volumes, "
+                "their reconstructions, synthetic volumes", class_names=CLASS_NAMES,
+            )
     write_json(paths.fit(job.seed), record)
 
 

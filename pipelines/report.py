@@ -383,9 +383,9 @@ def _write_fit_report(paths: RunPaths) -> None:
     body = "\n\n".join(part for part in (fit_markdown(fit, fidelity, warnings), class_effect_markdown(effects)) if part)
     write_bytes(folder / "fit.md", (header + body + "\n").encode())
     for generator in dict.fromkeys(["vae", "shared", *(split_source(m)[0] for m in PEER_SOURCES)]):
-        grid = paths.fit_grid(seeds[0], generator)
-        if grid.is_file():
-            write_bytes(folder / f"{grid.stem}_seed_{seeds[0]}.png", grid.read_bytes())
+        for grid in (paths.fit_grid(seeds[0], generator), paths.fit_views(seeds[0], generator)):
+            if grid.is_file():
+                write_bytes(folder / f"{grid.stem}_seed_{seeds[0]}.png", grid.read_bytes())
 
 
 def _tensorboard_summary(paths: RunPaths, summary: pd.DataFrame, table: str, png: bytes) -> None:
