@@ -62,6 +62,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
+from augmentor.allocator import keep_large_buffers
 from augmentor.augmentor import AugmentorConfig, GeometricAugmentor
 from augmentor.devices import resolve_device
 from augmentor.fit_report import fit_report, save_fit_grid, synthetic_fidelity
@@ -604,7 +605,12 @@ def run_classify(root: str | Path, config: StudyConfig, job: Job) -> dict[str, A
 
 
 def run_job(root: str, config_data: dict[str, Any], job: Job, *dependencies: Any) -> dict[str, Any]:
-    """Run one job (the entry point of both backends; ``dependencies`` only order Ray tasks)."""
+    """Run one job (the entry point of both backends; ``dependencies`` only order Ray tasks).
+
+    Large buffers stay in the heap (:func:`augmentor.allocator.keep_large_buffers`): the
+    3D convolutions' per-batch buffers are otherwise mapped and zero-filled anew on every call.
+    """
+    keep_large_buffers()
     config = StudyConfig.from_dict(config_data)
     if job.kind == "generate":
         return run_generate(root, config, job)
