@@ -162,12 +162,14 @@ def test_classical_augmentation_of_volumes_moves_content_along_every_axis():
 
 def test_3d_configs_and_their_checks(tmp_path):
     quick = load_study_config(CONFIGS / "oasis_3d_quick.yaml")
-    assert quick.data.dim == 3 and quick.data.expected_image_size() == (44, 52, 44)
+    assert quick.data.dim == 3 and quick.data.expected_image_size() == (29, 35, 29)
     # A real OASIS-1 copy on the T88 grid: the same volumes' size, given or as T88 / 4.
-    assert quick.data.replace(data_dir=str(tmp_path)).expected_image_size() == (44, 52, 44)
+    assert quick.data.replace(data_dir=str(tmp_path)).expected_image_size() == (29, 35, 29)
     real = quick.data.replace(data_dir=str(tmp_path), image_size=None, downsample=4)
     assert real.expected_image_size() == (44, 52, 44)
-    assert augmentor_config(quick, 0, (1, 44, 52, 44)).encode_batch_size == quick.vae.encode_batch_size == 16
+    assert augmentor_config(quick, 0, (1, 29, 35, 29)).encode_batch_size == quick.vae.encode_batch_size == 16
+    gpu = load_study_config(CONFIGS / "oasis_3d_gpu.yaml")
+    assert gpu.data.expected_image_size() == (88, 104, 88) and gpu.data.simulation.n_cn == 316
     assert load_study_config(TINY_3D).data.expected_image_size() == (12, 14, 12)
     for text, message in [
         ("data: {dim: 3, image_size: [12, 14]}\n", r"DataConfig\.image_size: must be \[X, Y, Z\]"),
