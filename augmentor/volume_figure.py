@@ -51,12 +51,13 @@ def save_orthogonal_slices(
              for kind, volumes in kinds.items()]
     if not lines:
         raise ValueError("nothing to draw: no rows")
+    for name, volumes in lines:  # checked before a figure is opened, so an error leaves none behind
+        if volumes.ndim != 5:
+            raise ValueError(f"{name}: expected volumes (n, C, X, Y, Z), got shape {tuple(volumes.shape)}")
     plt = pyplot()
     columns = per_row * len(VIEWS)
     fig, axes = plt.subplots(len(lines), columns, figsize=(columns * 1.3, len(lines) * 1.35), squeeze=False)
     for row, (name, volumes) in enumerate(lines):
-        if volumes.ndim != 5:
-            raise ValueError(f"{name}: expected volumes (n, C, X, Y, Z), got shape {tuple(volumes.shape)}")
         for col in range(columns):
             ax = axes[row, col]
             ax.set_xticks([])

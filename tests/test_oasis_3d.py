@@ -95,6 +95,9 @@ def test_orthogonal_mid_slices_follow_the_axes(tmp_path):
     assert path.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="volumes"):
         save_orthogonal_slices({0: {"real": volume}}, tmp_path / "bad.png", "t")
+    from augmentor.plots import pyplot
+
+    assert pyplot().get_fignums() == []  # neither call leaves a figure open
 
 
 def test_3d_study_is_deterministic_and_a_rerun_recomputes_nothing(reference, tiny, cache, tmp_path):
