@@ -60,6 +60,7 @@ from tqdm.auto import tqdm
 
 from augmentor.utils.config import Config
 from augmentor.utils.io import CorruptSaveError, read_saved_folder, saved_folder, write_bytes, write_json
+from oasis.anatomy import area_resize, template_anatomy
 from oasis.loader import CSV_COLUMNS, CSV_NAME, T88_FOLDER, T88_SHAPE, OasisData, load_oasis, t88_image_name
 
 __all__ = [
@@ -76,13 +77,6 @@ __all__ = [
 GENERATOR_VERSION = 1
 CACHE_KIND = "oasis1-simulated-cohort"
 
-# MNI coordinates (mm) of T88 voxel (0, 0, 0) and the direction of each voxel axis.
-_T88_ORIGIN_MM = np.array([88.0, -120.0, -76.0])
-_T88_AXIS_SIGN = np.array([-1.0, 1.0, 1.0])
-# Template-space anatomy, MNI mm.
-_VENTRICLE_BOX_MM = ((-30.0, 30.0), (-45.0, 30.0), (-5.0, 35.0))
-_HIPPOCAMPUS_CENTRES_MM = ((-28.0, -22.0, -14.0), (28.0, -22.0, -14.0))
-_HIPPOCAMPUS_RADII_MM = (8.0, 17.0, 8.0)
 _VENTRICLE_SMOOTH_MM = 5.0
 _HIPPOCAMPUS_SMOOTH_MM = 4.0
 _CORTEX_SMOOTH_MM = 1.5
@@ -206,30 +200,6 @@ class _Anatomy:
     low_identity: np.ndarray
 
 
-def _mni_to_t88(image: Any) -> np.ndarray:
-    """Place a 1 mm MNI image onto the full T88 grid by integer shifts; ``(176, 208, 176)`` float32."""
-    affine = np.asarray(image.affine)
-    if not np.allclose(affine[:3, :3], np.eye(3)):
-        raise RuntimeError(f"expected a 1 mm RAS template from nilearn, got affine {affine.tolist()}")
-    data = np.asarray(image.dataobj, dtype=np.float32)
-    out = np.zeros(T88_SHAPE, dtype=np.float32)
-    index = [np.arange(n) for n in T88_SHAPE]
-    # MNI voxel index of each T88 voxel along each axis: (origin + sign * i - offset).
-    source = [np.rint(_T88_ORIGIN_MM[a] + _T88_AXIS_SIGN[a] * index[a] - affine[a, 3]).astype(int) for a in range(3)]
-    valid = [(s >= 0) & (s < data.shape[a]) for a, s in enumerate(source)]
-    out[np.ix_(*valid)] = data[np.ix_(*(s[v] for s, v in zip(source, valid)))]
-    return out
-
-
-def _area_resize(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Area-average a ``(C, X, Y, Z)`` or ``(X, Y, Z)`` array onto a coarser grid."""
-    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
-    squeeze = tensor.ndim == 3
-    tensor = tensor[None] if squeeze else tensor
-    out = F.interpolate(tensor[None], size=shape, mode="area")[0]
-    return (out[0] if squeeze else out).numpy()
-
-
 def _unit_gradient_field(region: np.ndarray, smooth_mm: float, voxel_mm: np.ndarray) -> np.ndarray:
     """``(3, X, Y, Z)`` gradient (in mm) of the smoothed region, scaled to a maximum length of 1."""
     smooth = ndimage.gaussian_filter(region.astype(np.float32), smooth_mm / voxel_mm)
@@ -240,36 +210,10 @@ def _unit_gradient_field(region: np.ndarray, smooth_mm: float, voxel_mm: np.ndar
 @functools.lru_cache(maxsize=2)
 def _anatomy(shape: tuple[int, int, int]) -> _Anatomy:
     """Load nilearn's packaged MNI152 maps and derive the subject-independent fields on ``shape``."""
-    from nilearn import datasets
-
-    t1, gm, wm, mask = (
-        _area_resize(_mni_to_t88(load()), shape)
-        for load in (
-            datasets.load_mni152_template,
-            datasets.load_mni152_gm_template,
-            datasets.load_mni152_wm_template,
-            datasets.load_mni152_brain_mask,
-        )
-    )
-    voxel_mm = np.array(T88_SHAPE, dtype=np.float64) / np.array(shape)
-    # Voxel centres of the coarse grid in full-resolution index units, then MNI mm.
-    axes = [(np.arange(n) + 0.5) * v - 0.5 for n, v in zip(shape, voxel_mm)]
-    mni = [_T88_ORIGIN_MM[a] + _T88_AXIS_SIGN[a] * axes[a] for a in range(3)]
-    csf = np.clip(mask - gm - wm, 0, 1)
+    template = template_anatomy(shape)
+    t1, gm, wm, mask, csf = template.t1, template.gm, template.wm, template.mask, template.csf
+    ventricles, hippocampi, voxel_mm = template.ventricles, template.hippocampi, template.voxel_mm
     brain = mask > 0.5
-
-    in_box = np.ones(shape, dtype=bool)
-    for a, (low, high) in enumerate(_VENTRICLE_BOX_MM):
-        inside = (mni[a] > low) & (mni[a] < high)
-        in_box &= inside.reshape([-1 if b == a else 1 for b in range(3)])
-    ventricles = (csf > 0.5) & brain & in_box
-
-    grid_mm = np.meshgrid(*mni, indexing="ij")
-    hippocampi = np.zeros(shape, dtype=bool)
-    for centre in _HIPPOCAMPUS_CENTRES_MM:
-        distance = sum(((g - c) / r) ** 2 for g, c, r in zip(grid_mm, centre, _HIPPOCAMPUS_RADII_MM))
-        hippocampi |= distance <= 1
-    hippocampi &= gm > 0.3
 
     # Thinning acts where grey matter borders CSF or the outside of the brain.
     outside = np.clip(csf + (1 - mask), 0, 1)
@@ -279,8 +223,8 @@ def _anatomy(shape: tuple[int, int, int]) -> _Anatomy:
     cortex_loss = gm * near_csf * (gm_intensity - csf_intensity)
 
     low_shape = _low_shape(shape)
-    ventricle_field = _area_resize(_unit_gradient_field(ventricles, _VENTRICLE_SMOOTH_MM, voxel_mm), low_shape)
-    hippocampus_field = -_area_resize(_unit_gradient_field(hippocampi, _HIPPOCAMPUS_SMOOTH_MM, voxel_mm), low_shape)
+    ventricle_field = area_resize(_unit_gradient_field(ventricles, _VENTRICLE_SMOOTH_MM, voxel_mm), low_shape)
+    hippocampus_field = -area_resize(_unit_gradient_field(hippocampi, _HIPPOCAMPUS_SMOOTH_MM, voxel_mm), low_shape)
     # Voxel-axis mm coordinates (index * voxel size), the frame the displacements live in.
     low_axes = [np.linspace(0, (n - 1) * v, m) for n, v, m in zip(shape, voxel_mm, low_shape)]
     low_coords_mm = np.stack(np.meshgrid(*low_axes, indexing="ij")).astype(np.float32)

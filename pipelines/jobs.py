@@ -27,8 +27,12 @@ Run directory::
                                        source is a sampler name, shared-<sampler> for the shared
                                        VAE, <model>-<sampler> for a peer model
     generate/seed_<s>/diagnostics_<source>.json (HMC acceptance, R-hat, ESS), samples_<source>.png
-    generate/seed_<s>/fit.json         fit diagnostics per class and model, fidelity per source
+    generate/seed_<s>/fit.json         fit diagnostics per class and model, fidelity per source, class
+                                       effect (ventricle size per class, oasis.anatomy) of the real
+                                       training subjects and of each synthetic source
     generate/seed_<s>/fit_grid[_<generator>].png  real / reconstructed / synthetic images per class
+    generate/seed_<s>/fit_views[_<generator>].png volumes: axial / coronal / sagittal mid-slices of
+                                       held-out real volumes, their reconstructions, synthetic ones
     generate/seed_<s>/real_vs_synthetic.png    training images over each per-class sampler's, per
                                        class (volumes: their middle axial slice)
     results/seed_<s>/<method>.json     one finished classifier job (a damaged one is moved
@@ -62,6 +66,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
+from augmentor.utils.allocator import keep_large_buffers
 from augmentor.augmentor import SAVE_KIND, AugmentorConfig, GeometricAugmentor
 from augmentor.utils.devices import resolve_device
 from augmentor.models.fit_report import fit_report, save_fit_grid, synthetic_fidelity
@@ -70,7 +75,9 @@ from augmentor.utils.io import CorruptSaveError, read_saved_folder, write_json
 from augmentor.models.peers import MODEL_LABELS
 from augmentor.utils.plots import save_sample_grid
 from augmentor.utils.seeding import seed_everything
-from oasis.loader import axial_slices
+from augmentor.utils.volume_figure import save_orthogonal_slices
+from oasis.anatomy import class_effect
+from oasis.loader import T88_SHAPE, axial_slices
 
 from .classifier import TorchIOAugmentation, TrainedClassifier, classification_metrics, predict, train_classifier
 from .common import RunDirectory, oversample
@@ -134,6 +141,9 @@ class RunPaths(RunDirectory):
 
     def fit_grid(self, seed: int, generator: str = "vae") -> Path:
         return self.generate(seed) / ("fit_grid.png" if generator == "vae" else f"fit_grid_{generator}.png")
+
+    def fit_views(self, seed: int, generator: str = "vae") -> Path:
+        return self.fit_grid(seed, generator).with_name(self.fit_grid(seed, generator).name.replace("grid", "views"))
 
     def real_vs_synthetic(self, seed: int) -> Path:
         return self.generate(seed) / "real_vs_synthetic.png"
@@ -360,6 +370,23 @@ def _fit_grid_rows(
     return rows
 
 
+def _fit_view_rows(
+    augmentor: GeometricAugmentor, images: torch.Tensor, labels: torch.Tensor, synthetic: dict[str, Any],
+    per_row: int = 2,
+) -> dict[int, dict[str, torch.Tensor]]:
+    """Per class: ``per_row`` held-out volumes, their reconstructions and ``per_row`` volumes of each synthetic set."""
+    rows = {}
+    for label in augmentor.classes:
+        real = images[labels == label][:per_row]
+        rows[label] = {"real": real} if len(real) else {}
+        if len(real):
+            rows[label]["reconstructed"] = augmentor.decode(augmentor.encode(real, label)[0],
+                                                            torch.full((len(real),), label))
+        for sampler, (x, y) in synthetic.items():
+            rows[label][sampler] = x[y == label][:per_row]
+    return rows
+
+
 def _write_fit(
     paths: RunPaths,
     config: StudyConfig,
@@ -384,6 +411,8 @@ def _write_fit(
     train_x, train_y = data.images[split["train"]], data.labels[split["train"]]
     judge, judge_test = _real_image_classifier(config, data, split, job.seed, device)
     record = record or {"judge_test": judge_test, "fidelity": {}, "models": {}}
+    effects = record.setdefault("class_effect", {})
+    _add_class_effect(effects, "real", config, train_x, train_y)
     for generator, augmentor in missing.items():
         kind = {"vae": "per_class", "shared": "shared"}.get(generator, generator)
         synthetic = {}
@@ -394,6 +423,7 @@ def _write_fit(
             images = augmentor.decode(latents["z"], latents["labels"])
             synthetic[split_source(source)[1]] = (images, latents["labels"])
             record["fidelity"][source] = synthetic_fidelity(judge, images, latents["labels"])
+            _add_class_effect(effects, source, config, images, latents["labels"])
         title = f"{kind.replace('_', '-')} VAE" if generator in ("vae", "shared") else MODEL_LABELS[generator]
         if generator in ("vae", "shared"):  # the diagnostics read a VAE's posterior (peers: fidelity only)
             logger.info("Seed %d, %s: fit diagnostics", job.seed, title)
@@ -406,7 +436,36 @@ def _write_fit(
             _fit_grid_rows(augmentor, train_x, train_y, shown), paths.fit_grid(job.seed, generator),
             f"seed {job.seed}, {title}", class_names=CLASS_NAMES,
         )
+        if data.images.ndim == 5:
+            save_orthogonal_slices(
+                _fit_view_rows(augmentor, data.images[split["val"]], data.labels[split["val"]], synthetic),
+                paths.fit_views(job.seed, generator), f"seed {job.seed}, {title}: held-out real volumes, "
+                "their reconstructions, synthetic volumes", class_names=CLASS_NAMES,
+            )
     write_json(paths.fit(job.seed), record)
+
+
+def _measure_axial_index(config: StudyConfig, image_shape: tuple[int, ...]) -> int | None:
+    """The axial slice of 2D images on the measuring grid of :func:`oasis.anatomy.effect_regions`."""
+    if config.data.dim == 3 or config.data.slice_index is None:
+        return None
+    file_z = T88_SHAPE[2] if config.data.data_dir is not None else config.data.simulation.shape[2]
+    grid_z = round(image_shape[1] * T88_SHAPE[2] / T88_SHAPE[0])  # (H, W) = (Y, X); the grid keeps T88's aspect
+    return min(grid_z - 1, int(config.data.slice_index * grid_z / file_z))
+
+
+def _add_class_effect(
+    effects: dict[str, Any], source: str, config: StudyConfig, images: torch.Tensor, labels: torch.Tensor
+) -> None:
+    """Record the ventricle / hippocampal-region class effect of one image set, unless recorded or unmeasurable."""
+    if source in effects:
+        return
+    try:
+        effect = class_effect(images, labels, _measure_axial_index(config, tuple(images.shape[2:])))
+    except ValueError as err:  # too coarse a grid, one class only: the report shows no row
+        logger.info("No class effect for %s: %s", source, err)
+        return
+    effects[source] = effect.to_dict()
 
 
 def run_generate(root: str | Path, config: StudyConfig, job: Job) -> dict[str, Any]:
@@ -538,7 +597,12 @@ def run_classify(root: str | Path, config: StudyConfig, job: Job) -> dict[str, A
 
 
 def run_job(root: str, config_data: dict[str, Any], job: Job, *dependencies: Any) -> dict[str, Any]:
-    """Run one job (the entry point of both backends; ``dependencies`` only order Ray tasks)."""
+    """Run one job (the entry point of both backends; ``dependencies`` only order Ray tasks).
+
+    Large buffers stay in the heap (:func:`augmentor.utils.allocator.keep_large_buffers`): the
+    3D convolutions' per-batch buffers are otherwise mapped and zero-filled anew on every call.
+    """
+    keep_large_buffers()
     config = StudyConfig.from_dict(config_data)
     if job.kind == "generate":
         return run_generate(root, config, job)

@@ -7,7 +7,9 @@ to the terminal), ``per_run.csv`` (one row per seed and method),
 ``classical`` on the same seed, with 95 % intervals; :mod:`pipelines.stats`) and
 ``balanced_accuracy.png`` (box plot); from the generate jobs' ``fit.json``,
 ``fit.md`` (how well the VAEs fit each class, whether the synthetic sets carry
-their class, the warnings), ``fit.csv`` / ``fidelity.csv`` (one row per seed)
+their class, the warnings), ``fit.csv`` / ``fidelity.csv`` (one row per seed),
+``class_effect.csv`` (one row per seed and source: ventricle size per class and the
+AD-minus-CN effect against the real one, :mod:`oasis.anatomy`)
 and the real / reconstructed / synthetic grids of the first seed; the table and the figure also go to
 TensorBoard under ``tensorboard/summary``. The report always covers every
 finished result of the run directory, whichever seeds and methods the
@@ -35,6 +37,8 @@ from .stats import write_paired_report
 __all__ = [
     "METHOD_LABELS",
     "box_plot",
+    "class_effect_markdown",
+    "collect_class_effect",
     "collect_fit",
     "collect_results",
     "fit_markdown",
@@ -235,7 +239,7 @@ def collect_fit(paths: RunPaths) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]
             warnings += [f"seed {seed}, {model.replace('_', '-')} VAE: {w}" for w in report["warnings"]]
             for label, fit in report["classes"].items():
                 row = {"seed": seed, "model": model, "class": _class_name(label)}
-                row.update({k: fit[k] for k in _FIT_COLUMNS})
+                row.update({k: fit.get(k, np.nan) for k in _FIT_COLUMNS})
                 row["sharpness_synthetic"] = fit["sharpness_synthetic"].get("riemannian", np.nan)
                 fit_rows.append(row)
         judge = record["judge_test"]["balanced_accuracy"]
@@ -258,7 +262,8 @@ MIN_JUDGE_BALANCED_ACCURACY = 0.6
 """Below this test balanced accuracy the fidelity check's real-image classifier is flagged as no judge."""
 
 _FIT_COLUMNS = ("recon_train", "recon_heldout", "kl", "active_units", "latent_dim", "log_var_mean",
-                "log_var_at_bound", "sharpness_real", "sharpness_recon", "steps")
+                "log_var_at_bound", "sharpness_real", "sharpness_recon", "steps", "heldout_recon_ratio",
+                "ssim_heldout")
 
 
 def _mean_std(frame: pd.DataFrame, keys: list[str], columns: list[str]) -> pd.DataFrame:
@@ -275,20 +280,23 @@ def fit_markdown(fit: pd.DataFrame, fidelity: pd.DataFrame, warnings: Sequence[s
     """The fit and fidelity tables (mean ± std over the seeds) and the warnings, as Markdown."""
     lines = []
     if len(fit):
-        columns = ["recon_train", "recon_heldout", "kl", "active_units", "log_var_at_bound",
-                   "sharpness_real", "sharpness_recon", "sharpness_synthetic"]
-        table = _mean_std(fit.astype({"log_var_at_bound": float, "recon_heldout": float}), ["model", "class"], columns)
+        columns = ["recon_train", "recon_heldout", "heldout_recon_ratio", "ssim_heldout", "kl", "active_units",
+                   "log_var_at_bound", "sharpness_real", "sharpness_recon", "sharpness_synthetic"]
+        floats = {c: float for c in ("log_var_at_bound", "recon_heldout", "heldout_recon_ratio", "ssim_heldout")}
+        table = _mean_std(fit.astype(floats), ["model", "class"], columns)
         lines += [
-            "| VAE | Class | Recon. error (train) | Recon. error (held out) | KL (nats) | Active units | "
+            "| VAE | Class | Recon. error (train) | Recon. error (held out) | Held out / class mean | "
+            "SSIM (held out) | KL (nats) | Active units | "
             "log-var on bound | Sharpness real | recon. | synthetic (ours) |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         dims = fit.groupby(["model", "class"], sort=False)["latent_dim"].first()
         for (model, name), row in table.iterrows():
             cell = lambda c, f="{:.2f}": _cell(row[c + "_mean"], row[c + "_std"], f)  # noqa: E731
             lines.append(
                 f"| {model.replace('_', '-')} | {name} | {cell('recon_train', '{:.1f}')} | "
-                f"{cell('recon_heldout', '{:.1f}')} | {cell('kl', '{:.1f}')} | "
+                f"{cell('recon_heldout', '{:.1f}')} | {cell('heldout_recon_ratio')} | {cell('ssim_heldout', '{:.3f}')} | "
+                f"{cell('kl', '{:.1f}')} | "
                 f"{cell('active_units', '{:.1f}')} / {dims[(model, name)]} | {cell('log_var_at_bound')} | "
                 f"{cell('sharpness_real', '{:.3f}')} | {cell('sharpness_recon', '{:.3f}')} | "
                 f"{cell('sharpness_synthetic', '{:.3f}')} |"
@@ -311,6 +319,52 @@ def fit_markdown(fit: pd.DataFrame, fidelity: pd.DataFrame, warnings: Sequence[s
     return "\n".join(lines)
 
 
+CLASS_EFFECT_COLUMNS = ("seed", "source", "ventricle_cn", "ventricle_ad", "effect", "effect_ratio",
+                        "ventricle_cn_std", "ventricle_ad_std", "hippocampus_cn", "hippocampus_ad",
+                        "hippocampus_effect", "hippocampus_effect_ratio", "n_cn", "n_ad")
+"""Columns of ``class_effect.csv``: ``effect`` is the AD-minus-CN ventricle size, ``effect_ratio`` that of the
+source over the real training subjects' on the same seed (1: the synthetic set carries the real effect)."""
+
+
+def collect_class_effect(paths: RunPaths) -> pd.DataFrame:
+    """One row per (seed, source) with a recorded class effect, ``real`` first (columns
+    :data:`CLASS_EFFECT_COLUMNS`); empty when no record has one."""
+    rows = []
+    for seed, record in _fit_records(paths).items():
+        effects = record.get("class_effect", {})
+        real = effects.get("real")
+        for source in sorted(effects, key=lambda name: (name != "real", name)):
+            effect = effects[source]
+            row = {"seed": seed, "source": source, "ventricle_cn": effect["ventricle_cn"],
+                   "ventricle_ad": effect["ventricle_ad"], "effect": effect["ventricle_effect"]}
+            for name, real_key in (("effect_ratio", "ventricle_effect"), ("hippocampus_effect_ratio",
+                                                                          "hippocampus_effect")):
+                reference = np.nan if real is None else real[real_key]
+                row[name] = effect[real_key] / reference if reference and np.isfinite(reference) else np.nan
+            row.update({key: effect[key] for key in CLASS_EFFECT_COLUMNS if key in effect and key not in row})
+            rows.append(row)
+    return pd.DataFrame(rows, columns=list(CLASS_EFFECT_COLUMNS))
+
+
+def class_effect_markdown(effects: pd.DataFrame) -> str:
+    """Mean ± std over the seeds of the ventricle sizes per class and of the effect ratio, per source."""
+    if not len(effects):
+        return ""
+    columns = ["ventricle_cn", "ventricle_ad", "effect", "effect_ratio", "hippocampus_effect"]
+    table = _mean_std(effects, ["source"], columns)
+    lines = ["Class effect (oasis.anatomy): CSF in the ventricle region (mL; slices: cm²) per class, the "
+             "AD-minus-CN difference, and that difference over the real training subjects' (effect ratio: 1 "
+             "carries the real effect, 0 none, negative the wrong sign); hippocampal-region intensity relative "
+             "to white matter, AD minus CN.", "",
+             "| Source | Ventricle CN | Ventricle AD | AD − CN | Effect ratio | Hippocampus AD − CN |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for source, row in table.iterrows():
+        cell = lambda c, f="{:.2f}": _cell(row[c + "_mean"], row[c + "_std"], f)  # noqa: E731
+        lines.append(f"| {METHOD_LABELS.get(source, source)} | {cell('ventricle_cn')} | {cell('ventricle_ad')} | "
+                     f"{cell('effect')} | {cell('effect_ratio')} | {cell('hippocampus_effect', '{:.3f}')} |")
+    return "\n".join(lines)
+
+
 def _write_fit_report(paths: RunPaths) -> None:
     """``fit.md``, ``fit.csv``, ``fidelity.csv`` and the first seed's fit grids (nothing without fit records)."""
     fit, fidelity, warnings = collect_fit(paths)
@@ -323,15 +377,21 @@ def _write_fit_report(paths: RunPaths) -> None:
     header = (
         f"# Fit of the generative models over {len(seeds)} seed(s)\n\nPer class, mean ± std over the seeds: "
         "reconstruction error (squared error summed over an image, posterior-mean reconstruction) on the "
-        "VAE's training images and on the held-out validation subjects; KL to the prior (nats); active "
+        "VAE's training images and on the held-out validation subjects, and the held-out error over that of "
+        "predicting the class-mean training image (1.0: no better than the class's average blob); mean SSIM of "
+        "the held-out reconstructions; KL to the prior (nats); active "
         "units (Var_x(E[z|x]) > 0.01); share of posterior log-variances on their bound; sharpness (mean "
         "absolute Laplacian) of the real, reconstructed and synthetic (ours) images.\n\n"
     )
-    write_bytes(folder / "fit.md", (header + fit_markdown(fit, fidelity, warnings) + "\n").encode())
+    effects = collect_class_effect(paths)
+    if len(effects):
+        write_bytes(folder / "class_effect.csv", effects.to_csv(index=False, float_format="%.6f").encode())
+    body = "\n\n".join(part for part in (fit_markdown(fit, fidelity, warnings), class_effect_markdown(effects)) if part)
+    write_bytes(folder / "fit.md", (header + body + "\n").encode())
     for generator in dict.fromkeys(["vae", "shared", *(split_source(m)[0] for m in PEER_SOURCES)]):
-        grid = paths.fit_grid(seeds[0], generator)
-        if grid.is_file():
-            write_bytes(folder / f"{grid.stem}_seed_{seeds[0]}.png", grid.read_bytes())
+        for grid in (paths.fit_grid(seeds[0], generator), paths.fit_views(seeds[0], generator)):
+            if grid.is_file():
+                write_bytes(folder / f"{grid.stem}_seed_{seeds[0]}.png", grid.read_bytes())
 
 
 def _tensorboard_summary(paths: RunPaths, summary: pd.DataFrame, table: str, png: bytes) -> None:

@@ -18,6 +18,7 @@ from augmentor.models.fit_report import (
     log_var_at_bound,
     save_fit_grid,
     sharpness,
+    ssim,
     synthetic_fidelity,
 )
 from augmentor.models.vae import reconstruction_error
@@ -179,3 +180,33 @@ def test_fidelity_on_a_toy_case_with_a_known_answer():
     # Class 1's images all look like class 0: recall 0 for class 1, balanced accuracy 0.5.
     lost = synthetic_fidelity(_brightness_classifier, torch.cat([dark, dark[:4]]), torch.tensor([0] * 6 + [1] * 4))
     assert lost["recall"] == {"0": 1.0, "1": 0.0} and lost["balanced_accuracy"] == 0.5 and lost["accuracy"] == 0.6
+
+
+class _MeanAugmentor(_StubAugmentor):
+    """Class 0 decodes its codes exactly; class 1 decodes every code to its class-mean training image."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        super().__init__({0: "healthy", 1: "collapsed"}, images, labels)
+        self.mean = {1: images[labels == 1].mean(0)}
+
+
+def test_heldout_ratio_is_zero_for_an_exact_model_and_one_for_the_class_mean():
+    images, labels = torch.cat([_textured(10, 0), _textured(10, 1)]), torch.tensor([0] * 10 + [1] * 10)
+    heldout, heldout_labels = torch.cat([_textured(4, 2), _textured(4, 3)]), torch.tensor([0] * 4 + [1] * 4)
+    report = fit_report(_MeanAugmentor(images, labels), images, labels, heldout, heldout_labels)
+    exact, blob = report.classes[0], report.classes[1]
+    assert exact.heldout_recon_ratio == 0 and exact.ssim_heldout == pytest.approx(1.0)
+    # The collapsed class predicts exactly the class-mean image: the baseline itself.
+    assert blob.heldout_recon_ratio == pytest.approx(1.0) and blob.recon_class_mean > 0
+    assert blob.ssim_heldout < 0.5
+    assert fit_report(_MeanAugmentor(images, labels), images, labels).classes[0].heldout_recon_ratio is None
+
+
+def test_ssim_of_identical_noisy_and_tiny_images():
+    x = _textured(3, 5)
+    assert torch.allclose(ssim(x, x), torch.ones(3))
+    noisy = (x + 0.3 * _textured(3, 6)).clamp(0, 1)
+    assert (ssim(x, noisy) < 0.95).all()
+    volume = torch.rand(2, 1, 7, 8, 9, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(ssim(volume, volume), torch.ones(2))
+    assert ssim(torch.zeros(1, 1, 2, 8), torch.zeros(1, 1, 2, 8)) is None

@@ -11,6 +11,7 @@ from torch import nn
 
 from augmentor import GeometricAugmentor
 from augmentor.utils.config import ConfigError
+from augmentor.utils.volume_figure import mid_slices, save_orthogonal_slices
 from pipelines.classifier import OasisClassifier, TorchIOAugmentation, train_classifier
 from pipelines.config import AugmentationConfig, ClassifierConfig, load_study_config
 from pipelines.data import StudyData
@@ -78,6 +79,25 @@ def test_3d_study_end_to_end(reference, tiny):
                                  ["train"]) + 2 * tiny.sampling.n_per_class
     assert set(row["test"]["per_class"]) == {"0", "1"}
     assert (reference.out / "report" / "summary.md").is_file()
+    assert (reference.out / "report" / "fit_views_seed_0.png").read_bytes()[:4] == b"\x89PNG"
+    # 12 x 14 x 12 volumes are too coarse for the ventricle measure: no class-effect rows, no failure.
+    assert not (reference.out / "report" / "class_effect.csv").exists()
+
+
+def test_orthogonal_mid_slices_follow_the_axes(tmp_path):
+    volume = torch.zeros(1, 5, 7, 9)
+    volume[0, 2, :, :] = 1.0  # the sagittal mid-plane x = 2
+    axial, coronal, sagittal = mid_slices(volume)
+    assert axial.shape == (7, 5) and coronal.shape == (9, 5) and sagittal.shape == (9, 7)
+    assert (axial[:, 2] == 1).all() and (coronal[:, 2] == 1).all() and (sagittal == 1).all()
+    assert axial.sum() == 7 and coronal.sum() == 9
+    path = save_orthogonal_slices({0: {"real": volume[None]}}, tmp_path / "views.png", "t")
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="volumes"):
+        save_orthogonal_slices({0: {"real": volume}}, tmp_path / "bad.png", "t")
+    from augmentor.plots import pyplot
+
+    assert pyplot().get_fignums() == []  # neither call leaves a figure open
 
 
 def test_3d_study_is_deterministic_and_a_rerun_recomputes_nothing(reference, tiny, cache, tmp_path):
@@ -145,12 +165,14 @@ def test_classical_augmentation_of_volumes_moves_content_along_every_axis():
 
 def test_3d_configs_and_their_checks(tmp_path):
     quick = load_study_config(CONFIGS / "oasis_3d_quick.yaml")
-    assert quick.data.dim == 3 and quick.data.expected_image_size() == (44, 52, 44)
+    assert quick.data.dim == 3 and quick.data.expected_image_size() == (29, 35, 29)
     # A real OASIS-1 copy on the T88 grid: the same volumes' size, given or as T88 / 4.
-    assert quick.data.replace(data_dir=str(tmp_path)).expected_image_size() == (44, 52, 44)
+    assert quick.data.replace(data_dir=str(tmp_path)).expected_image_size() == (29, 35, 29)
     real = quick.data.replace(data_dir=str(tmp_path), image_size=None, downsample=4)
     assert real.expected_image_size() == (44, 52, 44)
-    assert augmentor_config(quick, 0, (1, 44, 52, 44)).encode_batch_size == quick.vae.encode_batch_size == 16
+    assert augmentor_config(quick, 0, (1, 29, 35, 29)).encode_batch_size == quick.vae.encode_batch_size == 16
+    gpu = load_study_config(CONFIGS / "oasis_3d_gpu.yaml")
+    assert gpu.data.expected_image_size() == (88, 104, 88) and gpu.data.simulation.n_cn == 316
     assert load_study_config(TINY_3D).data.expected_image_size() == (12, 14, 12)
     for text, message in [
         ("data: {dim: 3, image_size: [12, 14]}\n", r"DataConfig\.image_size: must be \[X, Y, Z\]"),

@@ -18,6 +18,7 @@ import torch
 import oasis.simulate as simulate
 from augmentor.utils.config import ConfigError
 from augmentor.utils.io import CorruptSaveError
+from oasis.anatomy import template_anatomy
 from oasis.loader import CSV_COLUMNS, CSV_NAME, load_oasis, scan_oasis
 from oasis.simulate import SimulationConfig, cohort_hash, load_simulated, simulate_cohort
 
@@ -42,6 +43,7 @@ def offline_cohort(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path
         patch.setattr(socket.socket, "connect", refuse)
         patch.setenv("NILEARN_DATA", str(nilearn_data))
         simulate._anatomy.cache_clear()  # make this run read nilearn's templates
+        template_anatomy.cache_clear()
         folder = simulate_cohort(SimulationConfig(**TINY), cache, progress=False)
     return folder, nilearn_data, attempts
 

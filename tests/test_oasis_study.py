@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -170,6 +172,22 @@ def test_study_records_the_fit_and_fidelity_of_each_seed(reference):
               for s in (0, 1)]
     flagged = [f"seed {s}: the fidelity check's classifier" in report for s in (0, 1)]
     assert flagged == [judge["balanced_accuracy"] < 0.6 for judge in judges]
+
+
+def test_report_has_the_class_effect_and_the_heldout_ratio(reference):
+    effects = pd.read_csv(reference.out / "report" / "class_effect.csv")
+    assert list(effects.columns[:6]) == ["seed", "source", "ventricle_cn", "ventricle_ad", "effect", "effect_ratio"]
+    assert sorted(set(zip(effects["seed"], effects["source"]))) == [
+        (s, source) for s in (0, 1) for source in ("gmm", "prior", "real", "riemannian")]
+    real = effects[effects["source"] == "real"]
+    assert (real["effect_ratio"] == 1).all()
+    assert np.allclose(real["effect"], real["ventricle_ad"] - real["ventricle_cn"], atol=1e-5)  # CSV: 6 decimals
+    for seed, rows in effects.groupby("seed"):
+        reference_effect = rows.loc[rows["source"] == "real", "effect"].item()
+        assert np.allclose(rows["effect_ratio"], rows["effect"] / reference_effect, rtol=1e-4)
+    fit = pd.read_csv(reference.out / "report" / "fit.csv")
+    assert (fit["heldout_recon_ratio"] > 0).all() and fit["ssim_heldout"].between(-1, 1).all()
+    assert "Effect ratio" in (reference.out / "report" / "fit.md").read_text()
 
 
 def test_damaged_fit_record_is_moved_aside_and_left_out_of_the_report(reference, tmp_path, caplog):

@@ -8,7 +8,10 @@ module measures, per class:
 
 * **reconstruction error**: squared error summed over the pixels of one image (the
   unit of the training loss's ``recon`` term), of the posterior-mean
-  reconstructions, on the training images and on held-out images;
+  reconstructions, on the training images and on held-out images; on held-out
+  images also relative to the error of predicting the class-mean training image
+  (1: the model does no better than a blob of the class's average; a fitted one
+  is far below) and the mean SSIM of the reconstructions;
 * **KL per latent dimension** and the number of **active units** (Burda et al.,
   2016: dimension ``m`` is active when ``Var_x(E[z_m | x]) > 0.01``); few active
   units means the posterior collapsed onto the prior and the codes say little
@@ -54,6 +57,7 @@ __all__ = [
     "kl_per_dimension",
     "log_var_at_bound",
     "save_fit_grid",
+    "ssim",
     "sharpness",
     "synthetic_fidelity",
 ]
@@ -160,6 +164,27 @@ def class_mean_error(reference: torch.Tensor, images: torch.Tensor | None = None
     return reconstruction_error(reference.mean(0, keepdim=True).expand_as(images), images)
 
 
+def ssim(images: torch.Tensor, recon: torch.Tensor) -> torch.Tensor | None:
+    """``(n,)`` structural similarity (MONAI's Gaussian-window SSIM, data range 1) of each image pair.
+
+    The window is 11 pixels, or the largest odd size that fits the smallest side;
+    None when no window of at least 3 fits.
+
+    Args:
+        images, recon: ``(n, C, H, W[, D])`` in [0, 1].
+    """
+    from monai.metrics import SSIMMetric
+
+    if images.shape != recon.shape:
+        raise ValueError(f"images {tuple(images.shape)} and reconstructions {tuple(recon.shape)} differ in shape")
+    smallest = min(images.shape[2:])
+    window = min(11, smallest if smallest % 2 else smallest - 1)
+    if window < 3:
+        return None
+    metric = SSIMMetric(spatial_dims=images.ndim - 2, data_range=1.0, win_size=window)
+    return metric(recon.float(), images.float()).reshape(-1)
+
+
 @dataclasses.dataclass
 class ClassFit:
     """The diagnostics of one class's generative model (see the module docstring).
@@ -182,6 +207,9 @@ class ClassFit:
         recon_class_mean: mean error of the class-mean baseline (the mean training
             image as every image's reconstruction) on the images :attr:`recon` is
             measured on (None in reports written before it was measured).
+        heldout_recon_ratio: ``recon_heldout`` over the class-mean baseline on the
+            held-out images (1.0 for a model that predicts the mean); ssim_heldout:
+            mean SSIM of the held-out reconstructions (both None without held-out images).
     """
 
     label: int
@@ -201,6 +229,8 @@ class ClassFit:
     steps: int | None
     best_step: int | None
     recon_class_mean: float | None = None
+    heldout_recon_ratio: float | None = None
+    ssim_heldout: float | None = None
 
     @property
     def recon(self) -> float:
@@ -243,13 +273,16 @@ def _class_fit(
     synthetic: Mapping[str, torch.Tensor],
     tolerance: float,
 ) -> ClassFit:
-    recon_heldout = None
+    recon_heldout = ratio = similarity = None
     baseline = float(class_mean_error(images).mean())
     if heldout is not None and len(heldout):
         mu_heldout = augmentor.encode(heldout, label)[0]
         recon = augmentor.decode(mu_heldout, torch.full((len(heldout),), label))
         recon_heldout = float(reconstruction_error(recon, heldout).mean())
         baseline = float(class_mean_error(images, heldout).mean())
+        ratio = recon_heldout / baseline if baseline > 0 else None
+        values = ssim(heldout, recon.to(heldout.dtype))
+        similarity = None if values is None else float(values.mean())
     mu, log_var = augmentor.encode(images, label)
     recon = augmentor.decode(mu, torch.full((len(images),), label))
     kl = kl_per_dimension(mu, log_var)
@@ -272,6 +305,8 @@ def _class_fit(
         steps=steps,
         best_step=best_step,
         recon_class_mean=baseline,
+        heldout_recon_ratio=ratio,
+        ssim_heldout=similarity,
     )
 
 
