@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from augmentor import allocator
+from augmentor.utils import allocator
 
 SCRIPT = """
 import ctypes, importlib.util, resource, sys
