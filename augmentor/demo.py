@@ -36,7 +36,7 @@ from .sampling.hmc import HMCConfig
 from .utils.io import ensure_new_output_dir, export_npz, write_json
 from .models.vae import VAEConfig
 from .utils.plots import save_sample_grid
-from .sampling.samplers import SAMPLERS
+from .models.peers import model_samplers
 from .toy import toy_latent_geometry
 from .models.training import TrainerConfig
 
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     judge = LogisticRegression(max_iter=2000).fit(held_images.flatten(1).numpy(), held_labels.numpy())
     summary: dict = {"device": str(augmentor.device), "n_per_class": args.n_per_class, "samplers": {}}
-    for name in SAMPLERS:
+    for name in model_samplers(config.model):  # the paper's three for the VAE
         images, labels = augmentor.generate(args.n_per_class, sampler=name, seed=args.seed)
         predicted = judge.predict(images.flatten(1).numpy())
         fidelity = float((predicted == labels.numpy()).mean())

@@ -875,9 +875,10 @@ def markdown_table(table: pd.DataFrame) -> str:
                  _cell(row["coverage"], 3), _cell(row["memorisation_median_ratio"], 3),
                  f"{row['class_count_min']}-{row['class_count_max']}",
                  _cell(_value(row["hmc_acceptance"]), 3),
-                 " / ".join(_cell(_value(row[k])) for k in ("floor_share", "chain_floor_share")
-                            if _value(row[k]) is not None),
-                 _cell(_value(row["latent_distance_ratio"])), _cell(_value(row["split_rhat"]))]
+                 " / ".join(_cell(_value(row.get(k))) for k in ("floor_share", "chain_floor_share")
+                            if _value(row.get(k)) is not None),
+                 # tables written before these columns existed leave them empty
+                 _cell(_value(row.get("latent_distance_ratio"))), _cell(_value(row.get("split_rhat")))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
