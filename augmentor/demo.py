@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     judge = LogisticRegression(max_iter=2000).fit(held_images.flatten(1).numpy(), held_labels.numpy())
     summary: dict = {"device": str(augmentor.device), "n_per_class": args.n_per_class, "samplers": {}}
-    for name in model_samplers(config.model):  # the paper's three for the VAE
+    for name in model_samplers(config.model):  # the paper's three, then the kernel-density baseline
         images, labels = augmentor.generate(args.n_per_class, sampler=name, seed=args.seed)
         predicted = judge.predict(images.flatten(1).numpy())
         fidelity = float((predicted == labels.numpy()).mean())

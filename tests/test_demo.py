@@ -19,7 +19,7 @@ def test_demo_writes_its_outputs(tmp_path):
                  "latent_geometry_disks.png", "latent_geometry_rings.png", "summary.json", "model/manifest.json"):
         assert (out / name).is_file(), name
     assert json.loads((out / "summary.json").read_text()) == summary
-    assert set(summary["samplers"]) == {"prior", "gmm", "riemannian"}
+    assert set(summary["samplers"]) == {"prior", "gmm", "riemannian", "kde"}
     with pytest.raises(OutputExistsError):
         main(["--out", str(out), "--epochs", "1"])
 

@@ -228,7 +228,7 @@ def test_a_diverging_peer_costs_only_its_own_rows(tmp_path, mnist_file, monkeypa
     ("models", "message"),
     [
         ([{"name": "vae"}], "must be a peer model"),
-        ([{"name": "ae", "samplers": ["riemannian"]}], r"samplers of model 'ae', i.e. of \['prior', 'gmm'\]"),
+        ([{"name": "ae", "samplers": ["riemannian"]}], r"samplers of model 'ae', i.e. of \['prior', 'gmm', 'kde'\]"),
         ([{"name": "wae", "options": {"n_pseudo_inputs": 3}}], r"unknown key\(s\) \['n_pseudo_inputs'\]"),
         ([{"name": "ae"}, {"name": "ae"}], "more than once"),
     ],

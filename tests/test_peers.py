@@ -395,11 +395,11 @@ def test_trainer_fits_a_peer_and_logs_its_terms(tmp_path):
 
 
 def test_each_model_lists_the_samplers_that_apply():
-    assert model_samplers("vae") == ("prior", "gmm", "riemannian")
-    assert model_samplers("vamp") == ("vamp", "prior", "gmm", "riemannian")
-    assert model_samplers("rhvae") == ("rhvae", "prior", "gmm", "riemannian")
+    assert model_samplers("vae") == ("prior", "gmm", "riemannian", "kde")
+    assert model_samplers("vamp") == ("vamp", "prior", "gmm", "riemannian", "kde")
+    assert model_samplers("rhvae") == ("rhvae", "prior", "gmm", "riemannian", "kde")
     for name in ("ae", "wae", "rae", "rae_l2", "rae_gp", "rae_sn"):
-        assert model_samplers(name) == ("prior", "gmm"), name
+        assert model_samplers(name) == ("prior", "gmm", "kde"), name
 
 
 def test_model_configs_are_validated_and_named():

@@ -84,6 +84,7 @@ MODEL_LABELS: dict[str, str] = {
 
 SAMPLER_LABELS: dict[str, str] = {
     "prior": "N(0, I)", "gmm": "GMM", "riemannian": "ours", "vamp": "VAMP", "rhvae": "RHVAE",
+    "kde": "kde",
 }
 """Each sampler's name in tables: a row is ``"<model> - <sampler>"``, e.g. ``"VAMP - VAMP"``."""
 
@@ -142,14 +143,15 @@ def build_model(config: VAEConfig) -> nn.Module:
 
 
 def model_samplers(name: str) -> tuple[str, ...]:
-    """Names of the samplers that apply to model ``name``: its own first, then the generic ones.
+    """Names of the samplers that apply to model ``name``: its own first, then the generic ones
+    (the prior, the GMM, the Riemannian sampler, the kernel density on the codes).
 
     ``"riemannian"`` only where the encoder gives posterior variances (see :func:`riemannian_refusal`).
     """
     _check_name(name)
     model = MODELS[name]
     own = getattr(model, "own_sampler", None)
-    generic = ("prior", "gmm") + (("riemannian",) if getattr(model, "stochastic", True) else ())
+    generic = ("prior", "gmm") + (("riemannian",) if getattr(model, "stochastic", True) else ()) + ("kde",)
     return ((own,) if own else ()) + generic
 
 
