@@ -114,7 +114,7 @@ _OASIS_3D = "python -m augmentor.oasis --config configs/oasis_3d_quick.yaml --ou
 _OASIS_PEERS = (
     "python -m augmentor.oasis --out runs/oasis_quick_peers --no-progress && "
     "python -m augmentor.oasis --out runs/oasis_quick_peers --no-progress "
-    "--methods vamp-vamp,ae-gmm,original+vamp-vamp,original+ae-gmm"
+    "--methods vamp-vamp,ae-gmm,real+vamp-vamp,real+ae-gmm"
 )
 _MNIST_QUICK = "python -m augmentor.benchmark --config configs/mnist_quick.yaml --out runs/mnist_quick --no-progress"
 _LOWDATA = (

@@ -12,9 +12,9 @@ raises :class:`~augmentor.config.ConfigError` naming the field (and the file).
     vae:             # per-class VAE: preset + architecture overrides + trainer
     sampling:        # synthetic images per class, HMC, metric, GMM
     classifier:      # the CNN of Table 4 and its optimisation
-    augmentation:    # the classical (TorchIO) baseline
+    augmentation:    # the TorchIO baseline (method torchio)
     seeds: 3         # R repetitions (seeds 0..R-1) or an explicit list
-    methods: [original, resampled, prior, gmm, riemannian, original+riemannian, classical]
+    methods: [real, resampled, prior, gmm, riemannian, real+riemannian, torchio]
     device: auto
     backend: local   # or ray
     num_threads: 2   # torch / BLAS threads of every job (and Ray CPUs per job)
@@ -46,12 +46,12 @@ from augmentor.utils.devices import DEVICE_CHOICES, is_device_name
 from augmentor.sampling.hmc import HMCConfig
 from augmentor.sampling.metric import MetricConfig
 from augmentor.models.vae import VAE_PRESETS, VAEConfig, default_vae_config, vae_preset
-from augmentor.models.peers import MODELS, model_samplers
-from augmentor.sampling.samplers import SAMPLERS
 from augmentor.models.training import TrainerConfig, result_settings
 from augmentor.utils.limits import check_fits
 from oasis.loader import T88_SHAPE
 from oasis.simulate import SimulationConfig
+
+from .common.methods import PEER_SOURCES, REAL_PREFIX, canonical_methods, deprecated_name, method_sampler, split_source
 
 __all__ = [
     "CLASS_NAMES",
@@ -60,6 +60,7 @@ __all__ = [
     "MAX_THREADS",
     "METHODS",
     "PEER_SOURCES",
+    "SEED_KEYS",
     "SELECTION_RULES",
     "AugmentationConfig",
     "ClassifierConfig",
@@ -82,36 +83,33 @@ __all__ = [
 
 CLASS_NAMES = {0: "CN", 1: "AD"}
 
-SHARED_PREFIX = "shared-"
-"""Methods (and their latent sources) drawn from the shared-decoder augmentor start with this."""
-PEER_SOURCES: tuple[str, ...] = tuple(
-    f"{model}-{sampler}" for model in MODELS if model != "vae" for sampler in model_samplers(model)
-)
-"""Latent sources of the peer models (paper Table 2), each a per-class model and one of its samplers,
-keyed ``<model>-<sampler>`` as in the generation benchmark: ``ae-gmm``, ``vamp-vamp``, ``rae_l2-gmm``, ..."""
-
 # Training sets the classifier is compared on (see pipelines.jobs.training_set).
 METHODS: tuple[str, ...] = (
-    "original",  # real training subjects, unbalanced
+    "real",  # real training subjects, unbalanced
     "resampled",  # real training subjects, minority class oversampled to balance
     "prior",  # synthetic only: VAE - N(0, I)
     "gmm",  # synthetic only: VAE - 10-component GMM on the codes
     "riemannian",  # synthetic only: VAE - Riemannian uniform (ours)
-    "original+prior",
-    "original+gmm",
-    "original+riemannian",  # real + synthetic from ours
-    "classical",  # real training subjects with TorchIO affine + elastic augmentation per epoch
+    "real+prior",
+    "real+gmm",
+    "real+riemannian",  # real + synthetic from ours
+    "torchio",  # real training subjects with TorchIO affine + elastic augmentation per epoch
     # The same samplers on one VAE shared by the classes (GeometricAugmentor(shared_vae=True)).
     "shared-prior",
     "shared-gmm",
     "shared-riemannian",
-    "original+shared-gmm",
-    "original+shared-riemannian",
+    "real+shared-gmm",
+    "real+shared-riemannian",
     # Synthetic only, then real + synthetic, from the peer models.
     *PEER_SOURCES,
-    *(f"original+{source}" for source in PEER_SOURCES),
+    *(f"{REAL_PREFIX}{source}" for source in PEER_SOURCES),
 )
-DEFAULT_METHODS = ("original", "resampled", "prior", "gmm", "riemannian", "original+riemannian", "classical")
+"""The OASIS study's methods (names of :mod:`pipelines.common.methods`), in the order of its tables."""
+DEFAULT_METHODS = ("real", "resampled", "prior", "gmm", "riemannian", "real+riemannian", "torchio")
+SEED_KEYS: dict[str, str] = {method: deprecated_name(method) for method in METHODS}
+"""The string each method's classifier seed is derived from (:func:`pipelines.jobs.job_seed`): the name the
+method had when the study's published numbers were made (``real`` -> ``original``, ``torchio`` ->
+``classical``, ``real+<source>`` -> ``original+<source>``), so that renaming a method never changes a result."""
 
 # The split's random_state (NumPy's legacy RandomState) takes seeds below 2**32.
 MAX_SEED = 2**32 - 1
@@ -138,25 +136,6 @@ def check_run_settings(config: Config) -> None:
         config._fail("device", f"must be {DEVICE_CHOICES}, got {config.device!r}")
     if not 1 <= config.num_threads <= MAX_THREADS:
         config._fail("num_threads", f"must lie in 1..{MAX_THREADS}, got {config.num_threads}")
-
-
-def method_sampler(method: str) -> str | None:
-    """The latent source a method draws its synthetic images from (``riemannian``,
-    ``shared-riemannian``, ``vamp-vamp``, ...), or None for the methods of real images only."""
-    name = method.removeprefix("original+")
-    return name if name.removeprefix(SHARED_PREFIX) in SAMPLERS or name in PEER_SOURCES else None
-
-
-def split_source(source: str) -> tuple[str, str]:
-    """A latent source's generator and sampler: ``"gmm"`` -> ``("vae", "gmm")`` (the per-class VAEs),
-    ``"shared-gmm"`` -> ``("shared", "gmm")`` (the shared-decoder VAE), ``"ae-gmm"`` -> ``("ae", "gmm")``
-    (a peer model per class)."""
-    if source.startswith(SHARED_PREFIX):
-        return "shared", source.removeprefix(SHARED_PREFIX)
-    if source in PEER_SOURCES:
-        model, sampler = source.split("-", 1)
-        return model, sampler
-    return "vae", source
 
 
 @dataclasses.dataclass
@@ -492,6 +471,7 @@ class StudyConfig(Config):
             outside = [s for s in self.seeds if not 0 <= s <= MAX_SEED]
             if outside:
                 self._fail("seeds", f"seed(s) {outside[:5]} out of range; each seed must lie in 0..2**32-1 ({MAX_SEED})")
+        self.methods = canonical_methods(self.methods)
         if not self.methods:
             self._fail("methods", f"choose at least one of {list(METHODS)}")
         unknown = [m for m in self.methods if m not in METHODS]

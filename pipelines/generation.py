@@ -114,6 +114,7 @@ from augmentor.utils.seeding import seed_everything
 from augmentor.models.training import TrainerConfig, TrainingDivergedError, result_settings, train_vae
 
 from .common import RunDirectory
+from .common.methods import generator_label
 from .config import RayConfig, VAESection, add_override_arguments, apply_overrides, check_run_settings, command_line_overrides
 from .jobs import job_environment, read_result
 from .runner import JobFailure, StudyError, claim_run_directory, lock_run_directory, run_command, saved_identity
@@ -141,8 +142,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = shipped_config("mnist_quick")
-SAMPLER_LABELS = {"prior": "VAE - N(0, I)", "gmm": "VAE - GMM", "riemannian": "VAE - ours", "kde": "VAE - kde",
-                  "published": "VAE - published chain (NOT the Riemannian uniform law)"}
 # What a finished evaluation holds; a file without them is not a finished result.
 _NUMBER_OR_NULL = (*NUMBER, type(None))  # NaN is written as NaN, an undefined metric as null
 _RESULT_FIELDS = {"key": str, "sampler": str, "n_fake": int, "n_real": int, "fid": _NUMBER_OR_NULL,
@@ -468,8 +467,8 @@ class SampleSpec:
     @property
     def label(self) -> str:
         if self.model != "vae":
-            return f"{MODEL_LABELS[self.model]} - {PEER_SAMPLER_LABELS[self.sampler]}"
-        base = SAMPLER_LABELS[self.sampler]
+            return generator_label(self.model, self.sampler)
+        base = generator_label("vae", self.sampler)
         return base if self.key == self.sampler else f"{base} [{self.key.split('[', 1)[1]}"
 
 
@@ -889,7 +888,7 @@ def _spec_of_key(key: str) -> SampleSpec | None:
     if sampler and model in MODEL_LABELS and sampler in PEER_SAMPLER_LABELS:
         return SampleSpec(key, sampler, model=model)
     sampler = key.split("[", 1)[0]
-    return SampleSpec(key, sampler) if sampler in SAMPLER_LABELS else None
+    return SampleSpec(key, sampler) if sampler in SAMPLERS else None
 
 
 def finished_results(paths: GenerationPaths, specs: Sequence[SampleSpec]) -> tuple[list[dict[str, Any]],

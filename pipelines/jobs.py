@@ -81,7 +81,8 @@ from oasis.loader import T88_SHAPE, axial_slices
 
 from .classifier import TorchIOAugmentation, TrainedClassifier, classification_metrics, predict, train_classifier
 from .common import RunDirectory, oversample
-from .config import CLASS_NAMES, METHODS, StudyConfig, method_sampler, split_source
+from .common.methods import REAL_PREFIX, method_sampler, split_source
+from .config import CLASS_NAMES, METHODS, SEED_KEYS, StudyConfig
 from .data import StudyData
 
 __all__ = [
@@ -531,10 +532,10 @@ def training_set(
     """The images and labels ``job.method`` trains on (before on-the-fly augmentation)."""
     method = job.method or ""
     real_x, real_y = data.images[train], data.labels[train]
-    if method in ("original", "classical"):
+    if method in ("real", "torchio"):
         return real_x, real_y
     if method == "resampled":
-        index = oversample(real_y, job_seed(job.seed, method))
+        index = oversample(real_y, job_seed(job.seed, SEED_KEYS[method]))
         return real_x[index], real_y[index]
     source = method_sampler(method)
     if source is None:
@@ -543,7 +544,7 @@ def training_set(
     augmentor = GeometricAugmentor.load(paths.augmentor(job.seed, split_source(source)[0]), device=config.device)
     synth_x = augmentor.decode(latents["z"], latents["labels"])
     synth_y = latents["labels"]
-    if method.startswith("original+"):
+    if method.startswith(REAL_PREFIX):
         return torch.cat([real_x, synth_x]), torch.cat([real_y, synth_y])
     return synth_x, synth_y
 
@@ -554,13 +555,13 @@ def run_classify(root: str | Path, config: StudyConfig, job: Job) -> dict[str, A
     if paths.is_done(job):
         return {"job": job.key, "skipped": True}
     start = time.perf_counter()
-    seed = job_seed(job.seed, job.method)
+    seed = job_seed(job.seed, SEED_KEYS[job.method])
     with job_environment(config, seed) as device:
         data = StudyData.load(paths.data)
         split = {k: torch.tensor(v) for k, v in read_split(paths, job.seed).items()}
         x, y = training_set(paths, config, data, split["train"], job)
         augment = None
-        if job.method == "classical":
+        if job.method == "torchio":
             augment = TorchIOAugmentation(config.augmentation, data.image_size, seed)
         log_dir = paths.tensorboard(f"seed_{job.seed}", job.method)
         shutil.rmtree(log_dir, ignore_errors=True)  # curves of an interrupted attempt

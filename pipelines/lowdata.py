@@ -85,7 +85,6 @@ from .config import (
     MAX_REPETITIONS,
     MAX_SEED,
     MAX_THREADS,
-    PEER_SOURCES,
     AugmentationConfig,
     ClassifierConfig,
     RayConfig,
@@ -96,12 +95,12 @@ from .config import (
     check_run_settings,
     command_line_overrides,
     seed_list,
-    split_source,
 )
 from .data import StudyData
 from .common import RunDirectory, oversample
+from .common.methods import (FILTER_MARK, PEER_SOURCES, RATIO_MARK, REAL_METHODS, SHARED_PREFIX, canonical_methods,
+                             is_filtered, method_label, method_sampler, split_source)
 from .jobs import augmentor_config, intact_augmentor, job_environment, job_seed, read_result
-from .report import METHOD_LABELS as STUDY_LABELS
 from .runner import StudyError, claim_run_directory, lock_run_directory, run_command, saved_identity
 from .sources import SourceConfig, load_source
 from .stats import write_paired_report
@@ -136,55 +135,9 @@ LOWDATA_METHODS: tuple[str, ...] = (
 )
 # The methods a study runs unless its config lists them (the kernel density only when asked).
 _DEFAULT_METHODS = tuple(m for m in LOWDATA_METHODS if m.removeprefix("real+") != "kde")
-METHOD_LABELS = {
-    "real": "Real",
-    "resampled": "Real resampled",
-    "torchio": "Real + TorchIO augmentation",
-    "monai": "Real + MONAI augmentation",
-    "real+prior": "Real + VAE - N(0, I)",
-    "real+gmm": "Real + VAE - GMM",
-    "real+riemannian": "Real + VAE - ours",
-    "real+kde": "Real + VAE - kde on the codes",
-    "prior": "Synthetic only: VAE - N(0, I)",
-    "gmm": "Synthetic only: VAE - GMM",
-    "riemannian": "Synthetic only: VAE - ours",
-    "kde": "Synthetic only: VAE - kde on the codes",
-}
 ALL = "all"  # a training size: every image of the class's pool
 # Every method is compared, split by split, with real images alone and with each classical augmentation.
 PAIRED_BASELINES = ("real", "torchio", "monai")
-REAL_METHODS = ("real", "resampled", "torchio", "monai")
-"""Methods that train on the real images only (no generative model)."""
-RATIO_MARK = "@x"  # "real+gmm@x5": real + 5 synthetic images per real image of each class
-# "real+gmm+filtered": only the synthetic images a classifier of the real images gives their class confidently
-FILTER_MARK = "+filtered"
-
-
-def method_sampler(method: str) -> str | None:
-    """The latent source whose synthetic images ``method`` trains on (a sampler of the per-class VAEs, or a
-    peer model's ``<model>-<sampler>``), or None."""
-    name = method.removeprefix("real+").split(RATIO_MARK)[0].removesuffix(FILTER_MARK)
-    return name if name in SAMPLERS or name in PEER_SOURCES else None
-
-
-def is_filtered(method: str) -> bool:
-    """Whether ``method`` keeps only the synthetic images a real-image classifier is confident about."""
-    return method.split(RATIO_MARK)[0].endswith(FILTER_MARK)
-
-
-def method_label(method: str) -> str:
-    """Display name of a method, with its synthetic-to-real ratio if it has one."""
-    base, _, ratio = method.partition(RATIO_MARK)
-    if is_filtered(base):
-        return method_label(base.removesuffix(FILTER_MARK) + method[len(base):]) + ", confidence-filtered"
-    source = base.removeprefix("real+")
-    if base in METHOD_LABELS:
-        label = METHOD_LABELS[base]
-    elif source in PEER_SOURCES:
-        label = ("Real + " if base != source else "Synthetic only: ") + STUDY_LABELS[source]
-    else:
-        label = f"Real + VAE - {source}" if base != source else f"Synthetic only: VAE - {source}"
-    return f"{label} (x{ratio})" if ratio else label
 
 
 def _method_order(method: str) -> tuple[int, bool, int]:
@@ -373,7 +326,10 @@ class LowDataConfig(Config):
             self._fail("classifier_seeds", f"must lie in 1..{MAX_REPETITIONS}, got {self.classifier_seeds}")
         if self.classifier_steps is not None and self.classifier_steps < 1:
             self._fail("classifier_steps", f"must be >= 1 or null, got {self.classifier_steps}")
-        unknown = [m for m in self.methods if m not in REAL_METHODS and method_sampler(m) is None]
+        self.methods = canonical_methods(self.methods)
+        # The shared-decoder augmentor is fitted by the OASIS study only.
+        unknown = [m for m in self.methods
+                   if m not in REAL_METHODS and (method_sampler(m) or SHARED_PREFIX).startswith(SHARED_PREFIX)]
         if not self.methods or unknown or len(set(self.methods)) != len(self.methods):
             self._fail("methods", f"must be distinct names of {list(REAL_METHODS)}, real+<source> or <source> "
                        f"with a sampler of {list(SAMPLERS)} or a peer source of {list(PEER_SOURCES)}; "

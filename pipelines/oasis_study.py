@@ -3,8 +3,8 @@
 For each of R seeds: a stratified 70 / 10 / 20 split of the subjects; one VAE per
 class on the training subjects; ``n_per_class`` synthetic images per class from
 the N(0, I) prior, a 10-component GMM and the Riemannian uniform (ours); then the
-Table 4 CNN trained on each method's training set (original, original resampled,
-synthetic only per sampler, original + ours, classical TorchIO augmentation) and
+Table 4 CNN trained on each method's training set (real, real resampled,
+synthetic only per sampler, real + ours, real + TorchIO augmentation) and
 tested on the test subjects. The table reports the mean ± std over the seeds.
 
 The generative models are refitted per seed: each seed has its own split, and a
@@ -21,7 +21,7 @@ Usage::
 
 With ``data.dim: 3`` every subject is its whole (downsampled) volume: the same
 protocol runs the VAEs and the Table 4 classifier with 3D convolutions, and the
-classical baseline deforms in 3D.
+TorchIO baseline deforms in 3D.
 
 Rerunning a command resumes its run directory (finished jobs are skipped);
 a run directory made with other settings, or in use by another run, is refused.
@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ray-address", help="Ray cluster to join (ray.init(address=...)); default local or $RAY_ADDRESS")
     parser.add_argument("--num-threads", type=int, help="torch/BLAS threads per job (= Ray CPUs per job)")
     parser.add_argument("--cache-dir", type=Path, help="cache root of simulated cohorts")
-    parser.add_argument("--methods", help="comma-separated methods, e.g. original,resampled,riemannian")
+    parser.add_argument("--methods", help="comma-separated methods, e.g. real,resampled,riemannian")
     add_override_arguments(parser, "classifier.epochs=10")
     return parser
 

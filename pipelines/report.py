@@ -3,8 +3,8 @@
 Written to ``<run>/report/`` (derived from the result files, so regenerated on
 every invocation): ``summary.csv`` (numbers), ``summary.md`` (the table printed
 to the terminal), ``per_run.csv`` (one row per seed and method),
-``paired.csv`` / ``paired.md`` (each method minus ``original`` and minus
-``classical`` on the same seed, with 95 % intervals; :mod:`pipelines.stats`) and
+``paired.csv`` / ``paired.md`` (each method minus ``real`` and minus
+``torchio`` on the same seed, with 95 % intervals; :mod:`pipelines.stats`) and
 ``balanced_accuracy.png`` (box plot); from the generate jobs' ``fit.json``,
 ``fit.md`` (how well the VAEs fit each class, whether the synthetic sets carry
 their class, the warnings), ``fit.csv`` / ``fidelity.csv`` (one row per seed),
@@ -28,14 +28,13 @@ import numpy as np
 import pandas as pd
 
 from augmentor.utils.io import write_bytes
-from augmentor.models.peers import MODEL_LABELS, SAMPLER_LABELS
 
-from .config import CLASS_NAMES, METHODS, PEER_SOURCES, split_source
+from .common.methods import METHOD_LABELS, PEER_SOURCES, method_label, source_label, split_source
+from .config import CLASS_NAMES, METHODS
 from .jobs import RunPaths, read_result
 from .stats import write_paired_report
 
 __all__ = [
-    "METHOD_LABELS",
     "box_plot",
     "class_effect_markdown",
     "collect_class_effect",
@@ -47,33 +46,9 @@ __all__ = [
     "write_report",
 ]
 
-def _peer_label(source: str) -> str:
-    model, sampler = source.split("-", 1)
-    return MODEL_LABELS[model] if sampler == model else f"{MODEL_LABELS[model]} - {SAMPLER_LABELS[sampler]}"
-
-
-METHOD_LABELS = {
-    "original": "Original (unbalanced)",
-    "resampled": "Original resampled",
-    "prior": "VAE - N(0, I)",
-    "gmm": "VAE - GMM",
-    "riemannian": "VAE - ours",
-    "original+prior": "Original + VAE - N(0, I)",
-    "original+gmm": "Original + VAE - GMM",
-    "original+riemannian": "Original + VAE - ours",
-    "classical": "Original + affine/elastic (TorchIO)",
-    "shared-prior": "Shared VAE - N(0, I)",
-    "shared-gmm": "Shared VAE - GMM",
-    "shared-riemannian": "Shared VAE - ours",
-    "original+shared-gmm": "Original + shared VAE - GMM",
-    "original+shared-riemannian": "Original + shared VAE - ours",
-    # Peer models: "AE - GMM", a model's own sampler alone ("VAMP"), as in the paper's Table 2.
-    **{source: _peer_label(source) for source in PEER_SOURCES},
-    **{f"original+{source}": f"Original + {_peer_label(source)}" for source in PEER_SOURCES},
-}
 _PER_CLASS = ("f1", "precision", "recall")
-# Every method is compared, seed by seed, with the real subjects alone and with classical augmentation.
-PAIRED_BASELINES = ("original", "classical")
+# Every method is compared, seed by seed, with the real subjects alone and with TorchIO augmentation.
+PAIRED_BASELINES = ("real", "torchio")
 
 
 PROTOCOL = (
@@ -82,6 +57,11 @@ PROTOCOL = (
     "(no generative model sees its seed's validation or test subjects); the classifier keeps the "
     "epoch with the best validation balanced accuracy."
 )
+
+
+def _set_label(name: str) -> str:
+    """Display name of a set of images: the real training images (``real``) or a latent source's synthetic ones."""
+    return METHOD_LABELS[name] if name in METHOD_LABELS else source_label(name)
 
 
 def _class_name(label: str | int) -> str:
@@ -142,7 +122,7 @@ def markdown_table(summary: pd.DataFrame) -> str:
     ]
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(["---"] + ["---:"] * (len(headers) - 1)) + "|"]
     for method, row in summary.iterrows():
-        cells = [METHOD_LABELS.get(method, method), str(int(row["runs"]))]
+        cells = [method_label(method), str(int(row["runs"]))]
         cells += [f"{100 * row[f'{m}_mean']:.1f} ± {100 * row[f'{m}_std']:.1f}" for m in metrics]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -162,7 +142,7 @@ def box_plot(per_run: pd.DataFrame, methods: Sequence[str], title: str = "") -> 
     for i, v in enumerate(values, start=1):
         ax.plot(i + jitter.uniform(-0.12, 0.12, len(v)), v, "o", ms=3, alpha=0.6, color="tab:blue")
     ax.set_xticks(range(1, len(methods) + 1))
-    ax.set_xticklabels([METHOD_LABELS.get(m, m) for m in methods], rotation=25, ha="right", fontsize=8)
+    ax.set_xticklabels([method_label(m) for m in methods], rotation=25, ha="right", fontsize=8)
     ax.axhline(50, color="grey", lw=0.8, ls=":")
     ax.set_ylabel("test balanced accuracy (%)")
     ax.set_title(title, fontsize=10)
@@ -177,7 +157,7 @@ def write_report(paths: RunPaths, title: str = "") -> tuple[pd.DataFrame, pd.Dat
     """Collect every finished result of the run directory; write the report files and the TensorBoard summary.
 
     The report covers the whole run directory, not only what the invocation ran:
-    rerunning with ``--methods original`` never shrinks the table to one row.
+    rerunning with ``--methods real`` never shrinks the table to one row.
 
     Returns:
         ``(per_run, summary, markdown)``.
@@ -195,7 +175,8 @@ def write_report(paths: RunPaths, title: str = "") -> tuple[pd.DataFrame, pd.Dat
         f"mean ± std over {len(seeds)} seed(s).\n\n{PROTOCOL}\n\n"
     )
     write_bytes(folder / "summary.md", (header + table + "\n").encode())
-    write_paired_report(folder, per_run, PAIRED_BASELINES, METHOD_LABELS, title=f"{title}: paired differences")
+    labels = {method: method_label(method) for method in methods}
+    write_paired_report(folder, per_run, PAIRED_BASELINES, labels, title=f"{title}: paired differences")
     png = box_plot(per_run, methods, title)
     write_bytes(folder / "balanced_accuracy.png", png)
     _write_fit_report(paths)
@@ -313,7 +294,7 @@ def fit_markdown(fit: pd.DataFrame, fidelity: pd.DataFrame, warnings: Sequence[s
         for source, row in table.iterrows():
             cells = [f"{100 * row[c + '_mean']:.1f} ± {100 * row[c + '_std']:.1f}"
                      for c in ["balanced_accuracy"] + recalls]
-            lines.append(f"| {METHOD_LABELS.get(source, source)} | " + " | ".join(cells) + " |")
+            lines.append(f"| {_set_label(source)} | " + " | ".join(cells) + " |")
     if warnings:
         lines += ["", "Warnings:", ""] + [f"* {w}" for w in warnings]
     return "\n".join(lines)
@@ -360,7 +341,7 @@ def class_effect_markdown(effects: pd.DataFrame) -> str:
              "|---|---:|---:|---:|---:|---:|"]
     for source, row in table.iterrows():
         cell = lambda c, f="{:.2f}": _cell(row[c + "_mean"], row[c + "_std"], f)  # noqa: E731
-        lines.append(f"| {METHOD_LABELS.get(source, source)} | {cell('ventricle_cn')} | {cell('ventricle_ad')} | "
+        lines.append(f"| {_set_label(source)} | {cell('ventricle_cn')} | {cell('ventricle_ad')} | "
                      f"{cell('effect')} | {cell('effect_ratio')} | {cell('hippocampus_effect', '{:.3f}')} |")
     return "\n".join(lines)
 

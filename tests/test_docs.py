@@ -70,7 +70,7 @@ def test_oasis_study_table_from_its_report_files(tmp_path):
     from pipelines.report import summarize
 
     per_run = pd.DataFrame({
-        "method": ["original", "original", "riemannian", "riemannian"],
+        "method": ["real", "real", "riemannian", "riemannian"],
         "seed": [0, 1, 0, 1],
         "balanced_accuracy": [0.80, 0.90, 0.60, 0.70],
         "accuracy": [0.8, 0.9, 0.6, 0.7],
@@ -80,12 +80,12 @@ def test_oasis_study_table_from_its_report_files(tmp_path):
     })
     folder = tmp_path / "oasis_quick"
     folder.mkdir()
-    summarize(per_run, ["original", "riemannian"]).to_csv(folder / "summary.csv", float_format="%.6f")
+    summarize(per_run, ["real", "riemannian"]).to_csv(folder / "summary.csv", float_format="%.6f")
     text = gen_results.expand_markers("<!-- results-table: oasis_quick -->", results=tmp_path)
     lines = text.splitlines()
     # mean and sample std (ddof=1) of 0.80, 0.90 and of 0.60, 0.70, in percent
-    assert lines[2].startswith("| Original (unbalanced) | 2 | 85.0 ± 7.1 |")
-    assert lines[3].startswith("| VAE - ours | 2 | 65.0 ± 7.1 |")
+    assert lines[2].startswith("| Real | 2 | 85.0 ± 7.1 |")
+    assert lines[3].startswith("| Synthetic only: VAE - ours | 2 | 65.0 ± 7.1 |")
     assert "`docs/results/oasis_quick/summary.csv`" in text
 
 

@@ -74,7 +74,7 @@ def test_3d_study_end_to_end(reference, tiny):
     assert synthetic.shape == (3, 1, 12, 14, 12)
     for name in ("real_vs_synthetic.png", "samples_riemannian.png", "diagnostics_riemannian.json"):
         assert (reference.out / "generate" / "seed_0" / name).is_file()
-    row = json.loads((reference.out / "results" / "seed_0" / "original+riemannian.json").read_text())
+    row = json.loads((reference.out / "results" / "seed_0" / "real+riemannian.json").read_text())
     assert row["n_train"] == len(json.loads((reference.out / "splits" / "seed_0.json").read_text())["indices"]
                                  ["train"]) + 2 * tiny.sampling.n_per_class
     assert set(row["test"]["per_class"]) == {"0", "1"}

@@ -67,7 +67,7 @@ def test_full_study_is_deterministic(reference, tiny, cache, tmp_path):
     assert (reference.summary["runs"] == 2).all()
     for name in ("summary.csv", "summary.md", "per_run.csv", "balanced_accuracy.png", "paired.csv", "paired.md"):
         assert (reference.out / "report" / name).is_file()
-    assert any((reference.out / "tensorboard" / "seed_0" / "original").iterdir())
+    assert any((reference.out / "tensorboard" / "seed_0" / "real").iterdir())
     assert (reference.out / "generate" / "seed_0" / "diagnostics_riemannian.json").is_file()
     row = json.loads((reference.out / "results" / "seed_0" / "riemannian.json").read_text())
     assert row["n_train"] == 2 * tiny.sampling.n_per_class  # synthetic only
@@ -139,23 +139,23 @@ def test_failed_job_is_reported_and_others_finish(reference, tiny, cache, tmp_pa
 
 def test_run_can_be_extended_with_seeds(reference, tiny, cache, tmp_path):
     out = tmp_path / "extended"
-    run_study(tiny.replace(seeds=1, methods=("original", "riemannian")), out, cache_dir=cache)
-    more = run_study(tiny.replace(seeds=2, methods=("original", "riemannian")), out, cache_dir=cache)
+    run_study(tiny.replace(seeds=1, methods=("real", "riemannian")), out, cache_dir=cache)
+    more = run_study(tiny.replace(seeds=2, methods=("real", "riemannian")), out, cache_dir=cache)
     assert more.jobs_skipped == 3 and more.jobs_run == 3
-    subset = reference.per_run[reference.per_run["method"].isin(["original", "riemannian"])].reset_index(drop=True)
+    subset = reference.per_run[reference.per_run["method"].isin(["real", "riemannian"])].reset_index(drop=True)
     assert more.per_run.equals(subset)
 
 
 def test_report_covers_every_finished_result(reference, tiny, cache):
     """Rerunning a finished run with one method keeps the full table, not just that method's row."""
-    one_method = run_study(tiny.replace(methods=("original",)), reference.out, cache_dir=cache)
+    one_method = run_study(tiny.replace(methods=("real",)), reference.out, cache_dir=cache)
     assert one_method.jobs_run == 0 and one_method.jobs_skipped == 2
     assert one_method.table == reference.table
     assert one_method.per_run.equals(reference.per_run)
     assert list(one_method.summary.index) == list(tiny.methods)
     summary = (reference.out / "report" / "summary.md").read_text()
     assert "mean ± std over 2 seed(s)" in summary
-    assert all(f"| {label} | 2 |" in summary for label in ("Original (unbalanced)", "VAE - ours"))
+    assert all(f"| {label} | 2 |" in summary for label in ("Real", "Synthetic only: VAE - ours"))
 
 
 def test_study_records_the_fit_and_fidelity_of_each_seed(reference):
@@ -202,18 +202,18 @@ def test_damaged_fit_record_is_moved_aside_and_left_out_of_the_report(reference,
 
 
 def test_shared_decoder_methods_appear_next_to_the_per_class_ones(tiny, cache, tmp_path):
-    methods = ("riemannian", "shared-riemannian", "original+shared-riemannian")
+    methods = ("riemannian", "shared-riemannian", "real+shared-riemannian")
     result = run_study(tiny.replace(seeds=1, methods=methods), tmp_path / "shared", cache_dir=cache)
     generate = result.out / "generate" / "seed_0"
     assert (generate / "augmentor").is_dir() and (generate / "augmentor_shared").is_dir()
     assert (generate / "latents_shared-riemannian.pt").is_file() and (generate / "fit_grid_shared.png").is_file()
     assert list(result.summary.index) == list(methods)
-    assert "| Shared VAE - ours | 1 |" in result.table and "| Original + shared VAE - ours | 1 |" in result.table
+    assert "| Synthetic only: Shared VAE - ours | 1 |" in result.table and "| Real + Shared VAE - ours | 1 |" in result.table
     fit = json.loads((generate / "fit.json").read_text())
     assert set(fit["models"]) == {"per_class", "shared"}
     assert set(fit["fidelity"]) == {"riemannian", "shared-riemannian"}
-    # original + shared ours trains on the real training images and n_per_class synthetic images per class.
-    record = json.loads((result.out / "results" / "seed_0" / "original+shared-riemannian.json").read_text())
+    # real + shared ours trains on the real training images and n_per_class synthetic images per class.
+    record = json.loads((result.out / "results" / "seed_0" / "real+shared-riemannian.json").read_text())
     n_real = len(json.loads((result.out / "splits" / "seed_0.json").read_text())["indices"]["train"])
     assert record["n_train"] == n_real + 2 * tiny.sampling.n_per_class
 
@@ -221,7 +221,7 @@ def test_shared_decoder_methods_appear_next_to_the_per_class_ones(tiny, cache, t
 def test_peer_model_methods_are_rows_of_the_study(tiny, cache, tmp_path):
     # Paper Table 2: VAMP (its own sampler) and AE - GMM beside the VAE's rows, each from a per-class
     # peer model fitted on the seed's training subjects.
-    methods = ("gmm", "vamp-vamp", "ae-gmm", "original+ae-gmm")
+    methods = ("gmm", "vamp-vamp", "ae-gmm", "real+ae-gmm")
     out = tmp_path / "peers"
     result = run_study(tiny.replace(seeds=1, methods=methods), out, cache_dir=cache)
     generate = result.out / "generate" / "seed_0"
@@ -229,9 +229,9 @@ def test_peer_model_methods_are_rows_of_the_study(tiny, cache, tmp_path):
         folder = "augmentor" if generator == "vae" else f"augmentor_{generator}"
         assert (generate / folder).is_dir()
         assert (generate / ("fit_grid.png" if generator == "vae" else f"fit_grid_{generator}.png")).is_file()
-    assert list(result.summary.index) == ["gmm", "ae-gmm", "vamp-vamp", "original+ae-gmm"]  # METHODS order
-    assert "| VAMP | 1 |" in result.table and "| AE - GMM | 1 |" in result.table
-    assert "| Original + AE - GMM | 1 |" in result.table
+    assert list(result.summary.index) == ["gmm", "ae-gmm", "vamp-vamp", "real+ae-gmm"]  # METHODS order
+    assert "| Synthetic only: VAMP - VAMP | 1 |" in result.table and "| Synthetic only: AE - GMM | 1 |" in result.table
+    assert "| Real + AE - GMM | 1 |" in result.table
     fit = json.loads((generate / "fit.json").read_text())
     assert set(fit["models"]) == {"per_class"}  # the VAE diagnostics; peers get the fidelity check
     assert set(fit["fidelity"]) == {"gmm", "vamp-vamp", "ae-gmm"}
@@ -262,11 +262,11 @@ def test_an_unknown_peer_source_is_refused_with_the_valid_methods():
 def test_damaged_result_is_moved_aside_and_recomputed(reference, tiny, cache, tmp_path, caplog):
     out = tmp_path / "damaged"
     shutil.copytree(reference.out, out)
-    truncated = out / "results" / "seed_1" / "original.json"
+    truncated = out / "results" / "seed_1" / "real.json"
     truncated.write_bytes(truncated.read_bytes()[:100])
     emptied = out / "results" / "seed_0" / "gmm.json"
     emptied.write_text("{}")
-    untouched = {k: v for k, v in result_files(out).items() if k not in ("results/seed_1/original.json",
+    untouched = {k: v for k, v in result_files(out).items() if k not in ("results/seed_1/real.json",
                                                                            "results/seed_0/gmm.json")}
     with caplog.at_level(logging.WARNING, logger="pipelines.jobs"):
         again = run_study(tiny, out, cache_dir=cache)
@@ -274,8 +274,8 @@ def test_damaged_result_is_moved_aside_and_recomputed(reference, tiny, cache, tm
     assert results(out) == results(reference.out)
     after = result_files(out)
     assert {k: after[k] for k in untouched} == untouched  # finished good results never rewritten
-    assert (out / "results" / "seed_1" / "original.json.corrupt").read_bytes() == (
-        reference.out / "results" / "seed_1" / "original.json").read_bytes()[:100]
+    assert (out / "results" / "seed_1" / "real.json.corrupt").read_bytes() == (
+        reference.out / "results" / "seed_1" / "real.json").read_bytes()[:100]
     assert (out / "results" / "seed_0" / "gmm.json.corrupt").read_text() == "{}"
     for damaged in (truncated, emptied):
         assert f"{damaged} is not a complete result" in caplog.text
@@ -314,9 +314,9 @@ def test_failed_data_check_leaves_no_identity(tiny, cache, tmp_path):
     out = tmp_path / "small-class"
     few_ad = tiny.data.replace(simulation=tiny.data.simulation.replace(n_ad=3))
     with pytest.raises(ValueError, match=r"class\(es\) \[1\] have fewer than 4 subjects"):
-        run_study(tiny.replace(data=few_ad, seeds=1, methods=("original",)), out, cache_dir=cache)
+        run_study(tiny.replace(data=few_ad, seeds=1, methods=("real",)), out, cache_dir=cache)
     assert [p.name for p in out.iterdir()] == [".lock"]
-    assert run_study(tiny.replace(seeds=1, methods=("original",)), out, cache_dir=cache).jobs_run == 1
+    assert run_study(tiny.replace(seeds=1, methods=("real",)), out, cache_dir=cache).jobs_run == 1
 
 
 def test_second_run_on_a_locked_directory_is_refused(tiny, cache, tmp_path, capsys):
@@ -381,7 +381,7 @@ def test_config_files_are_valid():
     assert paper.vae.trainer.epochs == 1000 and paper.vae.trainer.lr == 1e-4 and paper.vae.trainer.batch_size == 100
     paired = load_study_config(CONFIGS / "oasis_quick_paired.yaml")
     quick = load_study_config(CONFIGS / "oasis_quick.yaml")
-    assert len(paired.seed_list) >= 10 and {"original", "classical"} <= set(paired.methods)
+    assert len(paired.seed_list) >= 10 and {"real", "torchio"} <= set(paired.methods)
     assert paired.classifier.selection == "balanced_accuracy_then_loss" and paired.classifier.recalibrate_batchnorm
     assert paired.data == quick.data and paired.vae == quick.vae and paired.sampling == quick.sampling
 
@@ -392,7 +392,7 @@ def test_config_files_are_valid():
         ("classifer: {}\n", r"unknown key\(s\) \['classifer'\]"),
         ("classifier: {epochs: 0}\n", r"ClassifierConfig\.epochs: must be >= 1"),
         ("classifier: {batch_size: many}\n", r"ClassifierConfig\.batch_size: expected an integer"),
-        ("methods: [original, magic]\n", r"unknown method\(s\) \['magic'\]"),
+        ("methods: [real, magic]\n", r"unknown method\(s\) \['magic'\]"),
         ("seeds: 0\n", r"StudyConfig\.seeds"),
         ("backend: spark\n", r"StudyConfig\.backend: 'spark' is not one of"),
         ("vae: {architecture: {latent_dims: 3}}\n", r"VAESection\.architecture: unknown key\(s\) \['latent_dims'\]"),
@@ -427,15 +427,16 @@ def test_cli_flags_override_the_config(tmp_path):
             "--data-dir", str(tmp_path),
             "--csv", str(tmp_path / "table.csv"),
             "--backend", "ray",
-            "--methods", "original,riemannian",
+            "--methods", "original,riemannian",  # a deprecated name, read as its current one
             "--set", "classifier.epochs=7",
             "--set", "sampling.hmc.step_size=0.05",
         ]
     )
-    config = config_from_args(args)
+    with pytest.warns(DeprecationWarning, match="'original' is now called 'real'"):
+        config = config_from_args(args)
     assert config.seed_list == [0, 3]
     assert config.data.data_dir == str(tmp_path) and config.data.csv == str(tmp_path / "table.csv")
-    assert config.backend == "ray" and config.methods == ("original", "riemannian")
+    assert config.backend == "ray" and config.methods == ("real", "riemannian")
     assert config.classifier.epochs == 7 and config.sampling.hmc.step_size == 0.05
     assert config.vae.trainer.epochs == 2  # untouched values come from the file
     assert config_from_args(build_parser().parse_args(["--config", str(TINY), "--seeds", "5"])).seed_list == [0, 1, 2, 3, 4]
@@ -448,10 +449,10 @@ def test_cli_flags_override_the_config(tmp_path):
 def test_cli_end_to_end(cache, tmp_path, capsys):
     out = tmp_path / "cli"
     common = ["--config", str(TINY), "--out", str(out), "--cache-dir", str(cache), "--no-progress"]
-    assert main(common + ["--seeds", "1", "--methods", "original,resampled"]) == 0
+    assert main(common + ["--seeds", "1", "--methods", "real,resampled"]) == 0
     printed = capsys.readouterr().out
-    assert "| Original (unbalanced) | 1 |" in printed and "| Original resampled | 1 |" in printed
-    assert main(common + ["--seeds", "1", "--methods", "original", "--set", "classifier.lr=0.01"]) == 1
+    assert "| Real | 1 |" in printed and "| Real resampled | 1 |" in printed
+    assert main(common + ["--seeds", "1", "--methods", "real", "--set", "classifier.lr=0.01"]) == 1
     assert "different study configuration" in capsys.readouterr().err
     assert main(common + ["--set", "classifier.epochs=0"]) == 2
     assert "ClassifierConfig.epochs" in capsys.readouterr().err
@@ -518,10 +519,10 @@ def test_study_reads_the_authors_npz_layout(tmp_path, capsys):
     np.savez(npz, x_train=images.astype(np.float32), y_train=labels)
     out = tmp_path / "npz-run"
     args = ["--config", str(TINY), "--data-dir", str(npz), "--out", str(out), "--seeds", "1",
-            "--methods", "original,riemannian", "--set", "data.downsample=8", "--no-progress"]
+            "--methods", "real,riemannian", "--set", "data.downsample=8", "--no-progress"]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "| Original (unbalanced) | 1 |" in printed and "| VAE - ours | 1 |" in printed
+    assert "| Real | 1 |" in printed and "| Synthetic only: VAE - ours | 1 |" in printed
     assert (out / "report" / "summary.csv").is_file()
 
 
