@@ -1,6 +1,6 @@
 """Command line of the generation benchmark: ``python -m augmentor.benchmark --config FILE [--out DIR]``.
 
-A thin entry point; the benchmark itself lives in :mod:`pipelines.generation`
+A thin entry point; the benchmark itself lives in :mod:`pipelines.benchmark`
 (see ``python -m augmentor.benchmark --help``).
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from pipelines.generation import main
+from pipelines.benchmark import main
 
 __all__ = ["main"]
 

@@ -9,9 +9,9 @@
 
 ``fit`` reads a MONAI data list (Decathlon-style JSON ``{"training": [{"image", "label"}]}``
 or a plain JSON list of such dicts, or a CSV with ``image,label`` columns) exactly as the
-low-data study's ``datadicts`` source does (:func:`pipelines.sources.read_data_list`,
+low-data study's ``datadicts`` source does (:func:`pipelines.lowdata.sources.read_data_list`,
 ``LoadImaged`` + ``EnsureChannelFirstd``, optional ``Resized`` and intensity scaling by
-:func:`pipelines.sources.preprocessing_transform`), trains the per-class
+:func:`pipelines.lowdata.sources.preprocessing_transform`), trains the per-class
 :class:`~augmentor.GeometricAugmentor` and writes into a new folder, published whole:
 
 * ``augmentor/``: the fitted augmentor (:meth:`GeometricAugmentor.save` format;
@@ -77,8 +77,9 @@ from .utils.io import (
 )
 from .sampling.metric import MetricConfig
 from .models.peers import model_samplers
-from pipelines.config import VAESection, add_override_arguments, apply_overrides, command_line_overrides
-from pipelines.sources import PreprocessingConfig, preprocessing_transform, read_data_list
+from pipelines.common.settings import VAESection
+from pipelines.common.cli import add_override_arguments, apply_overrides, command_line_overrides
+from pipelines.lowdata.sources import PreprocessingConfig, preprocessing_transform, read_data_list
 
 __all__ = [
     "BUILTIN_CONFIGS",
@@ -118,10 +119,10 @@ class FitConfig(Config):
 
     Attributes:
         name: the configuration's name (recorded in ``fit.json``).
-        preprocessing: how each listed image is read (:class:`pipelines.sources.PreprocessingConfig`).
+        preprocessing: how each listed image is read (:class:`pipelines.lowdata.sources.PreprocessingConfig`).
         vae: the architecture (a preset and field overrides; ``in_shape`` comes from
             the data), the trainer and the encode batch size
-            (:class:`pipelines.config.VAESection`).
+            (:class:`pipelines.common.settings.VAESection`).
         model: the generative model per class (see :class:`~augmentor.AugmentorConfig`).
         model_options: the model's own settings.
         shared_vae: one VAE for all classes instead of one per class.

@@ -13,9 +13,9 @@ torch.set_num_threads(1)
 from augmentor.utils.allocator import keep_large_buffers; keep_large_buffers()
 from oasis import load_oasis
 from oasis.simulate import simulate_cohort
-from pipelines.config import load_study_config
-from pipelines.data import split_subjects
-from pipelines.classifier import TorchIOAugmentation, train_classifier, predict, classification_metrics
+from pipelines.oasis_study.config import load_study_config
+from pipelines.common.study_data import split_subjects
+from pipelines.common.classifier import TorchIOAugmentation, train_classifier, predict, classification_metrics
 cfg = load_study_config(os.environ.get("CONFIG", "configs/oasis_3d_quick.yaml"))
 d = load_oasis(str(simulate_cohort(cfg.data.simulation, progress=False)), dim=3, image_size=cfg.data.image_size)
 variants = sys.argv[1].split(",")

@@ -20,8 +20,9 @@ import torch
 
 from augmentor.utils.config import read_config_data
 from augmentor.models import VAE
-from pipelines.classifier import OasisClassifier, TorchIOAugmentation
-from pipelines.lowdata import LowDataConfig, MonaiAugmentation, method_sampler, plan_lowdata_jobs
+from pipelines.common.classifier import OasisClassifier, TorchIOAugmentation
+from pipelines.lowdata.study import LowDataConfig, MonaiAugmentation, plan_lowdata_jobs
+from pipelines.common.methods import method_sampler
 
 
 def cpu_seconds(fn, repeats: int) -> float:

@@ -6,7 +6,7 @@ Run:  python benchmarks/oasis_judge_selection.py [--config configs/oasis_quick.y
 For each seed, the study's fidelity judge (the classifier trained on that seed's
 real training subjects, minority class oversampled, seed ``job_seed(seed,
 "fidelity")``, exactly as the generate job trains it) under the selection
-options of :class:`pipelines.config.ClassifierConfig`:
+options of :class:`pipelines.common.settings.ClassifierConfig`:
 
 * ``first``: the kept epoch is the first with the best validation balanced accuracy (the default);
 * ``loss-tie``: ties broken by the lower validation loss;
@@ -27,10 +27,11 @@ from pathlib import Path
 
 import torch
 
-from pipelines.classifier import classification_metrics, predict
-from pipelines.config import load_study_config
-from pipelines.data import load_study_data, split_subjects
-from pipelines.jobs import job_environment, job_seed, train_judge
+from pipelines.common.classifier import classification_metrics, predict
+from pipelines.oasis_study.config import load_study_config
+from pipelines.common.study_data import load_study_data, split_subjects
+from pipelines.common.jobs import job_environment, job_seed
+from pipelines.oasis_study.jobs import train_judge
 
 OPTIONS = {
     "first": {},

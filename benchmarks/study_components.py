@@ -10,7 +10,7 @@ of its image size (the cost of these networks does not depend on the pixels):
   ``max_steps`` by default) on the CN class's training images (70 % of the
   simulated CN subjects), through :func:`augmentor.training.train_vae`;
 * ``classifier_real`` / ``classifier_synthetic``: one classifier job's training
-  (:func:`pipelines.classifier.train_classifier`, ``--classifier-epochs``) on the
+  (:func:`pipelines.common.classifier.train_classifier`, ``--classifier-epochs``) on the
   real training set (70 % of all subjects) and on a synthetic set
   (``n_per_class`` images per class);
 * ``hmc_draw``: the Riemannian sampler of one class fitted on that many codes
@@ -43,8 +43,8 @@ from augmentor.utils.config import load_config_file
 from augmentor.models import build_vae
 from augmentor.sampling.samplers import RiemannianSampler
 from augmentor.models.training import train_vae
-from pipelines.classifier import train_classifier
-from pipelines.config import StudyConfig
+from pipelines.common.classifier import train_classifier
+from pipelines.oasis_study.config import StudyConfig
 
 TRAIN_SHARE = 0.7  # of the subjects (split: 10 % validation, 20 % test)
 ISA_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")

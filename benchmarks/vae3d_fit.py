@@ -16,8 +16,8 @@ from augmentor.utils.allocator import keep_large_buffers; keep_large_buffers()
 from oasis import load_oasis
 from oasis.simulate import simulate_cohort
 from oasis.anatomy import class_effect
-from pipelines.config import load_study_config
-from pipelines.data import split_subjects
+from pipelines.oasis_study.config import load_study_config
+from pipelines.common.study_data import split_subjects
 from augmentor.models import build_vae, VAEConfig
 from augmentor.models.training import TrainerConfig, train_vae
 from augmentor.models.fit_report import reconstruction_error, ssim

@@ -23,7 +23,7 @@ import torch
 
 from augmentor.utils.allocator import keep_large_buffers
 from augmentor.models import build_vae
-from pipelines.config import load_study_config
+from pipelines.oasis_study.config import load_study_config
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "oasis_3d_quick.yaml"
 

@@ -23,7 +23,8 @@ import time
 import torch
 
 from augmentor.models.peers import build_model, model_config
-from pipelines.generation import load_benchmark_config, load_benchmark_data
+from pipelines.benchmark.study import load_benchmark_config
+from pipelines.common.image_model import load_image_data
 
 
 def main() -> None:
@@ -35,7 +36,7 @@ def main() -> None:
 
     config = load_benchmark_config("configs/mnist_paper.yaml",
                                    {"data.n_train": 3000, "data.n_val": 100, "data.n_test": 100})
-    data = load_benchmark_data(config.data)
+    data = load_image_data(config.data)
     architecture = config.check_data(tuple(data.train.shape[1:]), len(data.train))
     torch.manual_seed(0)
     options = {"log_var_range": None} if args.free else {}

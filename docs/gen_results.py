@@ -41,7 +41,7 @@ __all__ = ["MARKER", "RESULTS", "TABLES", "ResultTable", "expand_markers", "miss
 
 
 def _generation(path: Path, keys: Sequence[str] | None = None) -> str:
-    from pipelines.generation import markdown_table
+    from pipelines.benchmark.study import markdown_table
 
     table = pd.read_csv(path)
     if keys is not None:
@@ -54,7 +54,7 @@ def _generation_vae_rows(path: Path) -> str:
 
 
 def _sweep(path: Path) -> str:
-    from pipelines.generation import markdown_table
+    from pipelines.benchmark.study import markdown_table
 
     table = pd.read_csv(path)
     parts = []
@@ -64,25 +64,25 @@ def _sweep(path: Path) -> str:
 
 
 def _oasis_summary(path: Path) -> str:
-    from pipelines.report import markdown_table
+    from pipelines.oasis_study.report import markdown_table
 
     return markdown_table(pd.read_csv(path, index_col="method"))
 
 
 def _oasis_fit(fit: Path, fidelity: Path) -> str:
-    from pipelines.report import fit_markdown
+    from pipelines.oasis_study.report import fit_markdown
 
     return fit_markdown(pd.read_csv(fit), pd.read_csv(fidelity), warnings=())
 
 
 def _lowdata(summary: Path, distances: Path) -> str:
-    from pipelines.lowdata import lowdata_markdown
+    from pipelines.lowdata.study import lowdata_markdown
 
     return lowdata_markdown(pd.read_csv(summary), pd.read_csv(distances))
 
 
 def _lengths(path: Path) -> str:
-    from pipelines.latent_map import lengths_markdown
+    from pipelines.latent_map.study import lengths_markdown
 
     return lengths_markdown(pd.read_csv(path))
 

@@ -1,4 +1,4 @@
-"""Classifier options (pipelines.classifier): early stopping, ties broken by the validation loss, BatchNorm
+"""Classifier options (pipelines.common.classifier): early stopping, ties broken by the validation loss, BatchNorm
 recalibration."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from augmentor.utils.config import ConfigError
-from pipelines.classifier import _Best, recalibrate_batchnorm, train_classifier
-from pipelines.config import ClassifierConfig
+from pipelines.common.classifier import _Best, recalibrate_batchnorm, train_classifier
+from pipelines.common.settings import ClassifierConfig
 
 SMALL = ClassifierConfig(channels=(4,), strides=(1,), padding=1, hidden=8, epochs=12, batch_size=8, lr=1e-3)
 

@@ -100,7 +100,7 @@ def test_generate_writes_nifti_with_the_input_affine_and_monai_data_lists(model_
         (item["image"], item["label"]) for item in json.loads((out / "datalist.json").read_text())["training"]
     ]
     # The synthetic list is read back by the command's own reader, as a real list would be.
-    from pipelines.sources import read_data_list
+    from pipelines.lowdata.sources import read_data_list
 
     assert len(read_data_list(out / "datalist.csv")) == 6
 

@@ -52,7 +52,7 @@ def test_missing_accelerator_and_bad_name_are_named(monkeypatch):
 
 def test_every_config_uses_the_same_rule():
     from augmentor import AugmentorConfig, ConfigError, TrainerConfig
-    from pipelines.config import StudyConfig
+    from pipelines.oasis_study.config import StudyConfig
 
     for config in (AugmentorConfig, TrainerConfig, StudyConfig):
         assert config(device="cuda:3").device == "cuda:3"

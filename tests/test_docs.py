@@ -67,7 +67,7 @@ def test_unknown_marker_fails():
 
 def test_oasis_study_table_from_its_report_files(tmp_path):
     """A tiny OASIS report written as the study writes it becomes the documented table."""
-    from pipelines.report import summarize
+    from pipelines.oasis_study.report import summarize
 
     per_run = pd.DataFrame({
         "method": ["real", "real", "riemannian", "riemannian"],
@@ -90,7 +90,7 @@ def test_oasis_study_table_from_its_report_files(tmp_path):
 
 
 def test_lowdata_table_from_its_report_files(tmp_path):
-    from pipelines.lowdata import summarize_lowdata
+    from pipelines.lowdata.study import summarize_lowdata
 
     per_run = pd.DataFrame({
         "method": ["real"] * 4 + ["real+riemannian"] * 4,

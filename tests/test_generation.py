@@ -1,4 +1,4 @@
-"""The generation benchmark (pipelines.generation) end to end in the tiny configuration."""
+"""The generation benchmark (pipelines.benchmark) end to end in the tiny configuration."""
 
 import json
 from pathlib import Path
@@ -10,7 +10,7 @@ import pytest
 from augmentor.utils.config import ConfigError
 from augmentor.utils.io import load_tensors
 from augmentor.metrics import INCEPTION_ENV
-from pipelines.generation import (
+from pipelines.benchmark.study import (
     BenchmarkConfig,
     GenerationPaths,
     load_benchmark_config,
@@ -19,7 +19,7 @@ from pipelines.generation import (
     run_sweep,
     sample_specs,
 )
-from pipelines.runner import RunDirectoryError, StudyError
+from pipelines.common.run_directory import RunDirectoryError, StudyError
 
 TINY = Path(__file__).resolve().parents[1] / "configs" / "mnist_tiny.yaml"
 
@@ -209,7 +209,7 @@ def test_peer_models_add_their_rows_trained_like_the_vae(tmp_path, mnist_file):
 def test_a_diverging_peer_costs_only_its_own_rows(tmp_path, mnist_file, monkeypatch):
     # On the H200 the VAMP of the paper configuration diverged and took every later model's rows with it.
     from augmentor.models.peers.autoencoders import RAE
-    from pipelines.runner import JobFailure
+    from pipelines.common.run_directory import JobFailure
 
     monkeypatch.setattr(RAE, "loss", lambda self, x: {"loss": (self.decode(self.encode(x)[0]) * float("nan")).sum()})
     out = tmp_path / "diverging"

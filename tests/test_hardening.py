@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from augmentor.data import load_data_dicts
-from pipelines.sources import SourceConfig, load_source
+from pipelines.lowdata.sources import SourceConfig, load_source
 
 
 def _nifti_cohort(folder: Path, n: int = 8, shape: tuple[int, ...] = (6, 5)) -> list[dict]:
@@ -75,7 +75,7 @@ BENCH = Path(__file__).resolve().parents[1] / "configs" / "mnist_tiny.yaml"
 
 
 def _bench_config(mnist: Path, **overrides):
-    from pipelines.generation import load_benchmark_config
+    from pipelines.benchmark.study import load_benchmark_config
 
     settings = {"data.path": str(mnist), "progress": False, "sampling.samplers": ["prior", "gmm"],
                 "sampling.n_samples": 50, **overrides}
@@ -84,7 +84,7 @@ def _bench_config(mnist: Path, **overrides):
 
 @pytest.fixture(scope="module")
 def bench_template(tmp_path_factory, mnist_file: Path) -> Path:
-    from pipelines.generation import run_benchmark
+    from pipelines.benchmark.study import run_benchmark
 
     out = tmp_path_factory.mktemp("bench") / "run"
     run_benchmark(_bench_config(mnist_file), out)
@@ -98,7 +98,7 @@ def finished_bench(tmp_path: Path, bench_template: Path) -> Path:
 
 
 def test_tampered_samples_and_model_are_detected_and_remade(finished_bench: Path, mnist_file: Path) -> None:
-    from pipelines.generation import run_benchmark
+    from pipelines.benchmark.study import run_benchmark
 
     samples, vae = finished_bench / "samples" / "gmm.pt", finished_bench / "model" / "vae.pt"
     original = torch.load(samples, weights_only=True)
@@ -114,7 +114,7 @@ def test_tampered_samples_and_model_are_detected_and_remade(finished_bench: Path
 
 
 def test_damaged_intermediates_are_moved_aside_and_recomputed(finished_bench: Path, mnist_file: Path) -> None:
-    from pipelines.generation import run_benchmark
+    from pipelines.benchmark.study import run_benchmark
 
     names = ["features/test_domain.pt", "domain_classifier.pt", "model/codes.pt", "samples/prior.pt"]
     for name in names:
@@ -130,7 +130,7 @@ def test_damaged_intermediates_are_moved_aside_and_recomputed(finished_bench: Pa
 
 
 def test_edited_result_with_a_string_for_a_number_is_moved_aside(finished_bench: Path, mnist_file: Path) -> None:
-    from pipelines.generation import run_benchmark
+    from pipelines.benchmark.study import run_benchmark
 
     result = finished_bench / "results" / "gmm.json"
     record = json.loads(result.read_text())
@@ -145,8 +145,8 @@ def test_edited_result_with_a_string_for_a_number_is_moved_aside(finished_bench:
 
 
 def test_sweep_refuses_a_foreign_folder_untouched(tmp_path: Path, mnist_file: Path) -> None:
-    from pipelines.generation import run_sweep
-    from pipelines.runner import RunDirectoryError
+    from pipelines.benchmark.study import run_sweep
+    from pipelines.common.run_directory import RunDirectoryError
 
     (tmp_path / "sweep").mkdir()
     (tmp_path / "sweep" / "summary.csv").write_text("x\n")
@@ -158,7 +158,7 @@ def test_sweep_refuses_a_foreign_folder_untouched(tmp_path: Path, mnist_file: Pa
 
 @pytest.fixture(scope="module")
 def sweep_template(tmp_path_factory, mnist_file: Path) -> Path:
-    from pipelines.generation import run_sweep
+    from pipelines.benchmark.study import run_sweep
 
     out = tmp_path_factory.mktemp("sweep") / "run"
     run_sweep(_bench_config(mnist_file, train_sizes=[60]), out)
@@ -167,8 +167,8 @@ def sweep_template(tmp_path_factory, mnist_file: Path) -> Path:
 
 def test_sweep_of_other_settings_is_refused_and_the_report_kept(tmp_path: Path, sweep_template: Path,
                                                                   mnist_file: Path) -> None:
-    from pipelines.generation import run_sweep
-    from pipelines.runner import RunDirectoryError
+    from pipelines.benchmark.study import run_sweep
+    from pipelines.common.run_directory import RunDirectoryError
 
     out = Path(shutil.copytree(sweep_template, tmp_path / "run"))
     before = (out / "sweep" / "summary.csv").read_bytes()
@@ -182,7 +182,7 @@ def test_sweep_rerun_with_fewer_samplers_or_sizes_keeps_every_row(tmp_path: Path
                                                                    mnist_file: Path) -> None:
     import pandas as pd
 
-    from pipelines.generation import run_sweep
+    from pipelines.benchmark.study import run_sweep
 
     out = Path(shutil.copytree(sweep_template, tmp_path / "run"))
     run_sweep(_bench_config(mnist_file, train_sizes=[60], **{"sampling.samplers": ["prior"]}), out)
@@ -196,7 +196,7 @@ def test_sweep_rerun_with_fewer_samplers_or_sizes_keeps_every_row(tmp_path: Path
 def test_benchmark_rerun_with_fewer_samplers_keeps_every_row(finished_bench: Path, mnist_file: Path) -> None:
     import pandas as pd
 
-    from pipelines.generation import run_benchmark
+    from pipelines.benchmark.study import run_benchmark
 
     result = run_benchmark(_bench_config(mnist_file, **{"sampling.samplers": ["gmm"]}), finished_bench)
     assert sorted(result.table["key"]) == ["gmm", "prior"]
@@ -217,7 +217,7 @@ def _alias_bomb(levels: int) -> str:
 
 def test_yaml_alias_bomb_is_refused_with_a_short_message(tmp_path: Path) -> None:
     from augmentor.utils.config import ConfigError
-    from pipelines.lowdata import load_lowdata_config
+    from pipelines.lowdata.study import load_lowdata_config
 
     path = tmp_path / "bomb.yaml"
     path.write_text(_alias_bomb(6))  # 10**6 values once expanded
@@ -228,7 +228,7 @@ def test_yaml_alias_bomb_is_refused_with_a_short_message(tmp_path: Path) -> None
 
 def test_a_huge_value_quoted_in_an_error_is_cut(tmp_path: Path) -> None:
     from augmentor.utils.config import ConfigError
-    from pipelines.lowdata import load_lowdata_config
+    from pipelines.lowdata.study import load_lowdata_config
 
     path = tmp_path / "long.yaml"
     path.write_text(json.dumps({"num_threads": "x" * 100_000, "seeds": list(range(50_000))}))
@@ -246,7 +246,7 @@ def test_a_huge_value_quoted_in_an_error_is_cut(tmp_path: Path) -> None:
 )
 def test_absurd_sizes_are_refused_before_the_run_directory_is_made(tmp_path: Path, capsys, setting: str,
                                                                    named: str) -> None:
-    from pipelines.lowdata import main
+    from pipelines.lowdata.study import main
 
     out = tmp_path / "run"
     assert main(["--config", str(LOWDATA_TINY), "--set", setting, "--out", str(out)]) == 2
@@ -471,7 +471,7 @@ def _lowdata_args(list_file: Path, out: Path) -> list[str]:
 
 
 def test_string_labels_give_an_error_line_not_a_traceback(tmp_path: Path, capsys) -> None:
-    from pipelines.lowdata import main
+    from pipelines.lowdata.study import main
 
     items = _nifti_cohort(tmp_path / "data")
     items[1]["label"] = "AD"
@@ -481,7 +481,7 @@ def test_string_labels_give_an_error_line_not_a_traceback(tmp_path: Path, capsys
 
 
 def test_an_out_that_cannot_be_written_gives_an_error_line_not_a_traceback(tmp_path: Path, capsys) -> None:
-    from pipelines.lowdata import main
+    from pipelines.lowdata.study import main
 
     items = _nifti_cohort(tmp_path / "data")
     (tmp_path / "data" / "list.json").write_text(json.dumps(items))
@@ -491,7 +491,7 @@ def test_an_out_that_cannot_be_written_gives_an_error_line_not_a_traceback(tmp_p
 
 
 def test_no_lock_file_is_created_inside_the_data_folder(tmp_path: Path, capsys) -> None:
-    from pipelines.lowdata import main
+    from pipelines.lowdata.study import main
 
     items = _nifti_cohort(tmp_path / "data")
     (tmp_path / "data" / "list.json").write_text(json.dumps(items))

@@ -132,3 +132,34 @@ def test_old_paths_give_the_new_modules_with_a_deprecation_warning():
     from augmentor.models.peers.samplers import RHVAESampler as same
 
     assert RHVAESampler is same
+
+
+STUDIES = ("oasis_study", "lowdata", "benchmark", "latent_map")
+
+
+def _pipelines_part(module: str) -> str | None:
+    """``common``, a study's subpackage name, or None (``pipelines`` itself, or outside pipelines)."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == "pipelines" and len(parts) > 1 else None
+
+
+def test_pipelines_has_common_and_one_subpackage_per_study():
+    for name in ("common", *STUDIES):
+        assert (ROOT / "pipelines" / name / "__init__.py").is_file(), name
+    flat = sorted(p.name for p in (ROOT / "pipelines").glob("*.py") if p.name != "__init__.py")
+    assert not flat, f"modules outside the subpackages: {flat}"
+
+
+def test_common_imports_no_study_and_no_study_imports_another():
+    offenders = []
+    for path in (ROOT / "pipelines").rglob("*.py"):
+        own = _pipelines_part(module_name(path))
+        if own is None:
+            continue  # the package's own __init__ re-exports the OASIS study's names
+        for line, name in imports(path):
+            target = _pipelines_part(imported_layer(name)[0])
+            if target is None or target == own:
+                continue
+            if own == "common" or target != "common":
+                offenders.append(f"{path.relative_to(ROOT)}:{line} ({own}) imports pipelines.{target}")
+    assert not offenders, "\n".join(offenders)

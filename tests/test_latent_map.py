@@ -10,7 +10,7 @@ from augmentor.utils.config import ConfigError
 from augmentor.sampling.interpolation import conformal_length
 from augmentor.utils.io import load_tensors
 from augmentor.sampling.metric import RiemannianMetric
-from pipelines.latent_map import (
+from pipelines.latent_map.study import (
     LatentMapConfig,
     LatentMapPaths,
     choose_pairs,
@@ -18,7 +18,7 @@ from pipelines.latent_map import (
     main,
     run_latent_map,
 )
-from pipelines.runner import RunDirectoryError
+from pipelines.common.run_directory import RunDirectoryError
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "mnist_latent2d.yaml"
 

@@ -1,4 +1,4 @@
-"""The low-data study (pipelines.lowdata, pipelines.sources): subsampling, data sources, resume, errors."""
+"""The low-data study (pipelines.lowdata): subsampling, data sources, resume, errors."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import yaml
 
 from augmentor.utils.config import ConfigError
 from augmentor.sampling.samplers import SAMPLERS
-from pipelines.lowdata import (
+from pipelines.lowdata.study import (
     PAIRED_BASELINES,
     LowDataConfig,
     LowDataSplitConfig,
@@ -26,9 +26,9 @@ from pipelines.lowdata import (
     run_lowdata,
     training_indices,
 )
-from pipelines.runner import RunDirectoryError
-from pipelines.sources import SourceConfig, load_source
-from pipelines.stats import paired_differences
+from pipelines.common.run_directory import RunDirectoryError
+from pipelines.lowdata.sources import SourceConfig, load_source
+from pipelines.common.stats import paired_differences
 
 TINY = Path(__file__).resolve().parents[1] / "configs" / "lowdata_tiny.yaml"
 QUICK = Path(__file__).resolve().parents[1] / "configs" / "mnist_lowdata_quick.yaml"

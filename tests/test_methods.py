@@ -104,7 +104,7 @@ def test_deprecated_names_map_to_current_ones_with_a_warning_and_a_log_line(capl
 
 
 def test_the_oasis_study_config_reads_deprecated_method_names():
-    from pipelines.config import StudyConfig
+    from pipelines.oasis_study.config import StudyConfig
 
     with pytest.warns(DeprecationWarning):
         config = StudyConfig(methods=("original", "classical", "original+gmm", "resampled"))
@@ -116,8 +116,8 @@ def test_the_oasis_study_config_reads_deprecated_method_names():
 
 
 def test_renamed_oasis_methods_keep_the_classifier_seeds_of_their_old_names():
-    from pipelines.config import METHODS, SEED_KEYS
-    from pipelines.jobs import job_seed
+    from pipelines.oasis_study.config import METHODS, SEED_KEYS
+    from pipelines.common.jobs import job_seed
 
     assert set(SEED_KEYS) == set(METHODS)
     for new, old in (("real", "original"), ("torchio", "classical"), ("real+riemannian", "original+riemannian"),
@@ -127,7 +127,7 @@ def test_renamed_oasis_methods_keep_the_classifier_seeds_of_their_old_names():
 
 
 def test_the_low_data_study_refuses_the_shared_decoder_sources():
-    from pipelines.lowdata import LowDataConfig
+    from pipelines.lowdata.study import LowDataConfig
 
     with pytest.raises(ConfigError, match="unknown: \\['real\\+shared-gmm'\\]"):
         LowDataConfig(methods=("real", "real+shared-gmm"))

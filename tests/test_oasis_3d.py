@@ -12,11 +12,12 @@ from torch import nn
 from augmentor import GeometricAugmentor
 from augmentor.utils.config import ConfigError
 from augmentor.utils.volume_figure import mid_slices, save_orthogonal_slices
-from pipelines.classifier import OasisClassifier, TorchIOAugmentation, train_classifier
-from pipelines.config import AugmentationConfig, ClassifierConfig, load_study_config
-from pipelines.data import StudyData
-from pipelines.jobs import augmentor_config
-from pipelines.oasis_study import run_study
+from pipelines.common.classifier import OasisClassifier, TorchIOAugmentation, train_classifier
+from pipelines.common.settings import AugmentationConfig, ClassifierConfig
+from pipelines.oasis_study.config import load_study_config
+from pipelines.common.study_data import StudyData
+from pipelines.common.jobs import augmentor_config
+from pipelines.oasis_study.study import run_study
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TINY_3D = CONFIGS / "oasis_3d_tiny.yaml"

@@ -176,8 +176,8 @@ def test_load_simulated_and_config_checks(offline_cohort: tuple[Path, Path, list
 def test_volume_mode_of_the_study_data(offline_cohort: tuple[Path, Path, list[str]]) -> None:
     """data.dim 3 reads the simulated cohort as volumes of the predicted size; the 2D image is their middle slice."""
     from oasis.loader import axial_slices
-    from pipelines.config import DataConfig
-    from pipelines.data import load_study_data
+    from pipelines.common.study_data import DataConfig
+    from pipelines.common.study_data import load_study_data
 
     cache = offline_cohort[0].parent
     config = DataConfig(dim=3, downsample=2, simulation=SimulationConfig(**TINY))

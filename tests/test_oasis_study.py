@@ -17,14 +17,16 @@ import pytest
 import torch
 
 from augmentor.utils.config import ConfigError
-from pipelines import jobs as jobs_module
-from pipelines.classifier import OasisClassifier, TorchIOAugmentation, classification_metrics
-from pipelines.config import ClassifierConfig, SplitConfig, load_study_config
-from pipelines.data import split_subjects
-from pipelines.jobs import RunPaths
-from pipelines.oasis_study import build_parser, config_from_args, main, run_study
-from pipelines.report import write_report
-from pipelines.runner import JobFailure, RunDirectoryError, lock_run_directory
+from pipelines.oasis_study import jobs as jobs_module
+from pipelines.common.classifier import OasisClassifier, TorchIOAugmentation, classification_metrics
+from pipelines.common.settings import ClassifierConfig
+from pipelines.common.study_data import SplitConfig
+from pipelines.oasis_study.config import load_study_config
+from pipelines.common.study_data import split_subjects
+from pipelines.oasis_study.jobs import RunPaths
+from pipelines.oasis_study.study import build_parser, config_from_args, main, run_study
+from pipelines.oasis_study.report import write_report
+from pipelines.common.run_directory import JobFailure, RunDirectoryError, lock_run_directory
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TINY = CONFIGS / "oasis_tiny.yaml"
@@ -268,7 +270,7 @@ def test_damaged_result_is_moved_aside_and_recomputed(reference, tiny, cache, tm
     emptied.write_text("{}")
     untouched = {k: v for k, v in result_files(out).items() if k not in ("results/seed_1/real.json",
                                                                            "results/seed_0/gmm.json")}
-    with caplog.at_level(logging.WARNING, logger="pipelines.jobs"):
+    with caplog.at_level(logging.WARNING, logger="pipelines.common.jobs"):
         again = run_study(tiny, out, cache_dir=cache)
     assert again.jobs_run == 2 and again.table == reference.table
     assert results(out) == results(reference.out)
@@ -490,7 +492,7 @@ def test_split_is_stratified_disjoint_and_seeded():
 
 
 def test_classical_augmentation_is_reproducible_per_epoch():
-    from pipelines.config import AugmentationConfig
+    from pipelines.common.settings import AugmentationConfig
 
     images = torch.rand(4, 1, 26, 22)
     augment = TorchIOAugmentation(AugmentationConfig(elastic_control_points=5), (26, 22), seed=1)
@@ -530,13 +532,13 @@ def test_study_reads_the_authors_npz_layout(tmp_path, capsys):
 def test_data_report_is_logged_not_printed(monkeypatch, capsys, caplog, skipped, level):
     """The library logs who was loaded and left out (a warning when someone was skipped); the CLI prints."""
     from oasis import OasisData, SkippedSubject
-    from pipelines import data as data_module
-    from pipelines.config import DataConfig
+    from pipelines.common import study_data as data_module
+    from pipelines.common.study_data import DataConfig
 
     loaded = OasisData(torch.rand(4, 1, 8, 8), torch.tensor([0, 0, 1, 1]), [f"S{i}" for i in range(4)],
                        skipped=[SkippedSubject(s, "image unusable") for s in skipped], source="test")
     monkeypatch.setattr(data_module, "load_simulated", lambda *args, **kwargs: loaded)
-    with caplog.at_level(logging.INFO, logger="pipelines.data"):
+    with caplog.at_level(logging.INFO, logger="pipelines.common.study_data"):
         data_module.load_study_data(DataConfig(), cache_dir="unused")
     assert capsys.readouterr().out == ""
     (record,) = caplog.records
@@ -546,7 +548,7 @@ def test_data_report_is_logged_not_printed(monkeypatch, capsys, caplog, skipped,
 def test_run_identity_leaves_out_the_trainer_settings_that_do_not_change_the_weights():
     # Where and how often a VAE is checkpointed changes no result: a run directory made before
     # checkpoint_every_s existed (or with another interval) must still be resumed.
-    from pipelines.config import identity
+    from pipelines.oasis_study.config import identity
 
     config = load_study_config(Path("configs/oasis_tiny.yaml"))
     other = load_study_config(Path("configs/oasis_tiny.yaml"), {"vae.trainer.checkpoint_every_s": 0})

@@ -1,4 +1,4 @@
-"""The Ray backend (pipelines.ray_backend) on a local cluster that declares two fake GPUs.
+"""The Ray backend (pipelines.common.ray_backend) on a local cluster that declares two fake GPUs.
 
 One cluster for the module (Ray starts in seconds, not milliseconds). CPU-only
 PyTorch never sees the GPUs: what is checked is Ray's scheduling (the GPU
@@ -14,9 +14,9 @@ import pytest
 import ray
 import torch
 
-from pipelines.config import RayConfig
-from pipelines.lowdata import load_lowdata_config, run_lowdata
-from pipelines.ray_backend import RayTask, execute_ray
+from pipelines.common.settings import RayConfig
+from pipelines.lowdata.study import load_lowdata_config, run_lowdata
+from pipelines.common.ray_backend import RayTask, execute_ray
 
 
 
@@ -71,14 +71,14 @@ def test_the_benchmark_trains_its_models_as_gpu_tasks_like_locally(tmp_path: Pat
     import logging
 
     from augmentor.utils.io import load_tensors
-    from pipelines.generation import GenerationPaths, load_benchmark_config, run_benchmark
+    from pipelines.benchmark.study import GenerationPaths, load_benchmark_config, run_benchmark
 
     settings = {"data.dataset": "digits", "data.n_train": 100, "data.n_val": 30, "data.n_test": 50,
                 "sampling.samplers": ["gmm"], "sampling.n_samples": 50, "models": [{"name": "ae"}],
                 "metrics.memorisation_samples": 20, "progress": False}
     config = load_benchmark_config(BENCHMARK_TINY, settings)
     local = run_benchmark(config, tmp_path / "local")
-    with caplog.at_level(logging.INFO, logger="pipelines.generation"):
+    with caplog.at_level(logging.INFO, logger="pipelines.benchmark.study"):
         on_ray = run_benchmark(config.replace(backend="ray", ray=RayConfig(gpus_per_job=0.5)), tmp_path / "ray")
     trained = [r.getMessage() for r in caplog.records if "trained on Ray" in r.getMessage()]
     assert len(trained) == 2 and all("'GPU': 0.5" in line for line in trained)

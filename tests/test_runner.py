@@ -1,4 +1,4 @@
-"""Tests of pipelines.runner.run_command: the exit codes and messages every pipeline's ``main`` shares."""
+"""Tests of pipelines.common.cli.run_command: the exit codes and messages every pipeline's ``main`` shares."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from types import SimpleNamespace
 import pytest
 
 from augmentor.utils.config import ConfigError
-from pipelines.runner import StudyError, run_command
+from pipelines.common.run_directory import StudyError
+from pipelines.common.cli import run_command
 
 CONFIG = SimpleNamespace(name="demo")
 

@@ -1,4 +1,4 @@
-"""Paired statistics of the studies (pipelines.stats) against hand-computed values."""
+"""Paired statistics of the studies (pipelines.common.stats) against hand-computed values."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from pipelines.stats import bootstrap_interval, paired_differences, paired_markdown, t_interval
+from pipelines.common.stats import bootstrap_interval, paired_differences, paired_markdown, t_interval
 
 
 def _per_run() -> pd.DataFrame:

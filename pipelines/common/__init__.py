@@ -1,57 +1,20 @@
-"""What every study shares: the files every run directory has, and class balancing of a training set."""
+"""What the studies share; no module here imports a study.
 
-from __future__ import annotations
+* :mod:`~pipelines.common.methods`: the one vocabulary of methods, its parsing and display names.
+* :mod:`~pipelines.common.run_directory`: the files every run directory has, its lock, its identity
+  (``study.json``) and the errors (:class:`StudyError`, :class:`RunDirectoryError`, :class:`JobFailure`).
+* :mod:`~pipelines.common.cli`: the command-line flow (``--set`` overrides, config loading, exit codes).
+* :mod:`~pipelines.common.settings`: config sections the studies share (VAE, sampling, classifier,
+  augmentation, Ray) and the run settings' checks.
+* :mod:`~pipelines.common.jobs`: a job's environment (threads, determinism, seed), its augmentor
+  settings and its result file; :mod:`~pipelines.common.ray_backend`: jobs as Ray tasks.
+* :mod:`~pipelines.common.classifier`: the Table 4 CNN, its training loop, metrics, TorchIO augmentation.
+* :mod:`~pipelines.common.stats`: paired differences with intervals.
+* :mod:`~pipelines.common.study_data`: OASIS-1 images (real or simulated), their split and class balancing.
+* :mod:`~pipelines.common.image_model`: one model trained on an image data set (the generation
+  benchmark and the latent map).
+"""
 
-from pathlib import Path
+from .run_directory import JobFailure, RunDirectory, RunDirectoryError, StudyError
 
-import numpy as np
-import torch
-
-__all__ = ["RunDirectory", "oversample"]
-
-
-class RunDirectory:
-    """The files every study's run directory has; each study's layout extends it.
-
-    ``lock`` (held by the running invocation), ``study.json`` (the run's identity:
-    settings, data fingerprint, device type), ``report/`` and ``tensorboard/``.
-    """
-
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-
-    @property
-    def lock(self) -> Path:
-        return self.root / ".lock"
-
-    @property
-    def study(self) -> Path:
-        return self.root / "study.json"
-
-    @property
-    def report(self) -> Path:
-        return self.root / "report"
-
-    def tensorboard(self, *parts: str) -> Path:
-        return self.root.joinpath("tensorboard", *parts)
-
-
-def oversample(labels: torch.Tensor, seed: int) -> torch.Tensor:
-    """Indices that repeat minority-class images (drawn with replacement) up to the majority count.
-
-    Args:
-        labels: ``(N,)`` integer class labels.
-        seed: seed of the draw (NumPy's ``default_rng``).
-
-    Returns:
-        ``(M,)`` int64 indices: ``0 .. N-1`` in order, then the minority classes' repeats.
-    """
-    rng = np.random.default_rng(seed)
-    y = labels.numpy()
-    classes, counts = np.unique(y, return_counts=True)
-    extra = [
-        rng.choice(np.flatnonzero(y == c), size=counts.max() - k, replace=True)
-        for c, k in zip(classes, counts)
-        if k < counts.max()
-    ]
-    return torch.from_numpy(np.concatenate([np.arange(len(y))] + extra)).long()
+__all__ = ["JobFailure", "RunDirectory", "RunDirectoryError", "StudyError"]

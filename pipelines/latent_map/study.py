@@ -1,7 +1,7 @@
 """The latent geometry of a VAE with a 2-D latent space (paper Fig. 1).
 
 One VAE with ``latent_dim = 2`` is trained on the training images with the
-generation benchmark's data loading and training stage (:mod:`pipelines.generation`).
+generation benchmark's data loading and training stage (:mod:`pipelines.common.image_model`).
 The Riemannian metric of Eq. 7 is built from its training codes exactly as ours
 builds it for sampling (:class:`augmentor.samplers.RiemannianSampler`: k-medoids
 centroids, ``lambda``, the paper's ``rho``). Then, for a few seeded pairs of
@@ -22,7 +22,7 @@ training codes of different classes:
 
 Run directory::
 
-    .lock, study.json                  lock and identity (see pipelines.runner)
+    .lock, study.json                  lock and identity (see pipelines.common.run_directory)
     model/vae.pt, model/codes.pt       the trained VAE and its training codes (as the benchmark)
     tensorboard/vae                    training curves
     latent_map/curves.pt               the metric, the pairs and both curves of each
@@ -50,7 +50,7 @@ import pandas as pd
 import torch
 
 from augmentor.utils.batching import decode_batches
-from augmentor.utils.config import Config, ConfigError, load_config_file, read_config_data, shipped_config
+from augmentor.utils.config import Config, ConfigError, shipped_config
 from augmentor.utils.devices import resolve_device
 from augmentor.sampling.interpolation import conformal_length, geodesic_interpolation, resample_polyline
 from augmentor.utils.artifacts import load_checked_tensors, load_intact, save_checked_tensors
@@ -60,19 +60,12 @@ from augmentor.models.vae import VAEConfig
 from augmentor.utils.plots import pyplot, save_figure
 from augmentor.sampling.samplers import RiemannianSampler
 
-from .config import add_override_arguments, apply_overrides, check_run_settings, command_line_overrides
-from .generation import (
-    BenchmarkConfig,
-    BenchmarkDataConfig,
-    BenchmarkMetricsConfig,
-    BenchmarkSamplingConfig,
-    BenchmarkVAESection,
-    GenerationPaths,
-    load_benchmark_data,
-    train_stage,
-)
-from .jobs import job_environment
-from .runner import claim_run_directory, lock_run_directory, run_command, saved_identity
+from ..common.cli import (add_override_arguments, command_line_overrides, load_config_with_overrides,
+                          run_command)
+from ..common.image_model import ImageDataConfig, ImageVAESection, ModelPaths, load_image_data, train_stage
+from ..common.jobs import job_environment
+from ..common.run_directory import claim_run_directory, lock_run_directory, saved_identity
+from ..common.settings import check_run_settings
 
 __all__ = [
     "InterpolationSection",
@@ -95,6 +88,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = shipped_config("mnist_latent2d")
+ENCODE_BATCH_SIZE = 100  # images per forward pass when encoding the training images (as the benchmark's default)
 # Pair colours: bright, and unlike the class colours of the codes (tab10).
 PAIR_COLOURS = ("#ff00ff", "#ffff00", "#00ffff", "#ff8000", "#80ff00")
 
@@ -158,8 +152,8 @@ class MapSection(Config):
             self._fail("point_size", f"must be > 0, got {self.point_size}")
 
 
-def _two_dimensional_vae() -> BenchmarkVAESection:
-    return BenchmarkVAESection(architecture={"latent_dim": 2, "beta": 1.0})
+def _two_dimensional_vae() -> ImageVAESection:
+    return ImageVAESection(architecture={"latent_dim": 2, "beta": 1.0})
 
 
 @dataclasses.dataclass
@@ -177,8 +171,8 @@ class LatentMapConfig(Config):
     """
 
     name: str = "latent2d"
-    data: BenchmarkDataConfig = dataclasses.field(default_factory=BenchmarkDataConfig)
-    vae: BenchmarkVAESection = dataclasses.field(default_factory=_two_dimensional_vae)
+    data: ImageDataConfig = dataclasses.field(default_factory=ImageDataConfig)
+    vae: ImageVAESection = dataclasses.field(default_factory=_two_dimensional_vae)
     metric: MetricConfig = dataclasses.field(default_factory=lambda: MetricConfig(n_centroids=100))
     interpolation: InterpolationSection = dataclasses.field(default_factory=InterpolationSection)
     map: MapSection = dataclasses.field(default_factory=MapSection)
@@ -193,16 +187,6 @@ class LatentMapConfig(Config):
         if n_train is not None and k is not None and k > n_train:
             self._fail("metric.n_centroids", f"{k} centroids need at least as many training images, "
                                              f"but data.n_train is {n_train}")
-
-    def training_config(self) -> BenchmarkConfig:
-        """The benchmark config whose training stage trains this VAE (only its data, VAE and run settings count)."""
-        return BenchmarkConfig(
-            name=self.name, data=self.data, vae=self.vae,
-            sampling=BenchmarkSamplingConfig(metric=self.metric, samplers=("riemannian",)),
-            metrics=BenchmarkMetricsConfig(fid=False, feature_space="domain"),
-            device=self.device, num_threads=self.num_threads, deterministic=self.deterministic,
-            progress=self.progress,
-        )
 
     def check_data(self, image_shape: tuple[int, ...], labels: torch.Tensor) -> VAEConfig:
         """The VAE's config for the loaded images; raise :class:`ConfigError` naming what does not fit.
@@ -231,18 +215,9 @@ class LatentMapConfig(Config):
 
 
 def load_latent_map_config(path: str | Path, overrides: dict[str, Any] | None = None) -> LatentMapConfig:
-    """Read a latent-map config file, apply ``{"section.key": value}`` overrides, validate.
-
-    Raises:
-        ConfigError: missing or invalid file, unknown key or bad value (naming the file and the field).
-    """
-    if not overrides:
-        return load_config_file(path, LatentMapConfig)
-    data = apply_overrides(read_config_data(path), overrides)
-    try:
-        return LatentMapConfig.from_dict(data)
-    except ConfigError as err:
-        raise ConfigError(f"{path} (with overrides {sorted(overrides)}): {err}") from None
+    """Read a latent-map config file, apply ``{"section.key": value}`` overrides, validate (see
+    :func:`~pipelines.common.cli.load_config_with_overrides`)."""
+    return load_config_with_overrides(path, LatentMapConfig, overrides)
 
 
 def latent_map_identity(config: LatentMapConfig, device_type: str, fingerprint: str) -> dict[str, Any]:
@@ -257,8 +232,8 @@ def latent_map_identity(config: LatentMapConfig, device_type: str, fingerprint: 
     return data
 
 
-class LatentMapPaths(GenerationPaths):
-    """The benchmark's run-directory layout (model, codes, TensorBoard) plus ``latent_map/``."""
+class LatentMapPaths(ModelPaths):
+    """A trained model's run-directory layout (model, codes, TensorBoard) plus ``latent_map/``."""
 
     def __init__(self, root: str | Path) -> None:
         super().__init__(root)
@@ -510,14 +485,14 @@ def run_latent_map(config: LatentMapConfig, out: str | Path) -> LatentMapResult:
     start = time.perf_counter()
     paths = LatentMapPaths(out)
     device = resolve_device(config.device)
-    training = config.training_config()
     saved_identity(paths)  # refuses a foreign folder before anything is created in it
-    with lock_run_directory(paths), job_environment(training, config.vae.trainer.seed):
-        data = load_benchmark_data(config.data)
+    with lock_run_directory(paths), job_environment(config, config.vae.trainer.seed):
+        data = load_image_data(config.data)
         vae_config = config.check_data(tuple(data.train.shape[1:]), data.train_labels)
         ident = latent_map_identity(config, device.type, data.fingerprint())
         claim_run_directory(paths, ident, {"config": config.to_dict(), "kind": "latent-map"})
-        model = train_stage(paths, training, data, vae_config, device)
+        trainer = config.vae.trainer.replace(device=config.device, progress=config.progress)
+        model = train_stage(paths, trainer, data, vae_config, device, ENCODE_BATCH_SIZE)
         record = geometry_stage(paths, config, data.train_labels)
         table, markdown = report_stage(paths, config, model, data.train_labels, record, device)
     return LatentMapResult(paths.root, table, markdown, time.perf_counter() - start)

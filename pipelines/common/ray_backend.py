@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 
 from tqdm.auto import tqdm
 
-from .config import RayConfig
+from .settings import RayConfig
 
 __all__ = ["RayOutcome", "RayTask", "RayUnavailableError", "error_line", "execute_ray"]
 

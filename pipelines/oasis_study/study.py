@@ -41,19 +41,13 @@ from typing import Any, Sequence
 from augmentor.utils.config import shipped_config
 from augmentor.utils.devices import resolve_device
 
-from .config import StudyConfig, add_override_arguments, command_line_overrides, load_study_config
-from .data import CACHE_ENV, load_study_data
+from ..common.cli import add_override_arguments, command_line_overrides, run_command
+from ..common.run_directory import lock_run_directory
+from ..common.study_data import CACHE_ENV, load_study_data
+from .config import StudyConfig, load_study_config
 from .jobs import RunPaths
 from .report import PROTOCOL, write_report
-from .runner import (
-    check_outside_data,
-    check_run_directory,
-    execute,
-    lock_run_directory,
-    plan_jobs,
-    prepare_run_directory,
-    run_command,
-)
+from .runner import check_outside_data, check_run_directory, execute, plan_jobs, prepare_run_directory
 
 __all__ = ["DEFAULT_CONFIG", "StudyResult", "build_parser", "main", "run_study"]
 
@@ -84,7 +78,7 @@ def run_study(config: StudyConfig, out: str | Path, cache_dir: str | Path | None
     Args:
         config: the validated study configuration.
         out: the run directory (created, or resumed if it holds the same study).
-        cache_dir: cache root of simulated cohorts (see :func:`pipelines.data.resolve_cache_dir`).
+        cache_dir: cache root of simulated cohorts (see :func:`pipelines.common.study_data.resolve_cache_dir`).
 
     Raises:
         RunDirectoryError: ``out`` holds a different study or foreign files, or another run is using it.

@@ -20,7 +20,7 @@ the last feature map is 1 x 1 x 1, so Linear(channels[-1] -> 100)).
 Training: Adam, batch 200, 50 epochs, learning rate halved after 5 epochs without
 a better validation balanced accuracy, weights of the best validation epoch kept
 (the first one on ties). Deterministic under its seed on CPU. Options
-(:class:`~pipelines.config.ClassifierConfig`): early stopping on the validation
+(:class:`~pipelines.common.settings.ClassifierConfig`): early stopping on the validation
 score, ties broken by the validation loss, BatchNorm statistics recomputed over
 the training images before each validation.
 """
@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 
 from augmentor.utils.batching import index_batches, map_batches
 
-from .config import AugmentationConfig, ClassifierConfig
+from .settings import AugmentationConfig, ClassifierConfig
 
 __all__ = [
     "OasisClassifier",

@@ -1,6 +1,6 @@
 """The low-data study: does synthetic data help a classifier trained on few real images, and by how much?
 
-The TPAMI 2022 protocol on any labelled image set (:mod:`pipelines.sources`):
+The TPAMI 2022 protocol on any labelled image set (:mod:`pipelines.lowdata.sources`):
 for each of R seeds, a per-class random order of the pool gives a fixed test set
 and validation set (the first images of every class) and an ordered training
 pool; the training set of ``n`` images per class is the first ``n`` images of
@@ -28,14 +28,14 @@ The report gives mean ± std per method and size with both sources of variance
 (between splits, between classifier seeds on one split), a plot of balanced
 accuracy against the training size, the paired differences of every method to
 ``real`` and to each classical augmentation split by split with 95 % intervals
-(``paired.md``, :mod:`pipelines.stats`), and per sampler the mean distance from
+(``paired.md``, :mod:`pipelines.common.stats`), and per sampler the mean distance from
 its latents to the nearest training code next to the distance between
 neighbouring training codes (a sampler that replays the training set has the
 first much smaller than the second).
 
 Run directory::
 
-    .lock, study.json                                  lock and identity (see pipelines.runner)
+    .lock, study.json                                  lock and identity (see pipelines.common.run_directory)
     splits/seed_<s>.pt                                 that seed's indices and images (val, test, ordered pool)
     generate/seed_<s>/n_<size>/augmentor/              fitted VAEs + samplers
     generate/seed_<s>/n_<size>/augmentor_<model>/      a peer model's augmentor (<model>-<sampler> methods)
@@ -44,7 +44,7 @@ Run directory::
     results/seed_<s>/n_<size>/<method>/clf_<k>.json    one finished classifier (never overwritten)
     report/                                            summary.csv/.md, per_run.csv, distances.csv, plot,
                                                        paired.csv/.md (each method against real and classical
-                                                       augmentation, split by split; pipelines.stats)
+                                                       augmentation, split by split; pipelines.common.stats)
 
 Usage::
 
@@ -72,7 +72,7 @@ import torch
 from augmentor.utils.artifacts import (NUMBER, check_fields, load_checked_tensors, load_intact, read_checked_json,
                                  save_checked_tensors, write_checked_json)
 from augmentor.augmentor import GeometricAugmentor
-from augmentor.utils.config import Config, ConfigError, load_config_file, read_config_data
+from augmentor.utils.config import Config, ConfigError
 from augmentor.utils.devices import resolve_device
 from augmentor.utils.io import CorruptSaveError, write_bytes, write_json
 from augmentor.utils.limits import check_fits
@@ -80,48 +80,31 @@ from augmentor.sampling.samplers import SAMPLERS
 from augmentor.models.training import result_settings
 from augmentor.utils.batching import map_batches
 
-from .classifier import TorchIOAugmentation, classification_metrics, predict, train_classifier
-from .config import (
-    MAX_REPETITIONS,
-    MAX_SEED,
-    MAX_THREADS,
-    AugmentationConfig,
-    ClassifierConfig,
-    RayConfig,
-    SamplingConfig,
-    VAESection,
-    add_override_arguments,
-    apply_overrides,
-    check_run_settings,
-    command_line_overrides,
-    seed_list,
-)
-from .data import StudyData
-from .common import RunDirectory, oversample
-from .common.methods import (FILTER_MARK, PEER_SOURCES, RATIO_MARK, REAL_METHODS, SHARED_PREFIX, canonical_methods,
-                             is_filtered, method_label, method_sampler, split_source)
-from .jobs import augmentor_config, intact_augmentor, job_environment, job_seed, read_result
-from .runner import StudyError, claim_run_directory, lock_run_directory, run_command, saved_identity
+from ..common.classifier import TorchIOAugmentation, classification_metrics, predict, train_classifier
+from ..common.cli import (add_override_arguments, command_line_overrides, load_config_with_overrides,
+                          run_command)
+from ..common.jobs import augmentor_config, intact_augmentor, job_environment, job_seed, read_result
+from ..common.methods import (FILTER_MARK, PEER_SOURCES, RATIO_MARK, REAL_METHODS, SHARED_PREFIX, canonical_methods,
+                              is_filtered, method_label, method_sampler, split_source)
+from ..common.run_directory import RunDirectory, StudyError, claim_run_directory, lock_run_directory, saved_identity
+from ..common.settings import (MAX_REPETITIONS, MAX_SEED, MAX_THREADS, AugmentationConfig, ClassifierConfig,
+                               RayConfig, SamplingConfig, VAESection, check_run_settings, seed_list)
+from ..common.stats import write_paired_report
+from ..common.study_data import StudyData, oversample
 from .sources import SourceConfig, load_source
-from .stats import write_paired_report
 
 __all__ = [
-    "FILTER_MARK",
     "LOWDATA_METHODS",
     "PAIRED_BASELINES",
-    "RATIO_MARK",
-    "REAL_METHODS",
     "LowDataConfig",
     "LowDataResult",
     "LowDataSplitConfig",
     "MonaiAugmentation",
     "MonaiAugmentationConfig",
-    "is_filtered",
     "latent_distances",
     "load_lowdata_config",
     "low_data_split",
     "main",
-    "method_label",
     "run_lowdata",
     "training_indices",
 ]
@@ -244,7 +227,7 @@ class LowDataConfig(Config):
     """The low-data study (see the module docstring).
 
     Attributes:
-        data: which labelled image set (:class:`pipelines.sources.SourceConfig`).
+        data: which labelled image set (:class:`pipelines.lowdata.sources.SourceConfig`).
         split: the fixed validation and test sets per seed.
         train_sizes: training images per class, ascending (``all``: the whole pool).
         vae, sampling: the per-class VAEs and samplers (as in the OASIS study).
@@ -268,7 +251,7 @@ class LowDataConfig(Config):
         methods: names of :data:`LOWDATA_METHODS`, or ``real+<source>`` / ``<source>``
             for any sampler of :data:`augmentor.samplers.SAMPLERS` (on the per-class
             VAEs) or peer source ``<model>-<sampler>`` (e.g. ``ae-gmm``, a per-class
-            autoencoder with a GMM on its codes; :data:`pipelines.config.PEER_SOURCES`).
+            autoencoder with a GMM on its codes; :data:`pipelines.common.methods.PEER_SOURCES`).
         num_threads: torch / BLAS / ITK threads of every job (results depend on it).
         workers: jobs run at once in separate processes by the ``local`` backend
             (results do not depend on it).
@@ -362,7 +345,7 @@ class LowDataConfig(Config):
 
     @property
     def seed_list(self) -> list[int]:
-        """The repetitions' seeds (see :func:`pipelines.config.seed_list`)."""
+        """The repetitions' seeds (see :func:`pipelines.common.settings.seed_list`)."""
         return seed_list(self.seeds)
 
     @property
@@ -385,17 +368,9 @@ class LowDataConfig(Config):
 
 
 def load_lowdata_config(path: str | Path, overrides: dict[str, Any] | None = None) -> LowDataConfig:
-    """Read a low-data study config, apply ``{"section.key": value}`` overrides, validate.
-
-    Raises:
-        ConfigError: missing/invalid file, unknown key or bad value (named with the file).
-    """
-    if not overrides:
-        return load_config_file(path, LowDataConfig)
-    try:
-        return LowDataConfig.from_dict(apply_overrides(read_config_data(path), overrides))
-    except ConfigError as err:
-        raise ConfigError(f"{path} (with overrides {sorted(overrides)}): {err}") from None
+    """Read a low-data study config, apply ``{"section.key": value}`` overrides, validate (see
+    :func:`~pipelines.common.cli.load_config_with_overrides`)."""
+    return load_config_with_overrides(path, LowDataConfig, overrides)
 
 
 # --- splits -------------------------------------------------------------------------------------------------

@@ -53,49 +53,43 @@ jobs with the saved decoders: the paper's 2000 images per class x 3 samplers x
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
 import shutil
 import time
-import zlib
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from augmentor.utils.allocator import keep_large_buffers
-from augmentor.augmentor import SAVE_KIND, AugmentorConfig, GeometricAugmentor
-from augmentor.utils.devices import resolve_device
+from augmentor.augmentor import GeometricAugmentor
 from augmentor.models.fit_report import fit_report, save_fit_grid, synthetic_fidelity
-from augmentor.utils.artifacts import load_intact, move_aside, read_checked_json, save_checked_tensors
-from augmentor.utils.io import CorruptSaveError, read_saved_folder, write_json
+from augmentor.utils.artifacts import load_intact, read_checked_json, save_checked_tensors
+from augmentor.utils.io import CorruptSaveError, write_json
 from augmentor.models.peers import MODEL_LABELS
 from augmentor.utils.plots import save_sample_grid
-from augmentor.utils.seeding import seed_everything
 from augmentor.utils.volume_figure import save_orthogonal_slices
 from oasis.anatomy import class_effect
 from oasis.loader import T88_SHAPE, axial_slices
 
-from .classifier import TorchIOAugmentation, TrainedClassifier, classification_metrics, predict, train_classifier
-from .common import RunDirectory, oversample
-from .common.methods import REAL_PREFIX, method_sampler, split_source
+from ..common.classifier import (TorchIOAugmentation, TrainedClassifier, classification_metrics, predict,
+                                 train_classifier)
+from ..common.jobs import SEED_STRIDE, augmentor_config, intact_augmentor, job_environment, job_seed, read_result
+from ..common.methods import REAL_PREFIX, method_sampler, split_source
+from ..common.run_directory import RunDirectory
+from ..common.study_data import StudyData, oversample
 from .config import CLASS_NAMES, METHODS, SEED_KEYS, StudyConfig
-from .data import StudyData
 
 __all__ = [
-    "Job", "RunPaths", "job_seed", "read_result", "run_classify", "run_generate", "run_job", "train_judge",
+    "Job", "RunPaths", "run_classify", "run_generate", "run_job", "train_judge",
     "training_set",
 ]
 
 logger = logging.getLogger(__name__)
 
-SEED_STRIDE = 7919  # offsets the VAE trainer's seed between repetitions
-# What the report reads from a result file; a file without them is not a finished result.
-_RESULT_KEYS = ("test", "best_epoch", "n_train")
-_TEST_KEYS = ("balanced_accuracy", "accuracy", "per_class")
 PREVIEW_PER_CLASS = 8  # images per row of the generate job's figures
 
 
@@ -131,7 +125,7 @@ class RunPaths(RunDirectory):
         return self.root / "generate" / f"seed_{seed}"
 
     def augmentor(self, seed: int, generator: str = "vae") -> Path:
-        """The augmentor of a generator of :func:`~pipelines.config.split_source` (``vae``, ``shared``, a peer)."""
+        """The augmentor of a generator of :func:`~pipelines.common.methods.split_source` (``vae``, ``shared``, a peer)."""
         return self.generate(seed) / ("augmentor" if generator == "vae" else f"augmentor_{generator}")
 
     def latents(self, seed: int, source: str) -> Path:
@@ -181,11 +175,6 @@ class RunPaths(RunDirectory):
         return found
 
 
-def intact_augmentor(folder: Path) -> bool:
-    """Whether a saved augmentor folder is there and matches its manifest (a damaged one is moved aside)."""
-    return load_intact(folder, lambda path: read_saved_folder(path, SAVE_KIND), (CorruptSaveError,)) is not None
-
-
 def load_latents(paths: RunPaths, seed: int, source: str) -> dict[str, Any]:
     """The seed's latent codes of ``source``, checksum verified.
 
@@ -200,92 +189,8 @@ def load_latents(paths: RunPaths, seed: int, source: str) -> dict[str, Any]:
     return latents
 
 
-def _check_result(result: Any) -> None:
-    """Raise ``ValueError`` naming what a parsed result file lacks."""
-    if not isinstance(result, dict) or not isinstance(result.get("test"), dict):
-        raise ValueError("not a result object with a 'test' section")
-    missing = [k for k in _RESULT_KEYS if k not in result] + [f"test.{k}" for k in _TEST_KEYS if k not in result["test"]]
-    if missing:
-        raise ValueError(f"missing {', '.join(missing)}")
-
-
-def read_result(path: Path, check: Callable[[Any], None] | None = None) -> dict[str, Any] | None:
-    """The result of a finished job, or ``None`` when it has not finished.
-
-    A file that is no complete result (truncated, emptied by a full disk, edited) is
-    moved aside to ``<name>.corrupt``, never deleted, with a warning naming both
-    files; ``None`` is returned, so the job counts as unfinished and runs again.
-
-    Args:
-        path: the result's JSON file.
-        check: raises ``ValueError`` naming what a parsed result lacks; default: the
-            classifier result's check.
-    """
-    if not path.is_file():
-        return None
-    try:
-        result = json.loads(path.read_bytes())
-        (check or _check_result)(result)
-    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        move_aside(path, f"not a complete result ({err})")
-        return None
-    return result
-
-
-def job_seed(seed: int, method: str) -> int:
-    """A stable seed per (repetition, method), independent of which other methods run."""
-    return (seed * 1_000_003 + zlib.crc32(method.encode())) % 2**31
-
-
-@contextlib.contextmanager
-def job_environment(config: StudyConfig, seed: int) -> Iterator[torch.device]:
-    """Threads, determinism and seeds of one job; the previous settings are restored after.
-
-    The thread count is fixed per job (``num_threads``) in both backends, because
-    floating-point reductions, hence results, depend on it.
-    """
-    from threadpoolctl import threadpool_limits
-
-    device = resolve_device(config.device)
-    threads = torch.get_num_threads()
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.set_num_threads(config.num_threads)
-    if config.deterministic:
-        # CUDA kernels without a deterministic version only warn (CPU ones all have one).
-        torch.use_deterministic_algorithms(True, warn_only=device.type != "cpu")
-    seed_everything(seed)
-    try:
-        with threadpool_limits(limits=config.num_threads):
-            yield device
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
-
-
 def read_split(paths: RunPaths, seed: int) -> dict[str, list[int]]:
     return read_checked_json(paths.split(seed))["indices"]
-
-
-def augmentor_config(
-    config: StudyConfig, seed: int, in_shape: tuple[int, ...], generator: str = "vae"
-) -> AugmentorConfig:
-    """The seed's augmentor of ``generator``: the per-class VAEs (``vae``), the shared VAE (``shared``)
-    or per-class peer models (a name of :data:`augmentor.peers.MODELS`, with their default options)."""
-    trainer = config.vae.trainer.replace(
-        seed=(config.vae.trainer.seed + SEED_STRIDE * seed) % 2**32, progress=config.progress
-    )
-    return AugmentorConfig(
-        vae=config.vae.build(in_shape),
-        trainer=trainer,
-        metric=config.sampling.metric,
-        hmc=config.sampling.hmc,
-        gmm_components=config.sampling.gmm_components,
-        device=config.device,
-        shared_vae=generator == "shared",
-        model="vae" if generator == "shared" else generator,
-        encode_batch_size=config.vae.encode_batch_size,
-    )
 
 
 def _fitted_augmentor(

@@ -4,7 +4,7 @@ Written to ``<run>/report/`` (derived from the result files, so regenerated on
 every invocation): ``summary.csv`` (numbers), ``summary.md`` (the table printed
 to the terminal), ``per_run.csv`` (one row per seed and method),
 ``paired.csv`` / ``paired.md`` (each method minus ``real`` and minus
-``torchio`` on the same seed, with 95 % intervals; :mod:`pipelines.stats`) and
+``torchio`` on the same seed, with 95 % intervals; :mod:`pipelines.common.stats`) and
 ``balanced_accuracy.png`` (box plot); from the generate jobs' ``fit.json``,
 ``fit.md`` (how well the VAEs fit each class, whether the synthetic sets carry
 their class, the warnings), ``fit.csv`` / ``fidelity.csv`` (one row per seed),
@@ -29,10 +29,11 @@ import pandas as pd
 
 from augmentor.utils.io import write_bytes
 
-from .common.methods import METHOD_LABELS, PEER_SOURCES, method_label, source_label, split_source
+from ..common.jobs import read_result
+from ..common.methods import METHOD_LABELS, PEER_SOURCES, method_label, source_label, split_source
+from ..common.stats import write_paired_report
 from .config import CLASS_NAMES, METHODS
-from .jobs import RunPaths, read_result
-from .stats import write_paired_report
+from .jobs import RunPaths
 
 __all__ = [
     "box_plot",
@@ -76,7 +77,7 @@ def collect_results(paths: RunPaths) -> pd.DataFrame:
     """One row per finished (method, seed) of the run directory: test metrics and training facts.
 
     Columns: balanced accuracy, accuracy, per-class F1 / precision / recall, best
-    epoch, training-set size. Rows: methods in :data:`~pipelines.config.METHODS`
+    epoch, training-set size. Rows: methods in :data:`~pipelines.oasis_study.config.METHODS`
     order, then seeds.
     """
     rows = []
@@ -194,7 +195,7 @@ def _check_fit_record(record: Any) -> None:
 def _fit_records(paths: RunPaths) -> dict[int, dict[str, Any]]:
     """The ``fit.json`` of every finished generate job, by seed.
 
-    A damaged one is moved aside (see :func:`~pipelines.jobs.read_result`), so the
+    A damaged one is moved aside (see :func:`~pipelines.common.jobs.read_result`), so the
     seed's generate job writes it again on the next run.
     """
     found = {}

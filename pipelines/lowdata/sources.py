@@ -31,8 +31,7 @@ from augmentor.utils.config import Config, quote
 from augmentor.utils.limits import check_fits
 from augmentor.data.inputs import load_data_dicts
 
-from .config import DataConfig
-from .data import StudyData, load_study_data
+from ..common.study_data import DataConfig, StudyData, load_study_data
 
 __all__ = ["PreprocessingConfig", "SourceConfig", "load_source", "preprocessing_transform", "read_data_list"]
 

@@ -1,4 +1,4 @@
-"""Study data: load OASIS-1 (real or simulated), fingerprint it, split it per repetition.
+"""Study data: load OASIS-1 (real or simulated), fingerprint it, split it per repetition, balance a training set.
 
 The images are read once by the driver with :mod:`oasis` (real copies are only
 ever opened for reading) and stored in the run directory as ``data.pt``, which
@@ -12,22 +12,25 @@ import hashlib
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from augmentor.utils.io import load_tensors, save_tensors
 from oasis import OasisData, load_oasis, load_oasis_npz, load_simulated
-from oasis.simulate import default_cache_root
-
-from .config import DataConfig, SplitConfig
+from augmentor.utils.config import Config
+from oasis.loader import T88_SHAPE
+from oasis.simulate import SimulationConfig, default_cache_root
 
 __all__ = [
     "CACHE_ENV",
+    "DataConfig",
+    "SplitConfig",
     "StudyData",
     "data_fingerprint",
     "load_study_data",
+    "oversample",
     "resolve_cache_dir",
     "split_subjects",
 ]
@@ -36,6 +39,89 @@ logger = logging.getLogger(__name__)
 
 CACHE_ENV = "GEOMETRIC_AUGMENTOR_CACHE"
 """Environment variable naming the cache root of simulated cohorts."""
+
+
+@dataclasses.dataclass
+class DataConfig(Config):
+    """Where the images come from and how each subject becomes one 2D image or one 3D volume.
+
+    Attributes:
+        data_dir: a local OASIS-1 copy (``disc*/OAS1_XXXX_MR1``), or the authors'
+            ``OASIS.npz``; ``null`` uses the simulated cohort of ``simulation``.
+        csv: the clinical table; default ``data_dir/oasis_cross-sectional.csv``.
+        cohort: ``all`` (100 AD / 316 CN on the real table) or ``clinicadl``
+            (age >= 62 with a CDR: 100 AD / 93 CN).
+        dim: 2 for the transposed axial slice ``(H, W)``, 3 for the whole volume
+            ``(X, Y, Z)`` (the study then runs the 3D VAE and the 3D classifier).
+        slice_index: axial slice ``k`` of the T88 volume (``dim: 2``); default the middle one.
+        image_size: output ``[H, W]`` (``dim: 2``) or ``[X, Y, Z]`` (``dim: 3``),
+            area-averaged; or use ``downsample``.
+        downsample: integer factor dividing every size (1 = 208 x 176 slices or
+            176 x 208 x 176 volumes on T88; 4 gives 52 x 44 or 44 x 52 x 44).
+        cache_dir: where simulated cohorts are cached (see :func:`resolve_cache_dir`).
+        simulation: parameters of the simulated cohort (used when ``data_dir`` is null).
+    """
+
+    data_dir: str | None = None
+    csv: str | None = None
+    cohort: Literal["all", "clinicadl"] = "all"
+    dim: Literal[2, 3] = 2
+    slice_index: int | None = None
+    image_size: tuple[int, ...] | None = None
+    downsample: int = 1
+    cache_dir: str | None = None
+    simulation: SimulationConfig = dataclasses.field(default_factory=SimulationConfig)
+
+    def validate(self) -> None:
+        if self.downsample < 1:
+            self._fail("downsample", f"must be a positive integer, got {self.downsample}")
+        if self.image_size is not None:
+            if len(self.image_size) != self.dim or min(self.image_size) < 1:
+                wanted = "[H, W]" if self.dim == 2 else "[X, Y, Z]"
+                self._fail("image_size", f"must be {wanted} with positive sizes (dim {self.dim}), "
+                           f"got {list(self.image_size)}")
+            if self.downsample != 1:
+                self._fail("image_size", "give either image_size or downsample, not both")
+        if self.dim == 3 and self.slice_index is not None:
+            self._fail("slice_index", "applies to 2D slices only; dim 3 uses the whole volume (set it to null)")
+        if self.dim == 3 and self.data_dir is not None and Path(self.data_dir).suffix == ".npz":
+            self._fail("dim", "the authors' OASIS.npz holds 2D slices only; dim 3 needs an OASIS-1 copy or the "
+                       "simulated cohort")
+        if self.slice_index is not None and self.slice_index < 0:
+            self._fail("slice_index", f"must be >= 0 or null, got {self.slice_index}")
+        if self.data_dir is None and self.slice_index is not None and self.slice_index >= self.simulation.shape[2]:
+            self._fail(
+                "slice_index",
+                f"{self.slice_index} lies outside the simulated grid's {self.simulation.shape[2]} axial slices "
+                f"(0..{self.simulation.shape[2] - 1})",
+            )
+        if self.csv is not None and self.data_dir is None:
+            self._fail("csv", "a clinical table needs data_dir (the simulated cohort writes its own)")
+
+    def expected_image_size(self) -> tuple[int, ...]:
+        """The ``(H, W)`` or ``(X, Y, Z)`` the loader will produce, predicted from the settings alone."""
+        if self.image_size is not None:
+            return tuple(self.image_size)
+        volume = self.simulation.shape if self.data_dir is None else T88_SHAPE
+        x, y, _ = volume
+        # The 2D image is the transposed axial slice (Y, X); volumes keep file order (X, Y, Z).
+        base = (y, x) if self.dim == 2 else tuple(volume)
+        return tuple(n // self.downsample for n in base)
+
+
+@dataclasses.dataclass
+class SplitConfig(Config):
+    """Subject-level stratified split; the rest of the subjects is the training set (70 %)."""
+
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+
+    def validate(self) -> None:
+        for name in ("val_fraction", "test_fraction"):
+            if not 0 < getattr(self, name) < 1:
+                self._fail(name, f"must lie strictly between 0 and 1, got {getattr(self, name)}")
+        if self.val_fraction + self.test_fraction >= 0.9:
+            self._fail("test_fraction", "val_fraction + test_fraction must leave at least 10 % for training")
 
 
 @dataclasses.dataclass
@@ -179,3 +265,24 @@ def split_subjects(
     return {
         name: sorted(i for k in part.tolist() for i in by_subject[subjects[k]]) for name, part in parts.items()
     }
+
+
+def oversample(labels: torch.Tensor, seed: int) -> torch.Tensor:
+    """Indices that repeat minority-class images (drawn with replacement) up to the majority count.
+
+    Args:
+        labels: ``(N,)`` integer class labels.
+        seed: seed of the draw (NumPy's ``default_rng``).
+
+    Returns:
+        ``(M,)`` int64 indices: ``0 .. N-1`` in order, then the minority classes' repeats.
+    """
+    rng = np.random.default_rng(seed)
+    y = labels.numpy()
+    classes, counts = np.unique(y, return_counts=True)
+    extra = [
+        rng.choice(np.flatnonzero(y == c), size=counts.max() - k, replace=True)
+        for c, k in zip(classes, counts)
+        if k < counts.max()
+    ]
+    return torch.from_numpy(np.concatenate([np.arange(len(y))] + extra)).long()

