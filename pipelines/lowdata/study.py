@@ -86,7 +86,8 @@ from ..common.cli import (add_override_arguments, command_line_overrides, load_c
 from ..common.jobs import augmentor_config, intact_augmentor, job_environment, job_seed, read_result
 from ..common.methods import (FILTER_MARK, PEER_SOURCES, RATIO_MARK, REAL_METHODS, SHARED_PREFIX, canonical_methods,
                               is_filtered, method_label, method_sampler, split_source)
-from ..common.run_directory import RunDirectory, StudyError, claim_run_directory, lock_run_directory, saved_identity
+from ..common.run_directory import (JobFailure, RunDirectory, StudyError, claim_run_directory, lock_run_directory,
+                                    saved_identity)
 from ..common.settings import (MAX_REPETITIONS, MAX_SEED, MAX_THREADS, AugmentationConfig, ClassifierConfig,
                                RayConfig, SamplingConfig, VAESection, check_run_settings, seed_list)
 from ..common.stats import write_paired_report
@@ -945,7 +946,7 @@ def _run_jobs(paths: LowDataPaths, config: LowDataConfig, jobs: Sequence[LowData
 def _run_jobs_on_ray(paths: LowDataPaths, config: LowDataConfig,
                      jobs: Sequence[LowDataJob]) -> tuple[list[tuple[str, str]], dict[str, dict[str, float]]]:
     """Run ``jobs`` as Ray tasks (see :class:`LowDataConfig`); return the failures and each task's resources."""
-    from .ray_backend import RayTask, RayUnavailableError, execute_ray
+    from ..common.ray_backend import RayTask, RayUnavailableError, execute_ray
 
     root = str(paths.root.resolve())
     data = {**config.to_dict(), "progress": False}  # no terminal inside a task
@@ -998,8 +999,6 @@ def run_lowdata(config: LowDataConfig, out: str | Path, cache_dir: str | Path | 
         JobFailure: some jobs failed; the finished ones are kept.
         ValueError, FileNotFoundError, ConfigError: the data cannot be used (named).
     """
-    from .runner import JobFailure
-
     start = time.perf_counter()
     paths = LowDataPaths(out)
     device_type = resolve_device(config.device).type

@@ -79,7 +79,7 @@ from ..common.classifier import (TorchIOAugmentation, TrainedClassifier, classif
                                  train_classifier)
 from ..common.jobs import SEED_STRIDE, augmentor_config, intact_augmentor, job_environment, job_seed, read_result
 from ..common.methods import REAL_PREFIX, method_sampler, split_source
-from ..common.run_directory import RunDirectory
+from ..common.run_directory import RunDirectory, StudyError
 from ..common.study_data import StudyData, oversample
 from .config import CLASS_NAMES, METHODS, SEED_KEYS, StudyConfig
 
@@ -181,8 +181,6 @@ def load_latents(paths: RunPaths, seed: int, source: str) -> dict[str, Any]:
     Raises:
         StudyError: they are missing, or were damaged (then moved aside): the generate job makes them again.
     """
-    from .runner import StudyError
-
     latents = load_intact(paths.latents(seed, source))
     if latents is None:
         raise StudyError(f"{paths.latents(seed, source)} is missing or was damaged; rerun to draw it again")
