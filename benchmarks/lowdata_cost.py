@@ -21,7 +21,8 @@ import torch
 from augmentor.utils.config import read_config_data
 from augmentor.models import VAE
 from pipelines.common.classifier import OasisClassifier, TorchIOAugmentation
-from pipelines.lowdata.study import LowDataConfig, MonaiAugmentation, plan_lowdata_jobs
+from pipelines.lowdata.config import LowDataConfig
+from pipelines.lowdata.jobs import MonaiAugmentation, plan_lowdata_jobs
 from pipelines.common.methods import method_sampler
 
 

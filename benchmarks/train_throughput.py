@@ -42,7 +42,7 @@ def _study(path: Path) -> tuple[Any, tuple[int, ...]]:
     """The config of ``path`` (whichever pipeline it is for) and its images' ``(C, H, W[, D])``."""
     from pipelines.oasis_study.config import StudyConfig
     from pipelines.benchmark.study import BenchmarkConfig
-    from pipelines.lowdata.study import LowDataConfig
+    from pipelines.lowdata.config import LowDataConfig
 
     errors = []
     for kind in (StudyConfig, LowDataConfig, BenchmarkConfig):

@@ -76,7 +76,7 @@ def _oasis_fit(fit: Path, fidelity: Path) -> str:
 
 
 def _lowdata(summary: Path, distances: Path) -> str:
-    from pipelines.lowdata.study import lowdata_markdown
+    from pipelines.lowdata.report import lowdata_markdown
 
     return lowdata_markdown(pd.read_csv(summary), pd.read_csv(distances))
 

@@ -90,7 +90,7 @@ def test_oasis_study_table_from_its_report_files(tmp_path):
 
 
 def test_lowdata_table_from_its_report_files(tmp_path):
-    from pipelines.lowdata.study import summarize_lowdata
+    from pipelines.lowdata.report import summarize_lowdata
 
     per_run = pd.DataFrame({
         "method": ["real"] * 4 + ["real+riemannian"] * 4,

@@ -217,7 +217,7 @@ def _alias_bomb(levels: int) -> str:
 
 def test_yaml_alias_bomb_is_refused_with_a_short_message(tmp_path: Path) -> None:
     from augmentor.utils.config import ConfigError
-    from pipelines.lowdata.study import load_lowdata_config
+    from pipelines.lowdata.config import load_lowdata_config
 
     path = tmp_path / "bomb.yaml"
     path.write_text(_alias_bomb(6))  # 10**6 values once expanded
@@ -228,7 +228,7 @@ def test_yaml_alias_bomb_is_refused_with_a_short_message(tmp_path: Path) -> None
 
 def test_a_huge_value_quoted_in_an_error_is_cut(tmp_path: Path) -> None:
     from augmentor.utils.config import ConfigError
-    from pipelines.lowdata.study import load_lowdata_config
+    from pipelines.lowdata.config import load_lowdata_config
 
     path = tmp_path / "long.yaml"
     path.write_text(json.dumps({"num_threads": "x" * 100_000, "seeds": list(range(50_000))}))

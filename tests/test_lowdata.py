@@ -13,19 +13,15 @@ import yaml
 
 from augmentor.utils.config import ConfigError
 from augmentor.sampling.samplers import SAMPLERS
-from pipelines.lowdata.study import (
+from pipelines.lowdata.config import (
     PAIRED_BASELINES,
     LowDataConfig,
     LowDataSplitConfig,
-    MonaiAugmentation,
     MonaiAugmentationConfig,
-    latent_distances,
     load_lowdata_config,
-    low_data_split,
-    main,
-    run_lowdata,
-    training_indices,
 )
+from pipelines.lowdata.jobs import MonaiAugmentation, latent_distances, low_data_split, training_indices
+from pipelines.lowdata.study import main, run_lowdata
 from pipelines.common.run_directory import RunDirectoryError
 from pipelines.lowdata.sources import SourceConfig, load_source
 from pipelines.common.stats import paired_differences

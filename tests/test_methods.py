@@ -127,7 +127,7 @@ def test_renamed_oasis_methods_keep_the_classifier_seeds_of_their_old_names():
 
 
 def test_the_low_data_study_refuses_the_shared_decoder_sources():
-    from pipelines.lowdata.study import LowDataConfig
+    from pipelines.lowdata.config import LowDataConfig
 
     with pytest.raises(ConfigError, match="unknown: \\['real\\+shared-gmm'\\]"):
         LowDataConfig(methods=("real", "real+shared-gmm"))

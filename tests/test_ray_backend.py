@@ -15,7 +15,8 @@ import ray
 import torch
 
 from pipelines.common.settings import RayConfig
-from pipelines.lowdata.study import load_lowdata_config, run_lowdata
+from pipelines.lowdata.config import load_lowdata_config
+from pipelines.lowdata.study import run_lowdata
 from pipelines.common.ray_backend import RayTask, execute_ray
 
 

@@ -20,7 +20,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from augmentor.utils.io import write_json
 
@@ -31,6 +31,7 @@ __all__ = [
     "RunDirectoryError",
     "StudyError",
     "check_identity",
+    "check_outside_data",
     "claim_run_directory",
     "identity_hash",
     "lock_run_directory",
@@ -211,3 +212,14 @@ def check_identity(paths: RunDirectory, saved: dict[str, Any], ident: dict[str, 
         raise _refuse(paths.root, _differences(saved.get("identity", {}), ident))
 
 
+def check_outside_data(root: Path, folders: Iterable[Path]) -> None:
+    """Refuse a run directory inside a folder the input data are read from (input data are never written to).
+
+    Raises:
+        StudyError: naming the run directory and the data folder.
+    """
+    out = root.resolve()
+    for folder in folders:
+        if out == folder or folder in out.parents:
+            raise StudyError(f"the run directory {out} lies inside the data folder {folder}; "
+                             "input data are never written to")

@@ -108,6 +108,13 @@ class DataConfig(Config):
         base = (y, x) if self.dim == 2 else tuple(volume)
         return tuple(n // self.downsample for n in base)
 
+    def data_folders(self) -> list[Path]:
+        """The folder the OASIS images are read from (an ``.npz`` file's folder); none for a simulated cohort."""
+        if self.data_dir is None:
+            return []
+        data = Path(self.data_dir).expanduser().resolve()
+        return [data.parent if data.suffix == ".npz" else data]
+
 
 @dataclasses.dataclass
 class SplitConfig(Config):

@@ -2,12 +2,15 @@
 ``python -m augmentor.study``.
 
 * :mod:`~pipelines.lowdata.sources`: where the images come from (:class:`SourceConfig`).
-* :mod:`~pipelines.lowdata.study`: the configuration, the nested splits, the jobs, the report and the
-  command line.
+* :mod:`~pipelines.lowdata.config`: the study's methods and configuration.
+* :mod:`~pipelines.lowdata.jobs`: the nested splits, the run directory and the jobs.
+* :mod:`~pipelines.lowdata.report`: tables, plot and paired differences.
+* :mod:`~pipelines.lowdata.study`: :func:`run_lowdata` and the command line.
 """
 
+from .config import LowDataConfig, load_lowdata_config
 from .sources import SourceConfig, load_source
-from .study import LowDataConfig, LowDataResult, build_parser, load_lowdata_config, main, run_lowdata
+from .study import LowDataResult, build_parser, main, run_lowdata
 
 __all__ = ["LowDataConfig", "LowDataResult", "SourceConfig", "build_parser", "load_lowdata_config", "load_source",
            "main", "run_lowdata"]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import platform
 import traceback
-from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -25,14 +24,13 @@ from tqdm.auto import tqdm
 from augmentor.utils.artifacts import load_intact, read_checked_json, write_checked_json
 
 from ..common.ray_backend import RayTask, RayUnavailableError, error_line, execute_ray
-from ..common.run_directory import (JobFailure, RunDirectoryError, StudyError, check_identity, claim_run_directory,
-                                    saved_identity)
+from ..common.run_directory import (JobFailure, RunDirectoryError, StudyError, check_identity, check_outside_data,
+                                    claim_run_directory, saved_identity)
 from ..common.study_data import StudyData, split_subjects
 from .config import StudyConfig, identity
 from .jobs import Job, RunPaths, run_job
 
 __all__ = [
-    "check_outside_data",
     "check_run_directory",
     "execute",
     "plan_jobs",
@@ -47,21 +45,6 @@ def check_run_directory(paths: RunPaths, config: StudyConfig, device_type: str) 
         return
     # The data are not loaded yet: their fingerprint is taken as the saved one (prepare_run_directory checks it).
     check_identity(paths, saved, identity(config, device_type, saved.get("identity", {}).get("data_fingerprint", "")))
-
-
-def check_outside_data(out: Path, config: StudyConfig) -> None:
-    """Refuse a run directory inside the OASIS data folder (input data are never written to).
-
-    Raises:
-        StudyError: naming both folders.
-    """
-    if config.data.data_dir is None:
-        return
-    data = Path(config.data.data_dir).expanduser().resolve()
-    data = data.parent if data.suffix == ".npz" else data
-    out = out.resolve()
-    if out == data or data in out.parents:
-        raise StudyError(f"the run directory {out} lies inside the data folder {data}; input data are never written to")
 
 
 def prepare_run_directory(
@@ -80,7 +63,7 @@ def prepare_run_directory(
         RunDirectoryError: the folder holds another study, other data, or foreign files.
         ValueError: the data cannot be split (a single class, a class too small).
     """
-    check_outside_data(paths.root, config)
+    check_outside_data(paths.root, config.data.data_folders())
     ident = identity(config, device_type, data.fingerprint())
     saved = saved_identity(paths)
     if saved is not None:

@@ -42,12 +42,12 @@ from augmentor.utils.config import shipped_config
 from augmentor.utils.devices import resolve_device
 
 from ..common.cli import add_override_arguments, command_line_overrides, run_command
-from ..common.run_directory import lock_run_directory
+from ..common.run_directory import check_outside_data, lock_run_directory
 from ..common.study_data import CACHE_ENV, load_study_data
 from .config import StudyConfig, load_study_config
 from .jobs import RunPaths
 from .report import PROTOCOL, write_report
-from .runner import check_outside_data, check_run_directory, execute, plan_jobs, prepare_run_directory
+from .runner import check_run_directory, execute, plan_jobs, prepare_run_directory
 
 __all__ = ["DEFAULT_CONFIG", "StudyResult", "build_parser", "main", "run_study"]
 
@@ -87,7 +87,7 @@ def run_study(config: StudyConfig, out: str | Path, cache_dir: str | Path | None
     start = time.perf_counter()
     paths = RunPaths(out)
     device_type = resolve_device(config.device).type
-    check_outside_data(paths.root, config)  # before the lock file could be created in the data folder
+    check_outside_data(paths.root, config.data.data_folders())  # before the lock file could be created in the data folder
     check_run_directory(paths, config, device_type)  # before anything is created in a foreign folder
     with lock_run_directory(paths):
         data = load_study_data(config.data, cache_dir, progress=config.progress)
