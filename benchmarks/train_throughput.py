@@ -41,7 +41,7 @@ BENCHMARK_SHAPES = {"mnist": (1, 32, 32), "svhn": (3, 32, 32), "cifar10": (3, 32
 def _study(path: Path) -> tuple[Any, tuple[int, ...]]:
     """The config of ``path`` (whichever pipeline it is for) and its images' ``(C, H, W[, D])``."""
     from pipelines.oasis_study.config import StudyConfig
-    from pipelines.benchmark.study import BenchmarkConfig
+    from pipelines.benchmark.config import BenchmarkConfig
     from pipelines.lowdata.config import LowDataConfig
 
     errors = []

@@ -23,7 +23,7 @@ import time
 import torch
 
 from augmentor.models.peers import build_model, model_config
-from pipelines.benchmark.study import load_benchmark_config
+from pipelines.benchmark.config import load_benchmark_config
 from pipelines.common.image_model import load_image_data
 
 

@@ -41,7 +41,7 @@ __all__ = ["MARKER", "RESULTS", "TABLES", "ResultTable", "expand_markers", "miss
 
 
 def _generation(path: Path, keys: Sequence[str] | None = None) -> str:
-    from pipelines.benchmark.study import markdown_table
+    from pipelines.benchmark.report import markdown_table
 
     table = pd.read_csv(path)
     if keys is not None:
@@ -54,7 +54,7 @@ def _generation_vae_rows(path: Path) -> str:
 
 
 def _sweep(path: Path) -> str:
-    from pipelines.benchmark.study import markdown_table
+    from pipelines.benchmark.report import markdown_table
 
     table = pd.read_csv(path)
     parts = []

@@ -10,15 +10,9 @@ import pytest
 from augmentor.utils.config import ConfigError
 from augmentor.utils.io import load_tensors
 from augmentor.metrics import INCEPTION_ENV
-from pipelines.benchmark.study import (
-    BenchmarkConfig,
-    GenerationPaths,
-    load_benchmark_config,
-    main,
-    run_benchmark,
-    run_sweep,
-    sample_specs,
-)
+from pipelines.benchmark.config import BenchmarkConfig, load_benchmark_config
+from pipelines.benchmark.stages import GenerationPaths, sample_specs
+from pipelines.benchmark.study import main, run_benchmark, run_sweep
 from pipelines.common.run_directory import RunDirectoryError, StudyError
 
 TINY = Path(__file__).resolve().parents[1] / "configs" / "mnist_tiny.yaml"

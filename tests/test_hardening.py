@@ -75,7 +75,7 @@ BENCH = Path(__file__).resolve().parents[1] / "configs" / "mnist_tiny.yaml"
 
 
 def _bench_config(mnist: Path, **overrides):
-    from pipelines.benchmark.study import load_benchmark_config
+    from pipelines.benchmark.config import load_benchmark_config
 
     settings = {"data.path": str(mnist), "progress": False, "sampling.samplers": ["prior", "gmm"],
                 "sampling.n_samples": 50, **overrides}

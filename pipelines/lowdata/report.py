@@ -3,7 +3,6 @@ differences."""
 
 from __future__ import annotations
 
-import io
 import math
 from typing import Any
 
@@ -15,6 +14,7 @@ from augmentor.sampling.samplers import SAMPLERS
 
 from ..common.jobs import read_result
 from ..common.methods import FILTER_MARK, RATIO_MARK, method_label
+from ..common.figures import figure_png
 from ..common.stats import write_paired_report
 from .config import ALL, PAIRED_BASELINES, method_order
 from .jobs import LowDataPaths, read_distances
@@ -151,11 +151,7 @@ def size_plot(summary: pd.DataFrame, title: str = "") -> bytes:
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
-    plt.close(fig)
-    return buffer.getvalue()
+    return figure_png(fig)
 
 
 def write_lowdata_report(paths: LowDataPaths, title: str) -> tuple[pd.DataFrame, pd.DataFrame, str]:

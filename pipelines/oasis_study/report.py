@@ -31,6 +31,7 @@ from augmentor.utils.io import write_bytes
 
 from ..common.jobs import read_result
 from ..common.methods import METHOD_LABELS, PEER_SOURCES, method_label, source_label, split_source
+from ..common.figures import figure_png
 from ..common.stats import write_paired_report
 from .config import CLASS_NAMES, METHODS
 from .jobs import RunPaths
@@ -147,11 +148,7 @@ def box_plot(per_run: pd.DataFrame, methods: Sequence[str], title: str = "") -> 
     ax.axhline(50, color="grey", lw=0.8, ls=":")
     ax.set_ylabel("test balanced accuracy (%)")
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, metadata={"Software": None})
-    plt.close(fig)
-    return buffer.getvalue()
+    return figure_png(fig, dpi=110)
 
 
 def write_report(paths: RunPaths, title: str = "") -> tuple[pd.DataFrame, pd.DataFrame, str]:
