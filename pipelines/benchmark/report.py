@@ -19,6 +19,7 @@ from augmentor.sampling.samplers import SAMPLERS
 
 from ..common.image_model import ImageData
 from ..common.figures import figure_png
+from ..common.markdown import render_table
 from .config import BenchmarkConfig
 from .stages import GenerationPaths, SampleSpec, predict_classes, read_benchmark_result
 
@@ -81,7 +82,7 @@ def markdown_table(table: pd.DataFrame) -> str:
     headers = ["Sampler", "FID (n_fake / n_real)", "FD_domain", "PRD F8", "PRD F1/8", "Precision", "Recall",
                "Density", "Coverage", "NN-train median ratio", "Classes min-max", "HMC accept",
                "Floor share (samples / chains)", "Latent distance ratio", "Split R-hat"]
-    lines = ["| " + " | ".join(headers) + " |", "|---|" + "---:|" * (len(headers) - 1)]
+    rows = []
     for row in table.to_dict("records"):
         fid = "" if row["fid"] is None or pd.isna(row["fid"]) else \
             f"{row['fid']:.2f} ({row['n_fake']} / {row['n_real']})"
@@ -94,8 +95,8 @@ def markdown_table(table: pd.DataFrame) -> str:
                             if _value(row.get(k)) is not None),
                  # tables written before these columns existed leave them empty
                  _cell(_value(row.get("latent_distance_ratio"))), _cell(_value(row.get("split_rhat")))]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append(cells)
+    return render_table(headers, rows, "l" + "r" * (len(headers) - 1))
 
 
 def _spec_of_key(key: str) -> SampleSpec | None:

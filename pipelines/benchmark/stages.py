@@ -152,7 +152,7 @@ def train_models_on_ray(paths: GenerationPaths, config: BenchmarkConfig,
     Returns:
         ``{name: error}`` of every model whose training failed.
     """
-    from ..common.ray_backend import RayTask, RayUnavailableError, execute_ray
+    from ..common.ray_backend import RayTask, execute_ray
 
     root, data = str(paths.root.resolve()), config.to_dict()
     tasks = [RayTask(f"model {name}", _train_model_task, (root, data, model_cfg))
@@ -160,10 +160,7 @@ def train_models_on_ray(paths: GenerationPaths, config: BenchmarkConfig,
              if not (paths.model_file(name).is_file() and paths.codes_file(name).is_file())]
     if not tasks:
         return {}
-    try:
-        outcome = execute_ray(tasks, config.ray, config.num_threads, config.progress)
-    except RayUnavailableError as err:
-        raise StudyError(str(err)) from err
+    outcome = execute_ray(tasks, config.ray, config.num_threads, config.progress)
     for key, resources in outcome.resources.items():
         logger.info("%s trained on Ray with %s", key, resources)
     return {key.removeprefix("model "): message for key, message in outcome.failures}

@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 
 from tqdm.auto import tqdm
 
+from .run_directory import StudyError
 from .settings import RayConfig
 
 __all__ = ["RayOutcome", "RayTask", "RayUnavailableError", "error_line", "execute_ray"]
@@ -30,8 +31,8 @@ __all__ = ["RayOutcome", "RayTask", "RayUnavailableError", "error_line", "execut
 logger = logging.getLogger(__name__)
 
 
-class RayUnavailableError(RuntimeError):
-    """Ray is not installed."""
+class RayUnavailableError(StudyError):
+    """Ray is not installed (a :class:`~pipelines.common.run_directory.StudyError`: the study cannot run)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,6 +26,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from .markdown import render_table
+
 __all__ = [
     "PAIRED_COLUMNS",
     "bootstrap_interval",
@@ -167,15 +169,15 @@ def paired_markdown(paired: pd.DataFrame, labels: dict[str, str] | None = None, 
     group_by = list(group_by)
     head = ([group_title or c for c in group_by] + ["Method", "Baseline", "Splits", "Mean diff. (pts)",
                                                      "95 % CI (t)", "95 % CI (bootstrap)", "p (paired t)", "Wins"])
-    lines = ["| " + " | ".join(head) + " |", "|" + "---:|" * len(group_by) + "---|---|" + "---:|" * 6]
+    rows = []
     for row in paired.itertuples(index=False):
         p = "—" if math.isnan(row.p_value) else f"{row.p_value:.3f}"
         cells = [str(getattr(row, c)) for c in group_by] + [
             labels.get(row.method, row.method), labels.get(row.baseline, row.baseline), str(row.units),
             f"{100 * row.mean_difference:+.1f}", _interval(row.t_low, row.t_high),
             _interval(row.bootstrap_low, row.bootstrap_high), p, f"{row.wins} / {row.units}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append(cells)
+    return render_table(head, rows, "r" * len(group_by) + "ll" + "r" * 6)
 
 
 def write_paired_report(folder: Path, per_run: pd.DataFrame, baselines: Sequence[str], labels: dict[str, str],

@@ -64,6 +64,7 @@ from ..common.cli import (add_override_arguments, command_line_overrides, load_c
                           run_command)
 from ..common.image_model import ImageDataConfig, ImageVAESection, ModelPaths, load_image_data, train_stage
 from ..common.jobs import job_environment
+from ..common.markdown import render_table
 from ..common.run_directory import claim_run_directory, lock_run_directory, saved_identity
 from ..common.settings import check_run_settings
 
@@ -332,15 +333,15 @@ def lengths_markdown(table: pd.DataFrame) -> str:
     headers = ["Pair", "Classes", "Eq. 8 length, straight", "Eq. 8 length, curve", "curve / straight",
                "Euclidean length, straight", "Euclidean length, curve", "min log vol., straight",
                "min log vol., curve"]
-    lines = ["| " + " | ".join(headers) + " |", "|---|---|" + "---:|" * (len(headers) - 2)]
+    rows = []
     for row in table.to_dict("records"):
         cells = [str(row["pair"]), f"{row['start_class']} → {row['end_class']}",
                  f"{row['straight_eq8_length']:.4g}", f"{row['curve_eq8_length']:.4g}",
                  f"{row['curve_over_straight']:.3f}", f"{row['straight_euclidean_length']:.3f}",
                  f"{row['curve_euclidean_length']:.3f}", f"{row['straight_min_log_volume']:.2f}",
                  f"{row['curve_min_log_volume']:.2f}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append(cells)
+    return render_table(headers, rows, "ll" + "r" * (len(headers) - 2))
 
 
 def _map_grid(codes: torch.Tensor, settings: MapSection) -> tuple[torch.Tensor, torch.Tensor]:

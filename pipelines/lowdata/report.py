@@ -15,6 +15,7 @@ from augmentor.sampling.samplers import SAMPLERS
 from ..common.jobs import read_result
 from ..common.methods import FILTER_MARK, RATIO_MARK, method_label
 from ..common.figures import figure_png
+from ..common.markdown import render_table
 from ..common.stats import write_paired_report
 from .config import ALL, PAIRED_BASELINES, method_order
 from .jobs import LowDataPaths, read_distances
@@ -103,10 +104,9 @@ def lowdata_markdown(summary: pd.DataFrame, distances: pd.DataFrame) -> str:
     cell = {(r.method, r.size): r for r in summary.itertuples()}
     methods = list(dict.fromkeys(summary["method"]))
     head = ["Method"] + [f"{s} / class" for s in sizes]
-    lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * len(sizes) + "|"]
-    for method in methods:
-        cells = [_mean_std(cell[method, s]) if (method, s) in cell else "" for s in sizes]
-        lines.append("| " + " | ".join([method_label(method)] + cells) + " |")
+    rows = [[method_label(method)] + [_mean_std(cell[method, s]) if (method, s) in cell else "" for s in sizes]
+            for method in methods]
+    lines = [render_table(head, rows, "l" + "r" * len(sizes))]
     lines += ["", "Sources of variance (std of balanced accuracy, %: between splits / between classifier seeds "
               "on one split; runs = seeds x classifier seeds):", "",
               "| Method | Size / class | Runs | Mean | Std (all runs) | Split std | Classifier std |",

@@ -67,8 +67,8 @@ from augmentor.utils.devices import resolve_device
 
 from ..common.cli import add_override_arguments, command_line_overrides, run_command
 from ..common.methods import method_sampler
-from ..common.run_directory import (JobFailure, StudyError, check_outside_data, lock_run_directory,
-                                    saved_identity)
+from ..common.ray_backend import RayTask, error_line, execute_ray
+from ..common.run_directory import JobFailure, check_outside_data, lock_run_directory, saved_identity
 from .sources import load_source
 from .config import LowDataConfig, load_lowdata_config, size_name
 from .jobs import (LowDataJob, LowDataPaths, data_folders, is_done, plan_lowdata_jobs, prepare_lowdata_run,
@@ -140,7 +140,6 @@ def _run_jobs(paths: LowDataPaths, config: LowDataConfig, jobs: Sequence[LowData
 def _run_jobs_on_ray(paths: LowDataPaths, config: LowDataConfig,
                      jobs: Sequence[LowDataJob]) -> tuple[list[tuple[str, str]], dict[str, dict[str, float]]]:
     """Run ``jobs`` as Ray tasks (see :class:`LowDataConfig`); return the failures and each task's resources."""
-    from ..common.ray_backend import RayTask, RayUnavailableError, execute_ray
 
     root = str(paths.root.resolve())
     data = {**config.to_dict(), "progress": False}  # no terminal inside a task
@@ -150,19 +149,13 @@ def _run_jobs_on_ray(paths: LowDataPaths, config: LowDataConfig,
         fit = fits.get((job.seed, job.size))
         needs_fit = job.kind == "classify" and method_sampler(job.method) is not None and fit is not None
         tasks.append(RayTask(job.key, _run_one, (root, data, job), (fit,) if needs_fit else ()))
-    try:
-        outcome = execute_ray(tasks, config.ray, config.num_threads, config.progress)
-    except RayUnavailableError as err:
-        raise StudyError(str(err)) from err
+    outcome = execute_ray(tasks, config.ray, config.num_threads, config.progress)
     return outcome.failures, outcome.resources
 
 
 def _map_jobs(root: str, data: dict[str, Any], jobs: Sequence[LowDataJob],
               workers: int) -> Iterator[tuple[LowDataJob, str | None]]:
     """Yield ``(job, None)`` for each finished job, ``(job, message)`` for each failed one."""
-    def message(err: BaseException) -> str:
-        return f"{type(err).__name__}: {err}".splitlines()[0]
-
     if workers == 1 or len(jobs) < 2:
         for job in jobs:
             try:
@@ -170,7 +163,7 @@ def _map_jobs(root: str, data: dict[str, Any], jobs: Sequence[LowDataJob],
                 yield job, None
             except Exception as err:  # keep going with independent jobs; report all at the end
                 traceback.print_exc()
-                yield job, message(err)
+                yield job, error_line(err)
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -181,8 +174,8 @@ def _map_jobs(root: str, data: dict[str, Any], jobs: Sequence[LowDataJob],
         for future in as_completed(futures):
             error = future.exception()
             if error is not None:
-                logger.error("%s failed: %s", futures[future].key, message(error))
-            yield futures[future], None if error is None else message(error)
+                logger.error("%s failed: %s", futures[future].key, error_line(error))
+            yield futures[future], None if error is None else error_line(error)
 
 
 def run_lowdata(config: LowDataConfig, out: str | Path, cache_dir: str | Path | None = None) -> LowDataResult:

@@ -32,6 +32,7 @@ from augmentor.utils.io import write_bytes
 from ..common.jobs import read_result
 from ..common.methods import METHOD_LABELS, PEER_SOURCES, method_label, source_label, split_source
 from ..common.figures import figure_png
+from ..common.markdown import render_table
 from ..common.stats import write_paired_report
 from .config import CLASS_NAMES, METHODS
 from .jobs import RunPaths
@@ -122,12 +123,10 @@ def markdown_table(summary: pd.DataFrame) -> str:
     headers = ["Method", "Runs"] + [
         "Balanced acc." if m == "balanced_accuracy" else m.replace("_", " ").replace("f1", "F1") for m in metrics
     ]
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(["---"] + ["---:"] * (len(headers) - 1)) + "|"]
-    for method, row in summary.iterrows():
-        cells = [method_label(method), str(int(row["runs"]))]
-        cells += [f"{100 * row[f'{m}_mean']:.1f} ± {100 * row[f'{m}_std']:.1f}" for m in metrics]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    rows = [[method_label(method), str(int(row["runs"]))]
+            + [f"{100 * row[f'{m}_mean']:.1f} ± {100 * row[f'{m}_std']:.1f}" for m in metrics]
+            for method, row in summary.iterrows()]
+    return render_table(headers, rows, "l" + "r" * (len(headers) - 1))
 
 
 def box_plot(per_run: pd.DataFrame, methods: Sequence[str], title: str = "") -> bytes:

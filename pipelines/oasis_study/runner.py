@@ -23,8 +23,8 @@ from tqdm.auto import tqdm
 
 from augmentor.utils.artifacts import load_intact, read_checked_json, write_checked_json
 
-from ..common.ray_backend import RayTask, RayUnavailableError, error_line, execute_ray
-from ..common.run_directory import (JobFailure, RunDirectoryError, StudyError, check_identity, check_outside_data,
+from ..common.ray_backend import RayTask, error_line, execute_ray
+from ..common.run_directory import (JobFailure, RunDirectoryError, check_identity, check_outside_data,
                                     claim_run_directory, saved_identity)
 from ..common.study_data import StudyData, split_subjects
 from .config import StudyConfig, identity
@@ -136,10 +136,7 @@ def _execute_ray(paths: RunPaths, config: StudyConfig, jobs: Sequence[Job]) -> l
                 (generate_keys[job.seed],) if job.needs_generate and job.seed in generate_keys else ())
         for job in jobs
     ]
-    try:
-        return execute_ray(tasks, config.ray, config.num_threads, config.progress).failures
-    except RayUnavailableError as err:
-        raise StudyError(str(err)) from err
+    return execute_ray(tasks, config.ray, config.num_threads, config.progress).failures
 
 
 def execute(paths: RunPaths, config: StudyConfig, jobs: Sequence[Job]) -> None:
