@@ -284,6 +284,19 @@ def test_damaged_result_is_moved_aside_and_recomputed(reference, tiny, cache, tm
         assert f"moved aside to {damaged.name}.corrupt" in caplog.text
 
 
+def test_results_under_the_old_method_names_are_resumed_not_recomputed(reference, tiny, cache, tmp_path):
+    out = tmp_path / "earlier-release"
+    shutil.copytree(reference.out, out)
+    for seed in (0, 1):  # the file names an earlier release wrote
+        folder = out / "results" / f"seed_{seed}"
+        for new, old in (("real", "original"), ("torchio", "classical"), ("real+riemannian", "original+riemannian")):
+            (folder / f"{new}.json").rename(folder / f"{old}.json")
+    again = run_study(tiny, out, cache_dir=cache)
+    assert again.jobs_run == 0 and again.table == reference.table
+    assert again.per_run.equals(reference.per_run)
+    assert not (out / "results" / "seed_0" / "real.json").exists()  # nothing trained, nothing written
+
+
 def test_ray_backend_gives_the_same_table(reference, tiny, cache, tmp_path):
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

@@ -78,7 +78,7 @@ from oasis.loader import T88_SHAPE, axial_slices
 from ..common.classifier import (TorchIOAugmentation, TrainedClassifier, classification_metrics, predict,
                                  train_classifier)
 from ..common.jobs import SEED_STRIDE, augmentor_config, intact_augmentor, job_environment, job_seed, read_result
-from ..common.methods import REAL_PREFIX, method_sampler, split_source
+from ..common.methods import REAL_PREFIX, deprecated_name, method_sampler, split_source
 from ..common.run_directory import RunDirectory, StudyError
 from ..common.study_data import StudyData, oversample
 from .config import CLASS_NAMES, METHODS, SEED_KEYS, StudyConfig
@@ -156,7 +156,20 @@ class RunPaths(RunDirectory):
                 and all(load_intact(self.latents(job.seed, s)) is not None for s in job.samplers)
                 and self.fit(job.seed).is_file()
             )
-        return read_result(self.result(job.seed, job.method)) is not None
+        return self.finished_result(job.seed, job.method or "") is not None
+
+    def finished_result(self, seed: int, method: str) -> dict[str, Any] | None:
+        """The finished result of ``method`` on ``seed``, or None; a damaged file is moved aside.
+
+        A run directory of an earlier release holds it under the method's old name
+        (:func:`~pipelines.common.methods.deprecated_name`, ``original.json`` for ``real``): it is read
+        there too, so resuming such a directory does not train the renamed methods again.
+        """
+        result = read_result(self.result(seed, method))
+        old = deprecated_name(method)
+        if result is None and old != method:
+            result = read_result(self.result(seed, old))
+        return result
 
     def finished_results(self) -> dict[tuple[int, str], dict[str, Any]]:
         """Every finished classifier result in the run directory, keyed by ``(seed, method)``.
@@ -169,7 +182,7 @@ class RunPaths(RunDirectory):
         found = {}
         for seed in sorted(int(name) for name in names if name.isdigit()):
             for method in METHODS:
-                result = read_result(self.result(seed, method))
+                result = self.finished_result(seed, method)
                 if result is not None:
                     found[(seed, method)] = result
         return found
