@@ -81,7 +81,7 @@ def test_the_benchmark_trains_its_models_as_gpu_tasks_like_locally(tmp_path: Pat
                 "metrics.memorisation_samples": 20, "progress": False}
     config = load_benchmark_config(BENCHMARK_TINY, settings)
     local = run_benchmark(config, tmp_path / "local")
-    with caplog.at_level(logging.INFO, logger="pipelines.benchmark.study"):
+    with caplog.at_level(logging.INFO, logger="pipelines.benchmark.stages"):
         on_ray = run_benchmark(config.replace(backend="ray", ray=RayConfig(gpus_per_job=0.5)), tmp_path / "ray")
     trained = [r.getMessage() for r in caplog.records if "trained on Ray" in r.getMessage()]
     assert len(trained) == 2 and all("'GPU': 0.5" in line for line in trained)

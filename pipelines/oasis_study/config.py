@@ -25,6 +25,10 @@ result depends on. ``seeds`` and ``methods`` only choose *which* jobs run, so a
 run directory can be extended with more seeds or methods; paths (``data_dir``,
 ``csv``, ``cache_dir``), ``backend``, ``ray`` and ``progress`` do not change any
 result either (the data enter through their fingerprint instead).
+
+The sections the OASIS study shares with the low-data study are
+:mod:`pipelines.common.settings`'s and :mod:`pipelines.common.study_data`'s; its methods are
+names of :mod:`pipelines.common.methods`.
 """
 
 from __future__ import annotations
