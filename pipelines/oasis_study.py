@@ -53,6 +53,7 @@ from .runner import (
     plan_jobs,
     prepare_run_directory,
     run_command,
+    train_classes,
 )
 
 __all__ = ["DEFAULT_CONFIG", "StudyResult", "build_parser", "main", "run_study"]
@@ -73,6 +74,7 @@ class StudyResult:
     jobs_run: int
     jobs_skipped: int
     seconds: float
+    job_resources: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)  # Ray: what each task got
 
 
 def run_study(config: StudyConfig, out: str | Path, cache_dir: str | Path | None = None) -> StudyResult:
@@ -101,7 +103,7 @@ def run_study(config: StudyConfig, out: str | Path, cache_dir: str | Path | None
         config.vae.build(tuple(data.images.shape[1:]))
         prepare_run_directory(paths, config, data, device_type)
 
-        jobs = plan_jobs(config)
+        jobs = plan_jobs(config, train_classes(paths, config.seed_list))
         todo = [job for job in jobs if not paths.is_done(job)]
         logger.info(
             "Study %r: %d seed(s) x %d method(s), %d jobs (%d already finished), backend %s, device %s, "
@@ -109,11 +111,11 @@ def run_study(config: StudyConfig, out: str | Path, cache_dir: str | Path | None
             config.name, len(config.seed_list), len(config.methods), len(jobs), len(jobs) - len(todo),
             config.backend, device_type, paths.root,
         )
-        execute(paths, config, todo)
+        resources = execute(paths, config, todo)
         title = f"OASIS study {config.name!r}: {len(set(data.subject_ids))} subjects, images {data.image_size}"
         per_run, summary, table = write_report(paths, title)
         seconds = time.perf_counter() - start
-        return StudyResult(paths.root, per_run, summary, table, len(todo), len(jobs) - len(todo), seconds)
+        return StudyResult(paths.root, per_run, summary, table, len(todo), len(jobs) - len(todo), seconds, resources)
 
 
 def _seeds(text: str) -> int | list[int]:
