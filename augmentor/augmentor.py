@@ -294,7 +294,7 @@ class ClassModel:
         except (ValueError, ConfigError, TypeError, KeyError) as err:
             raise CorruptSaveError(f"{folder}: invalid config.json or class.json ({err})") from err
         if config.vae is None:
-            raise CorruptSaveError(f"{folder}: config.json has AugmentorConfig.vae = null; a class model records its VAE")
+            raise CorruptSaveError(f"{folder}: config.json has AugmentorConfig.vae = null; a class model records it")
         model, history = _load_model(config, folder)
         return cls(label, index, config, model, history, digest)
 

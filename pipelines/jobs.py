@@ -96,7 +96,8 @@ from .config import CLASS_NAMES, METHODS, StudyConfig, method_sampler, split_sou
 from .data import StudyData
 
 __all__ = [
-    "Job", "RunPaths", "job_seed", "read_result", "run_class_model", "run_classify", "run_generate", "run_job",
+    "Job", "RunPaths", "augmentor_from_class_models", "class_model_path", "fitted_class_model", "job_seed",
+    "per_class_generators", "read_result", "run_class_model", "run_classify", "run_generate", "run_job",
     "train_judge", "training_set",
 ]
 
@@ -247,6 +248,18 @@ def fitted_class_model(
     return model
 
 
+def augmentor_from_class_models(
+    augmentor: GeometricAugmentor, images: torch.Tensor, labels: torch.Tensor, class_folder: Callable[[int], Path],
+    log_dir: Path | None = None, checkpoint_dir: Path | None = None,
+) -> GeometricAugmentor:
+    """``augmentor`` fitted on ``images`` ``(N, C, H, W[, D])`` and ``labels`` ``(N,)`` from every class's model
+    saved in ``class_folder(label)`` (:func:`fitted_class_model`: trained and saved there when missing)."""
+    classes = sorted(int(c) for c in labels.unique())
+    models = [fitted_class_model(class_folder(label), augmentor, images, labels, label, log_dir, checkpoint_dir)
+              for label in classes]
+    return augmentor.fit_from_class_models(images, labels, models)
+
+
 def load_latents(paths: RunPaths, seed: int, source: str) -> dict[str, Any]:
     """The seed's latent codes of ``source``, checksum verified.
 
@@ -358,12 +371,17 @@ def _class_model(
     paths: RunPaths, config: StudyConfig, data: StudyData, train: torch.Tensor, seed: int, generator: str, label: int
 ) -> ClassModel:
     """The seed's trained model of class ``label`` of a per-class ``generator``: loaded if saved, else trained."""
-    name = _model_name(generator)
     augmentor = GeometricAugmentor(augmentor_config(config, seed, tuple(data.images.shape[1:]), generator))
     return fitted_class_model(
         paths.class_model(seed, label, generator), augmentor, data.images[train], data.labels[train], label,
-        log_dir=paths.tensorboard(f"seed_{seed}", name), checkpoint_dir=paths.generate(seed) / f"checkpoints_{name}",
+        log_dir=paths.tensorboard(f"seed_{seed}", _model_name(generator)),
+        checkpoint_dir=_checkpoints(paths, seed, generator),
     )
+
+
+def _checkpoints(paths: RunPaths, seed: int, generator: str) -> Path:
+    """The training checkpoints of the seed's models of ``generator`` (a subfolder per class)."""
+    return paths.generate(seed) / f"checkpoints_{_model_name(generator)}"
 
 
 def _fitted_augmentor(
@@ -379,16 +397,15 @@ def _fitted_augmentor(
                          (CorruptSaveError,))  # only damage; other errors (a device) propagate
     if saved is not None:
         return saved
-    name = _model_name(generator)
-    checkpoints = paths.generate(seed) / f"checkpoints_{name}"
+    log_dir = paths.tensorboard(f"seed_{seed}", _model_name(generator))
+    checkpoints = _checkpoints(paths, seed, generator)
     augmentor = GeometricAugmentor(augmentor_config(config, seed, tuple(data.images.shape[1:]), generator))
     images, labels = data.images[train], data.labels[train]
     if generator == "shared":
-        augmentor.fit(images, labels, log_dir=paths.tensorboard(f"seed_{seed}", name), checkpoint_dir=checkpoints)
+        augmentor.fit(images, labels, log_dir=log_dir, checkpoint_dir=checkpoints)
     else:
-        classes = sorted(int(c) for c in labels.unique())
-        models = [_class_model(paths, config, data, train, seed, generator, label) for label in classes]
-        augmentor.fit_from_class_models(images, labels, models)
+        augmentor_from_class_models(augmentor, images, labels, lambda c: paths.class_model(seed, c, generator),
+                                    log_dir, checkpoints)
     augmentor.save(folder)
     shutil.rmtree(checkpoints, ignore_errors=True)  # the saved augmentor supersedes them
     return augmentor

@@ -37,6 +37,7 @@ Run directory::
 
     .lock, study.json                                  lock and identity (see pipelines.runner)
     splits/seed_<s>.pt                                 that seed's indices and images (val, test, ordered pool)
+    generate/seed_<s>/n_<size>/class_models[_<model>]/class_<c>/  class c's trained VAE (or peer model)
     generate/seed_<s>/n_<size>/augmentor/              fitted VAEs + samplers
     generate/seed_<s>/n_<size>/augmentor_<model>/      a peer model's augmentor (<model>-<sampler> methods)
     generate/seed_<s>/n_<size>/latents_<sampler>.pt    synthetic latent codes (decoded on use)
@@ -71,7 +72,7 @@ import torch
 
 from augmentor.utils.artifacts import (NUMBER, check_fields, load_checked_tensors, load_intact, read_checked_json,
                                  save_checked_tensors, write_checked_json)
-from augmentor.augmentor import GeometricAugmentor
+from augmentor.augmentor import CLASS_MODEL_KIND, GeometricAugmentor
 from augmentor.utils.config import Config, ConfigError, load_config_file, read_config_data
 from augmentor.utils.devices import resolve_device
 from augmentor.utils.io import CorruptSaveError, write_bytes, write_json
@@ -100,7 +101,8 @@ from .config import (
 )
 from .data import StudyData
 from .common import RunDirectory, oversample
-from .jobs import augmentor_config, intact_augmentor, job_environment, job_seed, read_result
+from .jobs import (augmentor_config, augmentor_from_class_models, class_model_path, fitted_class_model,
+                   intact_augmentor, job_environment, job_seed, per_class_generators, read_result)
 from .report import METHOD_LABELS as STUDY_LABELS
 from .runner import StudyError, claim_run_directory, lock_run_directory, run_command, saved_identity
 from .sources import SourceConfig, load_source
@@ -320,10 +322,11 @@ class LowDataConfig(Config):
         workers: jobs run at once in separate processes by the ``local`` backend
             (results do not depend on it).
         backend: ``local`` (this machine, ``workers`` processes) or ``ray``: every
-            (seed, size) VAE fit and every classifier is a Ray task reserving
-            ``num_threads`` CPUs and ``ray.gpus_per_job`` GPUs, each classifier
-            that trains on synthetic images after its (seed, size) fit. Results
-            do not depend on the backend.
+            (seed, size, class) VAE (or peer model) fit, every (seed, size)
+            generate job and every classifier is a Ray task reserving
+            ``num_threads`` CPUs and ``ray.gpus_per_job`` GPUs; a generate job runs
+            after its class models, a classifier that trains on synthetic images
+            after its generate job. Results do not depend on the backend.
         ray: the Ray cluster and the GPUs of each task.
     """
 
@@ -507,6 +510,10 @@ class LowDataPaths(RunDirectory):
         """The fitted augmentor of ``generator`` (``vae``: the per-class VAEs; a peer model's name)."""
         return self.generate(seed, size) / ("augmentor" if generator == "vae" else f"augmentor_{generator}")
 
+    def class_model(self, seed: int, size: int | str, label: int, generator: str = "vae") -> Path:
+        """Class ``label``'s trained model of ``generator`` (``vae`` or a peer model's name)."""
+        return class_model_path(self.generate(seed, size), label, generator)
+
     def latents(self, seed: int, size: int | str, sampler: str) -> Path:
         return self.generate(seed, size) / f"latents_{sampler}.pt"
 
@@ -519,29 +526,45 @@ class LowDataPaths(RunDirectory):
 
 @dataclasses.dataclass(frozen=True)
 class LowDataJob:
-    """``generate`` (per seed and size) or ``classify`` (per seed, size, method and classifier seed)."""
+    """``vae`` (per seed, size, class and per-class generator), ``generate`` (per seed and size) or ``classify``
+    (per seed, size, method and classifier seed); ``after``: the keys of the jobs whose outputs it reads."""
 
     kind: str
     seed: int
     size: int | str
     method: str = ""
     classifier_seed: int = 0
+    label: int | None = None
+    generator: str = "vae"
+    after: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
         base = f"{self.kind}/seed_{self.seed}/{size_name(self.size)}"
+        if self.kind == "vae":
+            return f"{base}/{'' if self.generator == 'vae' else f'{self.generator}/'}class_{self.label}"
         return base if self.kind == "generate" else f"{base}/{self.method}/clf_{self.classifier_seed}"
 
 
-def plan_lowdata_jobs(config: LowDataConfig) -> list[LowDataJob]:
-    """Seed by seed and size by size: the generate job (if a method needs one), then the classifiers."""
+def plan_lowdata_jobs(config: LowDataConfig, classes: Sequence[int]) -> list[LowDataJob]:
+    """Seed by seed and size by size: if a method needs synthetic images, a ``vae`` job per class and per-class
+    generator and the generate job after them; then the classifiers.
+
+    Args:
+        config: the study.
+        classes: the class ids of the data (every training set holds every class).
+    """
     jobs = []
+    generators = per_class_generators(config.samplers)
     for seed in config.seed_list:
         for size in config.train_sizes:
+            models = [LowDataJob("vae", seed, size, label=c, generator=g) for g in generators for c in classes]
+            generate = LowDataJob("generate", seed, size, after=tuple(job.key for job in models))
             if config.samplers:
-                jobs.append(LowDataJob("generate", seed, size))
-            jobs += [LowDataJob("classify", seed, size, run, k) for method in config.methods
-                     for run in config.method_runs(method) for k in range(config.classifier_seeds)]
+                jobs += [*models, generate]
+            jobs += [LowDataJob("classify", seed, size, run, k, after=(generate.key,) if method_sampler(run) else ())
+                     for method in config.methods for run in config.method_runs(method)
+                     for k in range(config.classifier_seeds)]
     return jobs
 
 
@@ -562,6 +585,8 @@ def _generate_done(paths: LowDataPaths, config: LowDataConfig, job: LowDataJob) 
 
 
 def is_done(paths: LowDataPaths, config: LowDataConfig, job: LowDataJob) -> bool:
+    if job.kind == "vae":
+        return intact_augmentor(paths.class_model(job.seed, job.size, job.label, job.generator), CLASS_MODEL_KIND)
     if job.kind == "generate":
         return _generate_done(paths, config, job)
     return read_result(paths.result(job.seed, job.size, job.method, job.classifier_seed)) is not None
@@ -606,9 +631,27 @@ def latent_distances(codes: torch.Tensor, samples: torch.Tensor) -> dict[str, fl
     return {"to_nearest_code": to_code, "between_codes": between, "ratio": to_code / between}
 
 
+def _vae_seed(job: LowDataJob) -> int:
+    """The seed of the (seed, size) models' trainers (offset per class) and of the jobs that fit them."""
+    return job_seed(job.seed, f"vae/{size_name(job.size)}")
+
+
+def run_class_model(paths: LowDataPaths, config: LowDataConfig, job: LowDataJob) -> None:
+    """Train and save the (seed, size) model of one class (the ``vae`` job), unless saved."""
+    if is_done(paths, config, job):
+        return
+    label = int(job.label)  # type: ignore[arg-type]
+    with job_environment(config, _vae_seed(job)):
+        data = _seed_data(paths, job.seed, job.size)
+        shape = tuple(data["train_x"].shape[1:])
+        augmentor = GeometricAugmentor(augmentor_config(config, _vae_seed(job), shape, job.generator))
+        fitted_class_model(paths.class_model(job.seed, job.size, label, job.generator), augmentor,
+                           data["train_x"], data["train_y"], label)
+
+
 def run_generate(paths: LowDataPaths, config: LowDataConfig, job: LowDataJob) -> None:
     """Fit the (seed, size) augmentor on its training set; draw each sampler's latents; measure distances."""
-    vae_seed = job_seed(job.seed, f"vae/{size_name(job.size)}")
+    vae_seed = _vae_seed(job)
     with job_environment(config, vae_seed):
         data = _seed_data(paths, job.seed, job.size)
         augmentors: dict[str, GeometricAugmentor] = {}
@@ -641,7 +684,8 @@ def _fitted_augmentor(paths: LowDataPaths, config: LowDataConfig, job: LowDataJo
     if saved is not None:
         return saved
     augmentor = GeometricAugmentor(augmentor_config(config, seed, tuple(data["train_x"].shape[1:]), generator))
-    augmentor.fit(data["train_x"], data["train_y"])
+    augmentor_from_class_models(augmentor, data["train_x"], data["train_y"],
+                                lambda c: paths.class_model(job.seed, job.size, c, generator))
     augmentor.save(folder)
     return augmentor
 
@@ -976,28 +1020,32 @@ class LowDataResult:
 def _run_one(root: str, config_data: dict[str, Any], job: LowDataJob) -> None:
     """Run one job (the entry point of the worker processes)."""
     config = LowDataConfig.from_dict(config_data)
-    (run_generate if job.kind == "generate" else run_classify)(LowDataPaths(root), config, job)
+    run = {"vae": run_class_model, "generate": run_generate, "classify": run_classify}[job.kind]
+    run(LowDataPaths(root), config, job)
 
 
 def _run_jobs(paths: LowDataPaths, config: LowDataConfig, jobs: Sequence[LowDataJob]) -> list[tuple[str, str]]:
-    """Run ``jobs``: the generate jobs first, then the classifiers, each phase over ``config.workers`` processes.
+    """Run ``jobs``: the class models first, then the generate jobs, then the classifiers, each phase over
+    ``config.workers`` processes.
 
     Every job fixes its own threads and seeds, so the results do not depend on the
-    number of workers. A failed generate job skips the classifiers that need it;
-    other failures are collected and reported at the end.
+    number of workers. A failed job skips the jobs that need it (its key in their
+    ``after``); other failures are collected and reported at the end.
     """
     from tqdm.auto import tqdm
 
     failures: list[tuple[str, str]] = []
-    failed: set[tuple[int, Any]] = set()
+    failed: set[str] = set()  # keys of the jobs that failed or were not run
     data = config.to_dict()
     bar = tqdm(total=len(jobs), desc="jobs", unit="job", disable=not config.progress)
-    for kind in ("generate", "classify"):
+    for kind in ("vae", "generate", "classify"):
         phase = [job for job in jobs if job.kind == kind]
         ready = []
         for job in phase:
-            if kind == "classify" and method_sampler(job.method) and (job.seed, job.size) in failed:
-                failures.append((job.key, f"not run: generate/seed_{job.seed}/{size_name(job.size)} failed"))
+            blocked = [key for key in job.after if key in failed]
+            if blocked:
+                failures.append((job.key, f"not run: {blocked[0]} failed"))
+                failed.add(job.key)
                 bar.update(1)
             else:
                 ready.append(job)
@@ -1005,8 +1053,7 @@ def _run_jobs(paths: LowDataPaths, config: LowDataConfig, jobs: Sequence[LowData
             bar.update(1)
             if error is not None:
                 failures.append((job.key, error))
-                if kind == "generate":
-                    failed.add((job.seed, job.size))
+                failed.add(job.key)
     bar.close()
     return failures
 
@@ -1018,12 +1065,8 @@ def _run_jobs_on_ray(paths: LowDataPaths, config: LowDataConfig,
 
     root = str(paths.root.resolve())
     data = {**config.to_dict(), "progress": False}  # no terminal inside a task
-    fits = {(job.seed, job.size): job.key for job in jobs if job.kind == "generate"}
-    tasks = []
-    for job in jobs:
-        fit = fits.get((job.seed, job.size))
-        needs_fit = job.kind == "classify" and method_sampler(job.method) is not None and fit is not None
-        tasks.append(RayTask(job.key, _run_one, (root, data, job), (fit,) if needs_fit else ()))
+    todo = {job.key for job in jobs}  # finished jobs are not submitted, so nothing waits for them
+    tasks = [RayTask(job.key, _run_one, (root, data, job), tuple(k for k in job.after if k in todo)) for job in jobs]
     try:
         outcome = execute_ray(tasks, config.ray, config.num_threads, config.progress)
     except RayUnavailableError as err:
@@ -1079,8 +1122,9 @@ def run_lowdata(config: LowDataConfig, out: str | Path, cache_dir: str | Path | 
         config.check_image_size(tuple(data.images.shape[2:]))
         config.vae.build(tuple(data.images.shape[1:]))
         prepare_lowdata_run(paths, config, data, device_type)
+        classes = sorted(int(c) for c in data.labels.unique())
         del data
-        jobs = plan_lowdata_jobs(config)
+        jobs = plan_lowdata_jobs(config, classes)
         todo = [job for job in jobs if not is_done(paths, config, job)]
         logger.info("Low-data study %r: %d seed(s) x %d size(s) x %d method(s) x %d classifier seed(s), "
                     "%d jobs (%d already finished), device %s, run directory %s", config.name,
