@@ -343,6 +343,8 @@ class GeometricAugmentor:
         class's batches suit the architecture) is checked before the first class
         trains. The fitted state is replaced only when every class has trained:
         if a (re)fit fails, the augmentor keeps its previous models unchanged.
+        Without ``shared_vae`` this is :meth:`fit_class_model` for every class,
+        then :meth:`fit_from_class_models`, which can also run apart.
 
         Args:
             images: ``(N, C, H, W)`` or ``(N, C, H, W, D)`` floats in [0, 1], a
