@@ -103,7 +103,7 @@ def run_study(config: StudyConfig, out: str | Path, cache_dir: str | Path | None
         config.vae.build(tuple(data.images.shape[1:]))
         prepare_run_directory(paths, config, data, device_type)
 
-        jobs = plan_jobs(config, train_classes(paths, config.seed_list))
+        jobs = plan_jobs(config, train_classes(paths, data, config.seed_list))
         todo = [job for job in jobs if not paths.is_done(job)]
         logger.info(
             "Study %r: %d seed(s) x %d method(s), %d jobs (%d already finished), backend %s, device %s, "

@@ -49,7 +49,7 @@ from augmentor.utils.config import ConfigError
 from .common import RunDirectory
 from .config import StudyConfig, identity, identity_hash, method_sampler
 from .data import StudyData, split_subjects
-from .jobs import Job, RunPaths, per_class_generators, run_job
+from .jobs import Job, RunPaths, per_class_generators, read_split, run_job
 from .ray_backend import RayTask, RayUnavailableError, error_line, execute_ray
 
 __all__ = [
@@ -309,9 +309,9 @@ def plan_jobs(config: StudyConfig, classes: Mapping[int, Sequence[int]]) -> list
     return jobs
 
 
-def train_classes(paths: RunPaths, seeds: Sequence[int]) -> dict[int, list[int]]:
-    """Per seed, the classes of its training subjects (from its split)."""
-    return {seed: sorted(set(read_checked_json(paths.split(seed))["labels"]["train"])) for seed in seeds}
+def train_classes(paths: RunPaths, data: StudyData, seeds: Sequence[int]) -> dict[int, list[int]]:
+    """Per seed, the classes of its training subjects (the labels of its split's training images)."""
+    return {seed: sorted(set(data.labels[read_split(paths, seed)["train"]].tolist())) for seed in seeds}
 
 
 Outcome = tuple[list[tuple[str, str]], dict[str, dict[str, float]]]
