@@ -13,7 +13,7 @@ from ._moved import install as _install_moved_paths
 
 _install_moved_paths()
 
-from .augmentor import AugmentorConfig, GeometricAugmentor
+from .augmentor import AugmentorConfig, ClassModel, GeometricAugmentor
 from .utils.config import Config, ConfigError
 from .data.inputs import load_data_dicts
 from .sampling.metric import MetricConfig, RiemannianMetric
@@ -28,6 +28,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AugmentorConfig",
+    "ClassModel",
     "Config",
     "ConfigError",
     "GaussianMixtureSampler",

@@ -21,6 +21,13 @@ Classes are the integer labels as given: labels ``{0, 5}`` give classes 0 and 5
 A fit checks everything it can before training the first class and replaces the
 fitted state only once every class has trained, so a failed (re)fit leaves the
 augmentor as it was. ``generate`` changes no fitted state.
+
+``fit`` is two steps that can also run apart, e.g. one process (or GPU) per class:
+:meth:`GeometricAugmentor.fit_class_model` trains one class's model exactly as
+``fit`` does (same seed, same images) and returns a :class:`ClassModel`, which
+saves to its own checksummed folder; :meth:`GeometricAugmentor.fit_from_class_models`
+then fits every class's samplers on those models, the cheap part of ``fit``.
+The result equals ``fit``'s, weights and samplers bit for bit.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from torch import nn
 from .utils.config import Config, ConfigError
 from .utils.io import (
     CorruptSaveError,
+    class_id,
     class_labels,
     load_tensors,
     read_saved_folder,
@@ -48,6 +56,7 @@ from .utils.io import (
 )
 from .sampling.metric import MetricConfig
 from .utils.batching import decode_batches, encode_batches
+from .metrics.features import images_digest
 from .data.inputs import check_images, load_data_dicts
 from .utils.devices import DEVICE_CHOICES, is_device_name, resolve_device
 from .sampling.diagnostics import HMCDiagnostics
@@ -59,12 +68,14 @@ from .sampling.samplers import SAMPLERS, GaussianMixtureSampler, HMCLatentSample
 from .sampling import draw_class_latents, draw_latents
 from .sampling.kde import KernelDensitySampler
 from .utils.seeding import seed_everything
-from .models.training import TrainerConfig, TrainingResult, train_vae, validation_size
+from .models.training import TrainerConfig, TrainingResult, result_settings, train_vae, validation_size
 from .utils.limits import check_fits
 
-__all__ = ["AugmentorConfig", "GeometricAugmentor"]
+__all__ = ["AugmentorConfig", "ClassModel", "GeometricAugmentor"]
 
 SAVE_KIND = "geometric-augmentor"
+CLASS_MODEL_KIND = "geometric-augmentor-class-model"
+"""Manifest kind of a folder saved by :meth:`ClassModel.save`."""
 SHARED_FOLDER = "shared_vae"
 """Folder of a saved augmentor that holds the one VAE of ``shared_vae=True``."""
 # Every sampler a saved class may hold, by name.
@@ -190,11 +201,102 @@ def _check_seed(value: Any) -> int:
 
 
 class _FittedClass(NamedTuple):
-    """What :meth:`GeometricAugmentor._fit_class` produces for one class."""
+    """One fitted class of a :class:`GeometricAugmentor`: its model, training history and samplers."""
 
     model: nn.Module
     history: list[dict[str, float]]
     samplers: dict[str, LatentSampler]
+
+
+class _Prepared(NamedTuple):
+    """Checked training data of a fit: the config (``vae`` filled in), ``(N, C, H, W[, D])`` float32
+    images, ``(N,)`` int64 labels and the sorted class ids."""
+
+    config: AugmentorConfig
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: list[int]
+
+    def class_images(self, label: int) -> torch.Tensor:
+        """``(n, C, H, W[, D])``: the images of class ``label``."""
+        return self.images[self.labels == label]
+
+
+def _class_trainer(config: AugmentorConfig, index: int) -> TrainerConfig:
+    """The trainer of the ``index``-th class (sorted ids): seed ``trainer.seed + index``, on ``config.device``."""
+    return config.trainer.replace(seed=config.trainer.seed + index, device=config.device)
+
+
+def _model_settings(config: AugmentorConfig) -> dict[str, Any]:
+    """The settings a class model's weights depend on, flattened (``"trainer.lr"``): the architecture, the
+    model and its options, and the trainer's result settings (not its device or progress bar)."""
+    data = config.to_dict()
+    settings = {key: data[key] for key in ("vae", "model", "model_options")}
+    settings.update({f"trainer.{key}": value for key, value in result_settings(data["trainer"]).items()})
+    return settings
+
+
+@dataclasses.dataclass
+class ClassModel:
+    """One class's trained generative model, trained as :meth:`GeometricAugmentor.fit` trains it.
+
+    Made by :meth:`GeometricAugmentor.fit_class_model`; the models of every class
+    make a fitted augmentor with :meth:`GeometricAugmentor.fit_from_class_models`.
+
+    Attributes:
+        label: the class id.
+        index: the class's position among the sorted class ids of the training
+            data; its trainer's seed is ``config.trainer.seed + index``.
+        config: the augmentor settings it was trained under (``vae`` filled in).
+        model: the trained model, in eval mode on the CPU.
+        history: one dict per evaluation of its training
+            (:attr:`~augmentor.models.training.TrainingResult.history`).
+        images_digest: SHA-256 of the class's training images ``(n, C, H, W[, D])``
+            as float32 (:func:`~augmentor.metrics.features.images_digest`).
+    """
+
+    label: int
+    index: int
+    config: AugmentorConfig
+    model: nn.Module
+    history: list[dict[str, float]]
+    images_digest: str
+
+    def save(self, path: str | Path) -> Path:
+        """Save to a new folder (atomic; refuses a non-empty folder).
+
+        Layout: ``config.json``, ``class.json`` (label, index, images digest),
+        ``model.pt`` (weights), ``history.json`` and a ``manifest.json`` of checksums.
+        """
+        with saved_folder(path, CLASS_MODEL_KIND) as tmp:
+            (tmp / "config.json").write_text(self.config.to_json())
+            write_json(tmp / "class.json",
+                       {"label": self.label, "index": self.index, "images_digest": self.images_digest})
+            save_tensors(tmp / "model.pt", self.model.state_dict())
+            write_json(tmp / "history.json", self.history)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ClassModel":
+        """Load a folder written by :meth:`save`; checksums are verified first.
+
+        Raises:
+            CorruptSaveError: the folder is missing, damaged or not a saved class model.
+        """
+        folder = read_saved_folder(path, CLASS_MODEL_KIND)
+        try:
+            config = AugmentorConfig.from_json((folder / "config.json").read_text())
+            record = json.loads((folder / "class.json").read_text())
+            label, index = class_id(record["label"]), _check_int(record["index"], "index")
+            digest = record["images_digest"]
+            if not isinstance(digest, str):
+                raise TypeError(f"images_digest must be a string, got {type(digest).__name__}")
+        except (ValueError, ConfigError, TypeError, KeyError) as err:
+            raise CorruptSaveError(f"{folder}: invalid config.json or class.json ({err})") from err
+        if config.vae is None:
+            raise CorruptSaveError(f"{folder}: config.json has AugmentorConfig.vae = null; a class model records it")
+        model, history = _load_model(config, folder)
+        return cls(label, index, config, model, history, digest)
 
 
 class GeometricAugmentor:
@@ -241,6 +343,8 @@ class GeometricAugmentor:
         class's batches suit the architecture) is checked before the first class
         trains. The fitted state is replaced only when every class has trained:
         if a (re)fit fails, the augmentor keeps its previous models unchanged.
+        Without ``shared_vae`` this is :meth:`fit_class_model` for every class,
+        then :meth:`fit_from_class_models`, which can also run apart.
 
         Args:
             images: ``(N, C, H, W)`` or ``(N, C, H, W, D)`` floats in [0, 1], a
@@ -259,6 +363,99 @@ class GeometricAugmentor:
         Returns:
             self, fitted.
         """
+        prepared = self._prepare(images, labels, transform)
+        if prepared.config.shared_vae:
+            fitted = self._fit_shared(prepared, log_dir, checkpoint_dir)
+        else:
+            models = [self._train_class(prepared, label, log_dir, checkpoint_dir) for label in prepared.classes]
+            fitted = self._fit_class_samplers(prepared, models)
+        self._set_fitted(prepared, fitted)
+        return self
+
+    def fit_class_model(
+        self,
+        images: torch.Tensor | np.ndarray | Sequence[dict[str, Any]],
+        labels: torch.Tensor | np.ndarray | Sequence[int] | None,
+        label: int,
+        transform: Callable | None = None,
+        log_dir: str | Path | None = None,
+        checkpoint_dir: str | Path | None = None,
+    ) -> ClassModel:
+        """Train the model of class ``label`` exactly as :meth:`fit` trains it, and return it.
+
+        Given the same data as :meth:`fit` (every class: the class's position
+        among the sorted ids seeds its trainer), the weights are those :meth:`fit`
+        trains for that class, so the classes can train in separate processes or on
+        separate GPUs; :meth:`fit_from_class_models` then completes the fit. The
+        augmentor itself is not changed. Per-class models only (``shared_vae=False``).
+
+        Args:
+            images, labels, transform, log_dir, checkpoint_dir: as in :meth:`fit`
+                (the whole training data, every class).
+            label: the class whose model trains.
+
+        Returns:
+            the class's :class:`ClassModel` (model on the CPU, in eval mode).
+
+        Raises:
+            ValueError: ``shared_vae`` is set, ``label`` is not a class of the data,
+                or the data fail a check of :meth:`fit`.
+        """
+        prepared = self._prepare(images, labels, transform)
+        self._refuse_shared(prepared.config, "fit_class_model")
+        label = class_id(label)
+        if label not in prepared.classes:
+            raise ValueError(f"class {label} is not in the data; its classes are {prepared.classes}")
+        return self._train_class(prepared, label, log_dir, checkpoint_dir)
+
+    def fit_from_class_models(
+        self,
+        images: torch.Tensor | np.ndarray | Sequence[dict[str, Any]],
+        labels: torch.Tensor | np.ndarray | Sequence[int] | None,
+        class_models: Sequence[ClassModel],
+        transform: Callable | None = None,
+    ) -> "GeometricAugmentor":
+        """Complete a fit from every class's trained model: fit the latent samplers as :meth:`fit` does.
+
+        With the models of :meth:`fit_class_model` on the same data and config, the
+        fitted state equals that of :meth:`fit` (weights and samplers).
+
+        Args:
+            images, labels, transform: the training data, as in :meth:`fit`.
+            class_models: one :class:`ClassModel` per class of the data, in any order.
+
+        Returns:
+            self, fitted.
+
+        Raises:
+            ValueError: a class lacks a model or has two, a model belongs to no class
+                of the data, or was trained under other settings, at another class
+                position or on other images than this class's.
+        """
+        prepared = self._prepare(images, labels, transform)
+        self._refuse_shared(prepared.config, "fit_from_class_models")
+        by_label: dict[int, ClassModel] = {}
+        for class_model in class_models:
+            if class_model.label in by_label:
+                raise ValueError(f"two models of class {class_model.label}; give one per class")
+            by_label[class_model.label] = class_model
+        missing, extra = sorted(set(prepared.classes) - set(by_label)), sorted(set(by_label) - set(prepared.classes))
+        if missing or extra:
+            raise ValueError(f"the data have classes {prepared.classes}; models are missing for {missing} "
+                             f"and given for classes not in the data: {extra}")
+        models = [by_label[label] for label in prepared.classes]
+        for class_model in models:
+            _check_class_model(prepared, class_model)
+        self._set_fitted(prepared, self._fit_class_samplers(prepared, models))
+        return self
+
+    def _prepare(
+        self,
+        images: torch.Tensor | np.ndarray | Sequence[dict[str, Any]],
+        labels: torch.Tensor | np.ndarray | Sequence[int] | None,
+        transform: Callable | None,
+    ) -> _Prepared:
+        """Check the training data and settings (see :meth:`fit`), before anything trains."""
         if isinstance(images, np.ndarray):
             images = torch.as_tensor(images)
         elif not isinstance(images, torch.Tensor):
@@ -279,62 +476,64 @@ class GeometricAugmentor:
                 f"metric.n_centroids={k} is larger than the number of codes of class "
                 f"{int(classes[counts.argmin()])} ({int(counts.min())} subjects)"
             )
-        classes = [int(c) for c in classes]
+        prepared = _Prepared(config, images, labels, [int(c) for c in classes])
         if config.shared_vae:
-            fitted = self._fit_shared(config, classes, images, labels, log_dir, checkpoint_dir)
+            _check_trainable(config.vae, config.trainer.replace(device=config.device), "(all, shared VAE)", len(images))
         else:
-            fitted = self._fit_per_class(config, classes, counts.tolist(), images, labels, log_dir, checkpoint_dir)
-        # Every class trained: only now replace the previous fitted state.
-        self.config, self.classes = config, classes
+            # Build (and so validate) every class's trainer settings before training any.
+            trainers = [_class_trainer(config, index) for index in range(len(prepared.classes))]
+            for label, trainer, count in zip(prepared.classes, trainers, counts.tolist()):
+                _check_trainable(config.vae, trainer, label, count)
+        return prepared
+
+    @staticmethod
+    def _refuse_shared(config: AugmentorConfig, method: str) -> None:
+        if config.shared_vae:
+            raise ValueError(f"{method} works on per-class models; with shared_vae=True one model trains on every "
+                             "class's images: use fit")
+
+    def _set_fitted(self, prepared: _Prepared, fitted: dict[int, _FittedClass]) -> None:
+        """Replace the fitted state (only once every class has its model and samplers)."""
+        self.config, self.classes = prepared.config, prepared.classes
         self.models = {label: f.model for label, f in fitted.items()}
         self.histories = {label: f.history for label, f in fitted.items()}
         self.samplers = {label: f.samplers for label, f in fitted.items()}
         self.diagnostics = {}
-        return self
 
-    def _fit_per_class(
-        self,
-        config: AugmentorConfig,
-        classes: list[int],
-        counts: list[int],
-        images: torch.Tensor,
-        labels: torch.Tensor,
-        log_dir: str | Path | None,
-        checkpoint_dir: str | Path | None,
-    ) -> dict[int, _FittedClass]:
-        """One VAE per class (seed ``trainer.seed + class index``), each with its samplers."""
-        # Build (and so validate) every class's trainer settings before training any.
-        trainers = [
-            config.trainer.replace(seed=config.trainer.seed + index, device=config.device)
-            for index in range(len(classes))
-        ]
-        for label, trainer, count in zip(classes, trainers, counts):
-            _check_trainable(config.vae, trainer, label, count)
-        fitted = {}
-        for label, trainer in zip(classes, trainers):
-            class_images = images[labels == label]
-            model, history = self._train(config, trainer, class_images, f"class_{label}", log_dir, checkpoint_dir)
-            fitted[label] = _FittedClass(model, history, self._fit_samplers(config, trainer.seed, model, class_images))
-        return fitted
+    def _train_class(
+        self, prepared: _Prepared, label: int, log_dir: str | Path | None, checkpoint_dir: str | Path | None
+    ) -> ClassModel:
+        """Class ``label``'s model trained on its images (seed ``trainer.seed + class index``)."""
+        config, index = prepared.config, prepared.classes.index(label)
+        class_images = prepared.class_images(label)
+        model, history = self._train(
+            config, _class_trainer(config, index), class_images, f"class_{label}", log_dir, checkpoint_dir
+        )
+        return ClassModel(label, index, config, model, history, images_digest(class_images))
+
+    def _fit_class_samplers(self, prepared: _Prepared, models: Sequence[ClassModel]) -> dict[int, _FittedClass]:
+        """Each class's samplers fitted on the codes of its images under its own model."""
+        seed = prepared.config.trainer.seed
+        return {
+            m.label: _FittedClass(
+                m.model, m.history,
+                self._fit_samplers(prepared.config, seed + m.index, m.model, prepared.class_images(m.label)),
+            )
+            for m in models
+        }
 
     def _fit_shared(
-        self,
-        config: AugmentorConfig,
-        classes: list[int],
-        images: torch.Tensor,
-        labels: torch.Tensor,
-        log_dir: str | Path | None,
-        checkpoint_dir: str | Path | None,
+        self, prepared: _Prepared, log_dir: str | Path | None, checkpoint_dir: str | Path | None
     ) -> dict[int, _FittedClass]:
         """One VAE on every image; each class's samplers fitted on the codes of its own images."""
+        config = prepared.config
         trainer = config.trainer.replace(device=config.device)
-        _check_trainable(config.vae, trainer, "(all, shared VAE)", len(images))
-        model, history = self._train(config, trainer, images, SHARED_FOLDER, log_dir, checkpoint_dir)
+        model, history = self._train(config, trainer, prepared.images, SHARED_FOLDER, log_dir, checkpoint_dir)
         return {
             label: _FittedClass(
-                model, history, self._fit_samplers(config, trainer.seed + index, model, images[labels == label])
+                model, history, self._fit_samplers(config, trainer.seed + index, model, prepared.class_images(label))
             )
-            for index, label in enumerate(classes)
+            for index, label in enumerate(prepared.classes)
         }
 
     def _train(
@@ -564,6 +763,22 @@ class GeometricAugmentor:
                 raise CorruptSaveError(f"{sub}: samplers.pt lacks the state of sampler(s) {missing}")
             augmentor.models[label], augmentor.histories[label] = model, history
         return augmentor
+
+
+def _check_class_model(prepared: _Prepared, class_model: ClassModel) -> None:
+    """Refuse a class model that :meth:`GeometricAugmentor.fit` would not have trained for this data and config."""
+    label = class_model.label
+    wanted, found = _model_settings(prepared.config), _model_settings(class_model.config)
+    differing = sorted(key for key in set(wanted) | set(found) if wanted.get(key) != found.get(key))
+    if differing:
+        raise ValueError(f"the model of class {label} was trained with other settings than this augmentor's: "
+                         f"{', '.join(differing)} differ")
+    index = prepared.classes.index(label)
+    if class_model.index != index:
+        raise ValueError(f"the model of class {label} was trained as class number {class_model.index} (its seed); "
+                         f"in these data class {label} is number {index} of {prepared.classes}")
+    if class_model.images_digest != images_digest(prepared.class_images(label)):
+        raise ValueError(f"the model of class {label} was trained on other images than the class {label} images given")
 
 
 def _saved_classes(path: Path) -> list[int]:

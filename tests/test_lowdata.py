@@ -120,7 +120,7 @@ def nifti_list(tmp_path: Path) -> Path:
 def test_study_is_deterministic_and_resumes_without_recomputing(tmp_path: Path, nifti_list: Path) -> None:
     config = load_lowdata_config(TINY, {**_datadict_overrides(nifti_list), "train_sizes": [3]})
     first = run_lowdata(config, tmp_path / "a")
-    assert first.jobs_run == 1 + 4 * 2  # one generate job, 4 methods x 2 classifier seeds
+    assert first.jobs_run == 2 + 1 + 4 * 2  # 2 class VAEs, one generate job, 4 methods x 2 classifier seeds
     report = (tmp_path / "a" / "report" / "summary.md").read_bytes()
     again = run_lowdata(config, tmp_path / "a")
     assert again.jobs_run == 0 and again.jobs_skipped == first.jobs_run
@@ -191,7 +191,7 @@ def test_nifti_data_dicts_run_through_the_study(tmp_path: Path, nifti_list: Path
     list_file = nifti_list
     before = {p.name: p.read_bytes() for p in (tmp_path / "data").iterdir()}
     result = run_lowdata(load_lowdata_config(TINY, _datadict_overrides(list_file)), tmp_path / "run")
-    assert result.jobs_run == 2 * (1 + 4 * 2)
+    assert result.jobs_run == 2 * (2 + 1 + 4 * 2)
     assert len(result.per_run) == 2 * 4 * 2 and result.per_run["balanced_accuracy"].between(0, 1).all()
     study = json.loads((tmp_path / "run" / "study.json").read_text())
     assert study["image_shape"] == [1, 8, 8] and study["class_counts"] == [16, 16]

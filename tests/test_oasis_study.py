@@ -64,7 +64,7 @@ def result_files(out: Path) -> dict[str, int]:
 
 
 def test_full_study_is_deterministic(reference, tiny, cache, tmp_path):
-    assert reference.jobs_run == 2 + 2 * 7 and reference.jobs_skipped == 0
+    assert reference.jobs_run == 2 * (2 + 1 + 7) and reference.jobs_skipped == 0  # per seed: 2 class VAEs, generate
     assert list(reference.summary.index) == list(tiny.methods)
     assert (reference.summary["runs"] == 2).all()
     for name in ("summary.csv", "summary.md", "per_run.csv", "balanced_accuracy.png", "paired.csv", "paired.md"):
@@ -86,7 +86,7 @@ def test_full_study_is_deterministic(reference, tiny, cache, tmp_path):
 def test_rerun_skips_everything(reference, tiny, cache):
     before = result_files(reference.out)
     result = run_study(tiny, reference.out, cache_dir=cache)
-    assert result.jobs_run == 0 and result.jobs_skipped == 16
+    assert result.jobs_run == 0 and result.jobs_skipped == 20
     assert result_files(reference.out) == before
     assert result.table == reference.table
 
@@ -110,7 +110,7 @@ def test_resume_after_interruption(reference, tiny, cache, tmp_path, monkeypatch
     monkeypatch.setattr(jobs_module, "run_classify", real)
 
     resumed = run_study(tiny, out, cache_dir=cache)
-    assert resumed.jobs_skipped == 1 + 5 and resumed.jobs_run == 16 - 6  # generate/seed_0 + 5 classifiers
+    assert resumed.jobs_skipped == 3 + 5 and resumed.jobs_run == 20 - 8  # seed 0's VAEs, generate, 5 classifiers
     after = result_files(out)
     assert {k: after[k] for k in finished} == finished  # finished results untouched
     assert resumed.table == reference.table
@@ -143,7 +143,7 @@ def test_run_can_be_extended_with_seeds(reference, tiny, cache, tmp_path):
     out = tmp_path / "extended"
     run_study(tiny.replace(seeds=1, methods=("real", "riemannian")), out, cache_dir=cache)
     more = run_study(tiny.replace(seeds=2, methods=("real", "riemannian")), out, cache_dir=cache)
-    assert more.jobs_skipped == 3 and more.jobs_run == 3
+    assert more.jobs_skipped == 5 and more.jobs_run == 5  # 2 class VAEs, generate, 2 classifiers
     subset = reference.per_run[reference.per_run["method"].isin(["real", "riemannian"])].reset_index(drop=True)
     assert more.per_run.equals(subset)
 
@@ -304,7 +304,7 @@ def test_ray_backend_gives_the_same_table(reference, tiny, cache, tmp_path):
         result = run_study(tiny.replace(backend="ray"), tmp_path / "ray", cache_dir=cache)
     finally:
         ray.shutdown()
-    assert result.jobs_run == 16
+    assert result.jobs_run == 20
     assert result.table == reference.table
     assert result.per_run.equals(reference.per_run)
     assert results(result.out) == results(reference.out)

@@ -7,7 +7,9 @@ fraction every task was given), dependencies, failures and resumption.
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ from pipelines.common.ray_backend import RayTask, execute_ray
 
 TINY = Path(__file__).resolve().parents[1] / "configs" / "lowdata_tiny.yaml"
 BENCHMARK_TINY = TINY.parent / "mnist_tiny.yaml"
+OASIS_TINY = TINY.parent / "oasis_tiny.yaml"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -55,13 +58,14 @@ def test_the_low_data_study_runs_on_gpu_tasks_like_locally_and_resumes(tmp_path:
     local = run_lowdata(load_lowdata_config(TINY, fast), tmp_path / "local")
     config = load_lowdata_config(TINY, {**fast, "backend": "ray", "ray.gpus_per_job": 0.5})
     first = run_lowdata(config, tmp_path / "ray")
-    assert first.jobs_run == 3  # the (seed, size) VAE fit and two classifiers
+    assert first.jobs_run == 10 + 1 + 2  # a VAE per digit class, the (seed, size) generate job, two classifiers
     assert set(first.job_resources) == {"generate/seed_0/n_3", "classify/seed_0/n_3/real/clf_0",
-                                        "classify/seed_0/n_3/real+riemannian/clf_0"}
+                                        "classify/seed_0/n_3/real+riemannian/clf_0",
+                                        *(f"vae/seed_0/n_3/class_{c}" for c in range(10))}
     assert all(r["GPU"] == pytest.approx(0.5) for r in first.job_resources.values())
     assert first.per_run.equals(local.per_run)  # same numbers whichever backend ran the jobs
     again = run_lowdata(config, tmp_path / "ray")
-    assert again.jobs_run == 0 and again.jobs_skipped == 3 and again.job_resources == {}
+    assert again.jobs_run == 0 and again.jobs_skipped == 13 and again.job_resources == {}
     # Resumed with one classifier seed more: only its two jobs run, the VAE fit is kept.
     more = run_lowdata(config.replace(classifier_seeds=2), tmp_path / "ray")
     assert more.jobs_run == 2 and set(more.job_resources) == {"classify/seed_0/n_3/real/clf_1",
@@ -90,3 +94,54 @@ def test_the_benchmark_trains_its_models_as_gpu_tasks_like_locally(tmp_path: Pat
         b = load_tensors(GenerationPaths(tmp_path / "ray").model_file(name))["state"]
         assert all(torch.equal(a[k], b[k]) for k in a)
     assert on_ray.table.equals(local.table)
+
+
+def _manifests(folder: Path) -> dict[str, dict[str, str]]:
+    """The file checksums of every saved folder (class models, augmentors) under ``folder``."""
+    return {str(m.parent.relative_to(folder)): json.loads(m.read_text())["files"]
+            for m in sorted(folder.rglob("manifest.json"))}
+
+
+def _mtimes(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in sorted(folder.rglob("*.json"))}
+
+
+def test_the_oasis_study_trains_each_class_vae_as_a_gpu_task_like_locally_and_resumes(tmp_path: Path) -> None:
+    from pipelines.oasis_study.config import load_study_config
+    from pipelines.oasis_study import run_study
+
+    config = load_study_config(OASIS_TINY).replace(seeds=1, methods=("real", "riemannian"))
+    cache = tmp_path / "cache"
+    local = run_study(config, tmp_path / "local", cache_dir=cache)
+    on_ray = config.replace(backend="ray", ray=RayConfig(gpus_per_job=0.5))
+    out = tmp_path / "ray"
+    first = run_study(on_ray, out, cache_dir=cache)
+    models = {"vae/seed_0/class_0", "vae/seed_0/class_1"}
+    assert set(first.job_resources) == models | {"generate/seed_0", "classify/seed_0/real",
+                                                 "classify/seed_0/riemannian"}
+    assert all(r["GPU"] == pytest.approx(0.5) and r["CPU"] == pytest.approx(1) for r in first.job_resources.values())
+    assert first.table == local.table and first.per_run.equals(local.per_run)
+    generate = out / "generate" / "seed_0"
+    saved = _manifests(generate)
+    assert saved == _manifests(tmp_path / "local" / "generate" / "seed_0")  # the same weights and samplers
+    assert set(saved) == {"class_models/class_0", "class_models/class_1", "augmentor"}
+
+    again = run_study(on_ray, out, cache_dir=cache)
+    assert again.jobs_run == 0 and again.jobs_skipped == 5 and again.job_resources == {}
+
+    # A deleted class-VAE file: that VAE trains again (the same weights); the jobs after it are finished.
+    results = _mtimes(out / "results")
+    (generate / "class_models" / "class_1" / "model.pt").unlink()
+    refit = run_study(on_ray, out, cache_dir=cache)
+    assert set(refit.job_resources) == {"vae/seed_0/class_1"} and refit.jobs_skipped == 4
+    assert (generate / "class_models" / "class_1.corrupt").is_dir()  # moved aside, never deleted
+    assert _manifests(generate) == {**saved, "class_models/class_1.corrupt": saved["class_models/class_1"]}
+
+    # Deleted with what was made from it (the seed's augmentor): the generate task waits for the VAE task
+    # and assembles the same augmentor; the classifiers' results are intact, so they do not run.
+    shutil.rmtree(generate / "class_models" / "class_1")
+    shutil.rmtree(generate / "augmentor")
+    rebuilt = run_study(on_ray, out, cache_dir=cache)
+    assert set(rebuilt.job_resources) == {"vae/seed_0/class_1", "generate/seed_0"}
+    assert {k: v for k, v in _manifests(generate).items() if "corrupt" not in k} == saved
+    assert _mtimes(out / "results") == results and rebuilt.table == local.table

@@ -9,21 +9,26 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import zlib
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
 
-from augmentor.augmentor import SAVE_KIND, AugmentorConfig
+from augmentor.augmentor import SAVE_KIND, AugmentorConfig, ClassModel, GeometricAugmentor
 from augmentor.utils.artifacts import load_intact, move_aside
 from augmentor.utils.devices import resolve_device
 from augmentor.utils.io import CorruptSaveError, read_saved_folder
 from augmentor.utils.seeding import seed_everything
 
+from .methods import split_source
 from .settings import AugmentorSettings, RunSettings
 
-__all__ = ["SEED_STRIDE", "augmentor_config", "intact_augmentor", "job_environment", "job_seed", "read_result"]
+__all__ = [
+    "SEED_STRIDE", "augmentor_config", "augmentor_from_class_models", "class_model_path", "fitted_class_model",
+    "intact_augmentor", "job_environment", "job_seed", "per_class_generators", "read_result",
+]
 
 SEED_STRIDE = 7919  # offsets the VAE trainer's seed between repetitions
 # What the report reads from a result file; a file without them is not a finished result.
@@ -31,9 +36,52 @@ _RESULT_KEYS = ("test", "best_epoch", "n_train")
 _TEST_KEYS = ("balanced_accuracy", "accuracy", "per_class")
 
 
-def intact_augmentor(folder: Path) -> bool:
-    """Whether a saved augmentor folder is there and matches its manifest (a damaged one is moved aside)."""
-    return load_intact(folder, lambda path: read_saved_folder(path, SAVE_KIND), (CorruptSaveError,)) is not None
+def intact_augmentor(folder: Path, kind: str = SAVE_KIND) -> bool:
+    """Whether a saved augmentor folder (or another saved ``kind``, e.g. a class model) is there and matches its
+    manifest (a damaged one is moved aside)."""
+    return load_intact(folder, lambda path: read_saved_folder(path, kind), (CorruptSaveError,)) is not None
+
+
+def class_model_path(generate: Path, label: int, generator: str = "vae") -> Path:
+    """Where a generate folder keeps class ``label``'s trained model of ``generator`` (``vae`` or a peer)."""
+    return generate / ("class_models" if generator == "vae" else f"class_models_{generator}") / f"class_{label}"
+
+
+def per_class_generators(sources: Any) -> list[str]:
+    """The generators of latent ``sources`` that train one model per class (all but the shared VAE), in order."""
+    return [generator for generator in dict.fromkeys(split_source(s)[0] for s in sources) if generator != "shared"]
+
+
+def fitted_class_model(
+    folder: Path, augmentor: GeometricAugmentor, images: torch.Tensor, labels: torch.Tensor, label: int,
+    log_dir: Path | None = None, checkpoint_dir: Path | None = None,
+) -> ClassModel:
+    """Class ``label``'s model saved in ``folder``, or trained by ``augmentor`` on ``images`` ``(N, C, H, W[, D])``
+    of every class and ``labels`` ``(N,)`` (:meth:`~augmentor.GeometricAugmentor.fit_class_model`) and saved there.
+
+    A damaged folder is moved aside and the model trained again; its checkpoints
+    (``checkpoint_dir/class_<label>``) are removed once the model is saved.
+    """
+    saved = load_intact(folder, ClassModel.load, (CorruptSaveError,))  # only damage; other errors propagate
+    if saved is not None:
+        return saved
+    model = augmentor.fit_class_model(images, labels, label, log_dir=log_dir, checkpoint_dir=checkpoint_dir)
+    model.save(folder)
+    if checkpoint_dir is not None:
+        shutil.rmtree(Path(checkpoint_dir) / f"class_{label}", ignore_errors=True)  # the saved model supersedes them
+    return model
+
+
+def augmentor_from_class_models(
+    augmentor: GeometricAugmentor, images: torch.Tensor, labels: torch.Tensor, class_folder: Callable[[int], Path],
+    log_dir: Path | None = None, checkpoint_dir: Path | None = None,
+) -> GeometricAugmentor:
+    """``augmentor`` fitted on ``images`` ``(N, C, H, W[, D])`` and ``labels`` ``(N,)`` from every class's model
+    saved in ``class_folder(label)`` (:func:`fitted_class_model`: trained and saved there when missing)."""
+    classes = sorted(int(c) for c in labels.unique())
+    models = [fitted_class_model(class_folder(label), augmentor, images, labels, label, log_dir, checkpoint_dir)
+              for label in classes]
+    return augmentor.fit_from_class_models(images, labels, models)
 
 
 def _check_result(result: Any) -> None:

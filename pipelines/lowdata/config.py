@@ -147,10 +147,11 @@ class LowDataConfig(Config):
         workers: jobs run at once in separate processes by the ``local`` backend
             (results do not depend on it).
         backend: ``local`` (this machine, ``workers`` processes) or ``ray``: every
-            (seed, size) VAE fit and every classifier is a Ray task reserving
-            ``num_threads`` CPUs and ``ray.gpus_per_job`` GPUs, each classifier
-            that trains on synthetic images after its (seed, size) fit. Results
-            do not depend on the backend.
+            (seed, size, class) VAE (or peer model) fit, every (seed, size)
+            generate job and every classifier is a Ray task reserving
+            ``num_threads`` CPUs and ``ray.gpus_per_job`` GPUs; a generate job runs
+            after its class models, a classifier that trains on synthetic images
+            after its generate job. Results do not depend on the backend.
         ray: the Ray cluster and the GPUs of each task.
     """
 

@@ -16,14 +16,15 @@ import torch
 
 from augmentor.utils.artifacts import (NUMBER, check_fields, load_checked_tensors, load_intact, read_checked_json,
                                  save_checked_tensors, write_checked_json)
-from augmentor.augmentor import GeometricAugmentor
+from augmentor.augmentor import CLASS_MODEL_KIND, GeometricAugmentor
 from augmentor.utils.devices import resolve_device
 from augmentor.utils.io import CorruptSaveError, write_json
 from augmentor.models.training import result_settings
 from augmentor.utils.batching import map_batches
 
 from ..common.classifier import TorchIOAugmentation, classification_metrics, predict, train_classifier
-from ..common.jobs import augmentor_config, intact_augmentor, job_environment, job_seed, read_result
+from ..common.jobs import (augmentor_config, augmentor_from_class_models, class_model_path, fitted_class_model,
+                           intact_augmentor, job_environment, job_seed, per_class_generators, read_result)
 from ..common.methods import RATIO_MARK, is_filtered, method_sampler, split_source
 from ..common.run_directory import RunDirectory, StudyError, check_outside_data, claim_run_directory
 from ..common.settings import ClassifierConfig
@@ -41,6 +42,7 @@ __all__ = [
     "low_data_split",
     "lowdata_identity",
     "plan_lowdata_jobs",
+    "run_class_model",
     "prepare_lowdata_run",
     "read_distances",
     "run_classify",
@@ -141,6 +143,10 @@ class LowDataPaths(RunDirectory):
         """The fitted augmentor of ``generator`` (``vae``: the per-class VAEs; a peer model's name)."""
         return self.generate(seed, size) / ("augmentor" if generator == "vae" else f"augmentor_{generator}")
 
+    def class_model(self, seed: int, size: int | str, label: int, generator: str = "vae") -> Path:
+        """Class ``label``'s trained model of ``generator`` (``vae`` or a peer model's name)."""
+        return class_model_path(self.generate(seed, size), label, generator)
+
     def latents(self, seed: int, size: int | str, sampler: str) -> Path:
         return self.generate(seed, size) / f"latents_{sampler}.pt"
 
@@ -153,29 +159,45 @@ class LowDataPaths(RunDirectory):
 
 @dataclasses.dataclass(frozen=True)
 class LowDataJob:
-    """``generate`` (per seed and size) or ``classify`` (per seed, size, method and classifier seed)."""
+    """``vae`` (per seed, size, class and per-class generator), ``generate`` (per seed and size) or ``classify``
+    (per seed, size, method and classifier seed); ``after``: the keys of the jobs whose outputs it reads."""
 
     kind: str
     seed: int
     size: int | str
     method: str = ""
     classifier_seed: int = 0
+    label: int | None = None
+    generator: str = "vae"
+    after: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
         base = f"{self.kind}/seed_{self.seed}/{size_name(self.size)}"
+        if self.kind == "vae":
+            return f"{base}/{'' if self.generator == 'vae' else f'{self.generator}/'}class_{self.label}"
         return base if self.kind == "generate" else f"{base}/{self.method}/clf_{self.classifier_seed}"
 
 
-def plan_lowdata_jobs(config: LowDataConfig) -> list[LowDataJob]:
-    """Seed by seed and size by size: the generate job (if a method needs one), then the classifiers."""
+def plan_lowdata_jobs(config: LowDataConfig, classes: Sequence[int]) -> list[LowDataJob]:
+    """Seed by seed and size by size: if a method needs synthetic images, a ``vae`` job per class and per-class
+    generator and the generate job after them; then the classifiers.
+
+    Args:
+        config: the study.
+        classes: the class ids of the data (every training set holds every class).
+    """
     jobs = []
+    generators = per_class_generators(config.samplers)
     for seed in config.seed_list:
         for size in config.train_sizes:
+            models = [LowDataJob("vae", seed, size, label=c, generator=g) for g in generators for c in classes]
+            generate = LowDataJob("generate", seed, size, after=tuple(job.key for job in models))
             if config.samplers:
-                jobs.append(LowDataJob("generate", seed, size))
-            jobs += [LowDataJob("classify", seed, size, run, k) for method in config.methods
-                     for run in config.method_runs(method) for k in range(config.classifier_seeds)]
+                jobs += [*models, generate]
+            jobs += [LowDataJob("classify", seed, size, run, k, after=(generate.key,) if method_sampler(run) else ())
+                     for method in config.methods for run in config.method_runs(method)
+                     for k in range(config.classifier_seeds)]
     return jobs
 
 
@@ -196,6 +218,8 @@ def _generate_done(paths: LowDataPaths, config: LowDataConfig, job: LowDataJob) 
 
 
 def is_done(paths: LowDataPaths, config: LowDataConfig, job: LowDataJob) -> bool:
+    if job.kind == "vae":
+        return intact_augmentor(paths.class_model(job.seed, job.size, job.label, job.generator), CLASS_MODEL_KIND)
     if job.kind == "generate":
         return _generate_done(paths, config, job)
     return read_result(paths.result(job.seed, job.size, job.method, job.classifier_seed)) is not None
@@ -240,9 +264,27 @@ def latent_distances(codes: torch.Tensor, samples: torch.Tensor) -> dict[str, fl
     return {"to_nearest_code": to_code, "between_codes": between, "ratio": to_code / between}
 
 
+def _vae_seed(job: LowDataJob) -> int:
+    """The seed of the (seed, size) models' trainers (offset per class) and of the jobs that fit them."""
+    return job_seed(job.seed, f"vae/{size_name(job.size)}")
+
+
+def run_class_model(paths: LowDataPaths, config: LowDataConfig, job: LowDataJob) -> None:
+    """Train and save the (seed, size) model of one class (the ``vae`` job), unless saved."""
+    if is_done(paths, config, job):
+        return
+    label = int(job.label)  # type: ignore[arg-type]
+    with job_environment(config, _vae_seed(job)):
+        data = _seed_data(paths, job.seed, job.size)
+        shape = tuple(data["train_x"].shape[1:])
+        augmentor = GeometricAugmentor(augmentor_config(config, _vae_seed(job), shape, job.generator))
+        fitted_class_model(paths.class_model(job.seed, job.size, label, job.generator), augmentor,
+                           data["train_x"], data["train_y"], label)
+
+
 def run_generate(paths: LowDataPaths, config: LowDataConfig, job: LowDataJob) -> None:
     """Fit the (seed, size) augmentor on its training set; draw each sampler's latents; measure distances."""
-    vae_seed = job_seed(job.seed, f"vae/{size_name(job.size)}")
+    vae_seed = _vae_seed(job)
     with job_environment(config, vae_seed):
         data = _seed_data(paths, job.seed, job.size)
         augmentors: dict[str, GeometricAugmentor] = {}
@@ -275,7 +317,8 @@ def _fitted_augmentor(paths: LowDataPaths, config: LowDataConfig, job: LowDataJo
     if saved is not None:
         return saved
     augmentor = GeometricAugmentor(augmentor_config(config, seed, tuple(data["train_x"].shape[1:]), generator))
-    augmentor.fit(data["train_x"], data["train_y"])
+    augmentor_from_class_models(augmentor, data["train_x"], data["train_y"],
+                                lambda c: paths.class_model(job.seed, job.size, c, generator))
     augmentor.save(folder)
     return augmentor
 

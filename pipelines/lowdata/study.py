@@ -37,6 +37,7 @@ Run directory::
 
     .lock, study.json                                  lock and identity (see pipelines.common.run_directory)
     splits/seed_<s>.pt                                 that seed's indices and images (val, test, ordered pool)
+    generate/seed_<s>/n_<size>/class_models[_<model>]/class_<c>/  class c's trained VAE (or peer model)
     generate/seed_<s>/n_<size>/augmentor/              fitted VAEs + samplers
     generate/seed_<s>/n_<size>/augmentor_<model>/      a peer model's augmentor (<model>-<sampler> methods)
     generate/seed_<s>/n_<size>/latents_<sampler>.pt    synthetic latent codes (decoded on use)
@@ -72,7 +73,7 @@ from ..common.run_directory import JobFailure, check_outside_data, lock_run_dire
 from .sources import load_source
 from .config import LowDataConfig, load_lowdata_config, size_name
 from .jobs import (LowDataJob, LowDataPaths, data_folders, is_done, plan_lowdata_jobs, prepare_lowdata_run,
-                   run_classify, run_generate)
+                   run_class_model, run_classify, run_generate)
 from .report import write_lowdata_report
 
 __all__ = [
@@ -102,28 +103,32 @@ class LowDataResult:
 def _run_one(root: str, config_data: dict[str, Any], job: LowDataJob) -> None:
     """Run one job (the entry point of the worker processes)."""
     config = LowDataConfig.from_dict(config_data)
-    (run_generate if job.kind == "generate" else run_classify)(LowDataPaths(root), config, job)
+    run = {"vae": run_class_model, "generate": run_generate, "classify": run_classify}[job.kind]
+    run(LowDataPaths(root), config, job)
 
 
 def _run_jobs(paths: LowDataPaths, config: LowDataConfig, jobs: Sequence[LowDataJob]) -> list[tuple[str, str]]:
-    """Run ``jobs``: the generate jobs first, then the classifiers, each phase over ``config.workers`` processes.
+    """Run ``jobs``: the class models first, then the generate jobs, then the classifiers, each phase over
+    ``config.workers`` processes.
 
     Every job fixes its own threads and seeds, so the results do not depend on the
-    number of workers. A failed generate job skips the classifiers that need it;
-    other failures are collected and reported at the end.
+    number of workers. A failed job skips the jobs that need it (its key in their
+    ``after``); other failures are collected and reported at the end.
     """
     from tqdm.auto import tqdm
 
     failures: list[tuple[str, str]] = []
-    failed: set[tuple[int, Any]] = set()
+    failed: set[str] = set()  # keys of the jobs that failed or were not run
     data = config.to_dict()
     bar = tqdm(total=len(jobs), desc="jobs", unit="job", disable=not config.progress)
-    for kind in ("generate", "classify"):
+    for kind in ("vae", "generate", "classify"):
         phase = [job for job in jobs if job.kind == kind]
         ready = []
         for job in phase:
-            if kind == "classify" and method_sampler(job.method) and (job.seed, job.size) in failed:
-                failures.append((job.key, f"not run: generate/seed_{job.seed}/{size_name(job.size)} failed"))
+            blocked = [key for key in job.after if key in failed]
+            if blocked:
+                failures.append((job.key, f"not run: {blocked[0]} failed"))
+                failed.add(job.key)
                 bar.update(1)
             else:
                 ready.append(job)
@@ -131,8 +136,7 @@ def _run_jobs(paths: LowDataPaths, config: LowDataConfig, jobs: Sequence[LowData
             bar.update(1)
             if error is not None:
                 failures.append((job.key, error))
-                if kind == "generate":
-                    failed.add((job.seed, job.size))
+                failed.add(job.key)
     bar.close()
     return failures
 
@@ -143,12 +147,8 @@ def _run_jobs_on_ray(paths: LowDataPaths, config: LowDataConfig,
 
     root = str(paths.root.resolve())
     data = {**config.to_dict(), "progress": False}  # no terminal inside a task
-    fits = {(job.seed, job.size): job.key for job in jobs if job.kind == "generate"}
-    tasks = []
-    for job in jobs:
-        fit = fits.get((job.seed, job.size))
-        needs_fit = job.kind == "classify" and method_sampler(job.method) is not None and fit is not None
-        tasks.append(RayTask(job.key, _run_one, (root, data, job), (fit,) if needs_fit else ()))
+    todo = {job.key for job in jobs}  # finished jobs are not submitted, so nothing waits for them
+    tasks = [RayTask(job.key, _run_one, (root, data, job), tuple(k for k in job.after if k in todo)) for job in jobs]
     outcome = execute_ray(tasks, config.ray, config.num_threads, config.progress)
     return outcome.failures, outcome.resources
 
@@ -196,8 +196,9 @@ def run_lowdata(config: LowDataConfig, out: str | Path, cache_dir: str | Path | 
         config.check_image_size(tuple(data.images.shape[2:]))
         config.vae.build(tuple(data.images.shape[1:]))
         prepare_lowdata_run(paths, config, data, device_type)
+        classes = sorted(int(c) for c in data.labels.unique())
         del data
-        jobs = plan_lowdata_jobs(config)
+        jobs = plan_lowdata_jobs(config, classes)
         todo = [job for job in jobs if not is_done(paths, config, job)]
         logger.info("Low-data study %r: %d seed(s) x %d size(s) x %d method(s) x %d classifier seed(s), "
                     "%d jobs (%d already finished), device %s, run directory %s", config.name,

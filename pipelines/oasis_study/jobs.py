@@ -1,12 +1,18 @@
 """The study's jobs and the run-directory layout they read and write.
 
-Two kinds of job, both idempotent (a finished job is skipped, never redone):
+Three kinds of job, all idempotent (a finished job is skipped, never redone):
 
-* ``generate/seed_<s>``: fit the per-class VAEs and latent samplers on the
-  training subjects of repetition ``s`` (:class:`augmentor.GeometricAugmentor`;
-  for the ``shared-*`` methods also one augmentor with ``shared_vae=True``, and
-  for the ``<model>-<sampler>`` methods one with ``model=<model>``, a peer model),
-  save the fitted augmentors, and draw ``n_per_class`` latent codes per class
+* ``vae/seed_<s>/class_<c>`` (``vae/seed_<s>/<model>/class_<c>`` for a peer
+  model): train class ``c``'s VAE (or peer model) on the training subjects of
+  repetition ``s``, exactly as :meth:`augmentor.GeometricAugmentor.fit` trains it
+  (:meth:`~augmentor.GeometricAugmentor.fit_class_model`), and save it. One job
+  per class, so the classes of a seed can train at once (on several GPUs).
+* ``generate/seed_<s>``, after the seed's ``vae`` jobs: fit the latent samplers
+  on the per-class models (:meth:`~augmentor.GeometricAugmentor.fit_from_class_models`;
+  for the ``shared-*`` methods also train one augmentor with ``shared_vae=True``,
+  whose one VAE sees every class), save the fitted augmentors (per-class VAEs,
+  and for the ``<model>-<sampler>`` methods one with ``model=<model>``, a peer
+  model), and draw ``n_per_class`` latent codes per class
   with each sampler the methods need; then record how well the VAEs fit
   (:mod:`augmentor.fit_report`) and whether each synthetic set carries its class
   (a classifier trained on the real training images, tested on the synthetic
@@ -20,6 +26,8 @@ Run directory::
     study.json                         identity of the run (config, data fingerprint, hash)
     data.pt                            the images every job reads
     splits/seed_<s>.json               subject IDs and image indices of train / val / test
+    generate/seed_<s>/class_models/class_<c>/  class c's trained VAE (checksummed saved folder)
+    generate/seed_<s>/class_models_<model>/class_<c>/  class c's trained peer model
     generate/seed_<s>/augmentor/       fitted VAEs + samplers (checksummed saved folder)
     generate/seed_<s>/augmentor_shared/        the shared-decoder augmentor (shared-* methods)
     generate/seed_<s>/augmentor_<model>/       a peer model's augmentor (<model>-<sampler> methods)
@@ -42,7 +50,10 @@ Run directory::
 
 Intermediate files (splits, latents) carry a SHA-256 checksum ``<name>.sha256``
 (:mod:`augmentor.utils.artifacts`), verified on read; a damaged one, like a damaged saved
-augmentor, is moved aside to ``<name>.corrupt`` and made again.
+augmentor or class model, is moved aside to ``<name>.corrupt`` and made again. A job
+runs when its own outputs are missing or damaged: a deleted class model makes its
+``vae`` job run again (the same weights, bit for bit), not the jobs after it whose
+outputs are intact.
 
 Every file is written atomically (temporary name + rename, :mod:`augmentor.io`),
 so a killed job leaves either its complete result or nothing under the final
@@ -65,7 +76,7 @@ import numpy as np
 import torch
 
 from augmentor.utils.allocator import keep_large_buffers
-from augmentor.augmentor import GeometricAugmentor
+from augmentor.augmentor import CLASS_MODEL_KIND, ClassModel, GeometricAugmentor
 from augmentor.models.fit_report import fit_report, save_fit_grid, synthetic_fidelity
 from augmentor.utils.artifacts import load_intact, read_checked_json, save_checked_tensors
 from augmentor.utils.io import CorruptSaveError, write_json
@@ -77,14 +88,15 @@ from oasis.loader import T88_SHAPE, axial_slices
 
 from ..common.classifier import (TorchIOAugmentation, TrainedClassifier, classification_metrics, predict,
                                  train_classifier)
-from ..common.jobs import SEED_STRIDE, augmentor_config, intact_augmentor, job_environment, job_seed, read_result
+from ..common.jobs import (SEED_STRIDE, augmentor_config, class_model_path, fitted_class_model, intact_augmentor, job_environment,
+                           job_seed, per_class_generators, read_result)
 from ..common.methods import REAL_PREFIX, deprecated_name, method_sampler, split_source
 from ..common.run_directory import RunDirectory, StudyError
 from ..common.study_data import StudyData, oversample
 from .config import CLASS_NAMES, METHODS, SEED_KEYS, StudyConfig
 
 __all__ = [
-    "Job", "RunPaths", "run_classify", "run_generate", "run_job", "train_judge",
+    "Job", "RunPaths", "run_class_model", "run_classify", "run_generate", "run_job", "train_judge",
     "training_set",
 ]
 
@@ -95,20 +107,34 @@ PREVIEW_PER_CLASS = 8  # images per row of the generate job's figures
 
 @dataclasses.dataclass(frozen=True)
 class Job:
-    """One unit of work: ``kind`` is ``generate`` (per seed) or ``classify`` (per seed and method)."""
+    """One unit of work (see the module docstring).
+
+    Attributes:
+        kind: ``vae`` (per seed, class and per-class generator), ``generate`` (per
+            seed) or ``classify`` (per seed and method).
+        seed: the repetition.
+        method: the classifier's method (``classify``).
+        samplers: the latent sources to draw (``generate``).
+        label: the class whose model trains (``vae``).
+        generator: ``vae`` or a peer model's name (``vae``).
+        after: keys of the jobs whose outputs this one reads: both backends run
+            them first, and skip this job when one of them fails.
+    """
 
     kind: str
     seed: int
     method: str | None = None
     samplers: tuple[str, ...] = ()
+    label: int | None = None
+    generator: str = "vae"
+    after: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
+        if self.kind == "vae":
+            model = "" if self.generator == "vae" else f"{self.generator}/"
+            return f"vae/seed_{self.seed}/{model}class_{self.label}"
         return f"generate/seed_{self.seed}" if self.kind == "generate" else f"classify/seed_{self.seed}/{self.method}"
-
-    @property
-    def needs_generate(self) -> bool:
-        return self.kind == "classify" and method_sampler(self.method or "") is not None
 
 
 class RunPaths(RunDirectory):
@@ -127,6 +153,10 @@ class RunPaths(RunDirectory):
     def augmentor(self, seed: int, generator: str = "vae") -> Path:
         """The augmentor of a generator of :func:`~pipelines.common.methods.split_source` (``vae``, ``shared``, a peer)."""
         return self.generate(seed) / ("augmentor" if generator == "vae" else f"augmentor_{generator}")
+
+    def class_model(self, seed: int, label: int, generator: str = "vae") -> Path:
+        """Class ``label``'s trained model of a per-class generator (``vae`` or a peer)."""
+        return class_model_path(self.generate(seed), label, generator)
 
     def latents(self, seed: int, source: str) -> Path:
         return self.generate(seed) / f"latents_{source}.pt"
@@ -148,6 +178,8 @@ class RunPaths(RunDirectory):
 
     def is_done(self, job: Job) -> bool:
         """Whether ``job`` has finished; a damaged result file is moved aside (see :func:`read_result`)."""
+        if job.kind == "vae":
+            return intact_augmentor(self.class_model(job.seed, job.label, job.generator), CLASS_MODEL_KIND)
         if job.kind == "generate":
             generators = {split_source(source)[0] for source in job.samplers}
             # Damaged augmentors and latents are moved aside here, so the job makes them again.
@@ -204,24 +236,50 @@ def read_split(paths: RunPaths, seed: int) -> dict[str, list[int]]:
     return read_checked_json(paths.split(seed))["indices"]
 
 
+def _model_name(generator: str) -> str:
+    """The name of a generator's TensorBoard and checkpoint folders."""
+    return {"vae": "vae", "shared": "vae_shared"}.get(generator, generator)
+
+
+def _class_model(
+    paths: RunPaths, config: StudyConfig, data: StudyData, train: torch.Tensor, seed: int, generator: str, label: int
+) -> ClassModel:
+    """The seed's trained model of class ``label`` of a per-class ``generator``: loaded if saved, else trained."""
+    augmentor = GeometricAugmentor(augmentor_config(config, seed, tuple(data.images.shape[1:]), generator))
+    return fitted_class_model(
+        paths.class_model(seed, label, generator), augmentor, data.images[train], data.labels[train], label,
+        log_dir=paths.tensorboard(f"seed_{seed}", _model_name(generator)),
+        checkpoint_dir=_checkpoints(paths, seed, generator),
+    )
+
+
+def _checkpoints(paths: RunPaths, seed: int, generator: str) -> Path:
+    """The training checkpoints of the seed's models of ``generator`` (a subfolder per class)."""
+    return paths.generate(seed) / f"checkpoints_{_model_name(generator)}"
+
+
 def _fitted_augmentor(
     paths: RunPaths, config: StudyConfig, data: StudyData, train: torch.Tensor, seed: int, generator: str
 ) -> GeometricAugmentor:
-    """The seed's augmentor of ``generator`` (see :func:`augmentor_config`): loaded if saved, else fitted and saved."""
+    """The seed's augmentor of ``generator`` (see :func:`augmentor_config`): loaded if saved, else fitted and saved.
+
+    A per-class generator's augmentor is put together from the saved class models
+    (the ``vae`` jobs'; one that is missing is trained here), the shared VAE trained here.
+    """
     folder = paths.augmentor(seed, generator)
     saved = load_intact(folder, lambda path: GeometricAugmentor.load(path, device=config.device),
                          (CorruptSaveError,))  # only damage; other errors (a device) propagate
     if saved is not None:
         return saved
-    name = {"vae": "vae", "shared": "vae_shared"}.get(generator, generator)
-    checkpoints = paths.generate(seed) / f"checkpoints_{name}"
+    log_dir = paths.tensorboard(f"seed_{seed}", _model_name(generator))
+    checkpoints = _checkpoints(paths, seed, generator)
     augmentor = GeometricAugmentor(augmentor_config(config, seed, tuple(data.images.shape[1:]), generator))
-    augmentor.fit(
-        data.images[train],
-        data.labels[train],
-        log_dir=paths.tensorboard(f"seed_{seed}", name),
-        checkpoint_dir=checkpoints,
-    )
+    images, labels = data.images[train], data.labels[train]
+    if generator == "shared":
+        augmentor.fit(images, labels, log_dir=log_dir, checkpoint_dir=checkpoints)
+    else:
+        augmentor_from_class_models(augmentor, images, labels, lambda c: paths.class_model(seed, c, generator),
+                                    log_dir, checkpoints)
     augmentor.save(folder)
     shutil.rmtree(checkpoints, ignore_errors=True)  # the saved augmentor supersedes them
     return augmentor
@@ -385,13 +443,31 @@ def _add_class_effect(
     effects[source] = effect.to_dict()
 
 
+def _generate_seed(config: StudyConfig, seed: int) -> int:
+    """The global seed of a repetition's ``vae`` and ``generate`` jobs (each model's training seeds itself)."""
+    return (config.vae.trainer.seed + SEED_STRIDE * seed) % 2**31
+
+
+def run_class_model(root: str | Path, config: StudyConfig, job: Job) -> dict[str, Any]:
+    """Train and save the seed's model of one class (the ``vae`` job), unless saved."""
+    paths = RunPaths(root)
+    if paths.is_done(job):
+        return {"job": job.key, "skipped": True}
+    start = time.perf_counter()
+    with job_environment(config, _generate_seed(config, job.seed)):
+        data = StudyData.load(paths.data)
+        train = torch.tensor(read_split(paths, job.seed)["train"])
+        _class_model(paths, config, data, train, job.seed, job.generator, job.label)  # type: ignore[arg-type]
+    return {"job": job.key, "skipped": False, "seconds": time.perf_counter() - start}
+
+
 def run_generate(root: str | Path, config: StudyConfig, job: Job) -> dict[str, Any]:
     """Fit the seed's augmentors (unless saved), draw the missing latent sets, record the fit."""
     paths = RunPaths(root)
     if paths.is_done(job):
         return {"job": job.key, "skipped": True}
     start = time.perf_counter()
-    with job_environment(config, (config.vae.trainer.seed + SEED_STRIDE * job.seed) % 2**31) as device:
+    with job_environment(config, _generate_seed(config, job.seed)) as device:
         data = StudyData.load(paths.data)
         train = torch.tensor(read_split(paths, job.seed)["train"])
         augmentors = {}
@@ -521,6 +597,8 @@ def run_job(root: str, config_data: dict[str, Any], job: Job, *dependencies: Any
     """
     keep_large_buffers()
     config = StudyConfig.from_dict(config_data)
+    if job.kind == "vae":
+        return run_class_model(root, config, job)
     if job.kind == "generate":
         return run_generate(root, config, job)
     if job.kind == "classify":

@@ -7,8 +7,9 @@ check (a split of every seed), so a failed start leaves no identity behind.
 
 Backends: ``local`` runs the jobs one after the other in this process; ``ray``
 submits every job as a Ray task (``num_cpus = num_threads``,
-``num_gpus = ray.gpus_per_job``) with each classifier task depending on its
-seed's generate task. Both run the same function with the same per-job seeds
+``num_gpus = ray.gpus_per_job``), each waiting for the jobs it reads
+(:attr:`pipelines.oasis_study.jobs.Job.after`: a seed's generate task for its per-class
+model tasks, a synthetic-data classifier for its seed's generate task). Both run the same function with the same per-job seeds
 and thread counts, so they give the same results.
 """
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import platform
 import traceback
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -27,14 +28,16 @@ from ..common.ray_backend import RayTask, error_line, execute_ray
 from ..common.run_directory import (JobFailure, RunDirectoryError, check_identity, check_outside_data,
                                     claim_run_directory, saved_identity)
 from ..common.study_data import StudyData, split_subjects
+from ..common.methods import method_sampler
 from .config import StudyConfig, identity
-from .jobs import Job, RunPaths, run_job
+from .jobs import Job, RunPaths, per_class_generators, read_split, run_job
 
 __all__ = [
     "check_run_directory",
     "execute",
     "plan_jobs",
     "prepare_run_directory",
+    "train_classes",
 ]
 
 
@@ -94,62 +97,83 @@ def prepare_run_directory(
     return ident
 
 
-def plan_jobs(config: StudyConfig) -> list[Job]:
-    """All jobs of the study, seed by seed: the seed's generate job (if a method needs one), then its classifiers."""
+def plan_jobs(config: StudyConfig, classes: Mapping[int, Sequence[int]]) -> list[Job]:
+    """All jobs of the study, seed by seed: if a method needs synthetic images, a ``vae`` job per class and
+    per-class generator and the seed's generate job after them; then its classifiers.
+
+    Args:
+        config: the study.
+        classes: per seed, the classes of its training subjects.
+    """
     jobs = []
     samplers = tuple(config.samplers)
+    generators = per_class_generators(samplers)
     for seed in config.seed_list:
+        models = [Job("vae", seed, label=label, generator=g) for g in generators for label in classes[seed]]
+        generate = Job("generate", seed, samplers=samplers, after=tuple(job.key for job in models))
         if samplers:
-            jobs.append(Job("generate", seed, samplers=samplers))
-        jobs.extend(Job("classify", seed, method) for method in config.methods)
+            jobs += [*models, generate]
+        jobs.extend(Job("classify", seed, method, after=(generate.key,) if method_sampler(method) else ())
+                    for method in config.methods)
     return jobs
 
 
-def _execute_local(paths: RunPaths, config: StudyConfig, jobs: Sequence[Job]) -> list[tuple[str, str]]:
+def train_classes(paths: RunPaths, data: StudyData, seeds: Sequence[int]) -> dict[int, list[int]]:
+    """Per seed, the classes of its training subjects (the labels of its split's training images)."""
+    return {seed: sorted(set(data.labels[read_split(paths, seed)["train"]].tolist())) for seed in seeds}
+
+
+Outcome = tuple[list[tuple[str, str]], dict[str, dict[str, float]]]
+
+
+def _execute_local(paths: RunPaths, config: StudyConfig, jobs: Sequence[Job]) -> Outcome:
     failures: list[tuple[str, str]] = []
-    failed_seeds: set[int] = set()
+    failed: set[str] = set()  # keys of the jobs that failed or were not run
     data = config.to_dict()
     bar = tqdm(jobs, desc="jobs", unit="job", disable=not config.progress)
     for job in bar:
         bar.set_postfix_str(job.key)
-        if job.needs_generate and job.seed in failed_seeds:
-            failures.append((job.key, f"not run: generate/seed_{job.seed} failed"))
+        blocked = [key for key in job.after if key in failed]
+        if blocked:
+            failures.append((job.key, f"not run: {blocked[0]} failed"))
+            failed.add(job.key)
             continue
         try:
             run_job(str(paths.root), data, job)
         except Exception as err:  # keep going with independent jobs; report all at the end
             traceback.print_exc()
             failures.append((job.key, error_line(err)))
-            if job.kind == "generate":
-                failed_seeds.add(job.seed)
+            failed.add(job.key)
     bar.close()
-    return failures
+    return failures, {}
 
 
-def _execute_ray(paths: RunPaths, config: StudyConfig, jobs: Sequence[Job]) -> list[tuple[str, str]]:
+def _execute_ray(paths: RunPaths, config: StudyConfig, jobs: Sequence[Job]) -> Outcome:
     # Inside tasks there is no terminal to draw progress bars on.
     data = {**config.to_dict(), "progress": False}
     root = str(paths.root.resolve())
-    generate_keys = {job.seed: job.key for job in jobs if job.kind == "generate"}
-    tasks = [
-        RayTask(job.key, run_job, (root, data, job),
-                (generate_keys[job.seed],) if job.needs_generate and job.seed in generate_keys else ())
-        for job in jobs
-    ]
-    return execute_ray(tasks, config.ray, config.num_threads, config.progress).failures
+    todo = {job.key for job in jobs}  # finished jobs are not submitted, so nothing waits for them
+    tasks = [RayTask(job.key, run_job, (root, data, job), tuple(k for k in job.after if k in todo)) for job in jobs]
+    outcome = execute_ray(tasks, config.ray, config.num_threads, config.progress)
+    return outcome.failures, outcome.resources
 
 
-def execute(paths: RunPaths, config: StudyConfig, jobs: Sequence[Job]) -> None:
+def execute(paths: RunPaths, config: StudyConfig, jobs: Sequence[Job]) -> dict[str, dict[str, float]]:
     """Run the unfinished ``jobs`` with the configured backend.
+
+    Returns:
+        per job run as a Ray task, the resources Ray assigned to it (e.g.
+        ``{"CPU": 1.0, "GPU": 0.5}``); empty with the local backend.
 
     Raises:
         JobFailure: some jobs failed (the others ran and their results are kept).
     """
     if not jobs:
-        return
+        return {}
     run = _execute_ray if config.backend == "ray" else _execute_local
-    failures = run(paths, config, jobs)
+    failures, resources = run(paths, config, jobs)
     if failures:
         raise JobFailure(failures, paths.root)
+    return resources
 
 

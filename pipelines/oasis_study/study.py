@@ -47,7 +47,7 @@ from ..common.study_data import CACHE_ENV, load_study_data
 from .config import StudyConfig, load_study_config
 from .jobs import RunPaths
 from .report import PROTOCOL, write_report
-from .runner import check_run_directory, execute, plan_jobs, prepare_run_directory
+from .runner import check_run_directory, execute, plan_jobs, prepare_run_directory, train_classes
 
 __all__ = ["DEFAULT_CONFIG", "StudyResult", "build_parser", "main", "run_study"]
 
@@ -67,6 +67,7 @@ class StudyResult:
     jobs_run: int
     jobs_skipped: int
     seconds: float
+    job_resources: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)  # Ray: what each task got
 
 
 def run_study(config: StudyConfig, out: str | Path, cache_dir: str | Path | None = None) -> StudyResult:
@@ -95,7 +96,7 @@ def run_study(config: StudyConfig, out: str | Path, cache_dir: str | Path | None
         config.vae.build(tuple(data.images.shape[1:]))
         prepare_run_directory(paths, config, data, device_type)
 
-        jobs = plan_jobs(config)
+        jobs = plan_jobs(config, train_classes(paths, data, config.seed_list))
         todo = [job for job in jobs if not paths.is_done(job)]
         logger.info(
             "Study %r: %d seed(s) x %d method(s), %d jobs (%d already finished), backend %s, device %s, "
@@ -103,11 +104,11 @@ def run_study(config: StudyConfig, out: str | Path, cache_dir: str | Path | None
             config.name, len(config.seed_list), len(config.methods), len(jobs), len(jobs) - len(todo),
             config.backend, device_type, paths.root,
         )
-        execute(paths, config, todo)
+        resources = execute(paths, config, todo)
         title = f"OASIS study {config.name!r}: {len(set(data.subject_ids))} subjects, images {data.image_size}"
         per_run, summary, table = write_report(paths, title)
         seconds = time.perf_counter() - start
-        return StudyResult(paths.root, per_run, summary, table, len(todo), len(jobs) - len(todo), seconds)
+        return StudyResult(paths.root, per_run, summary, table, len(todo), len(jobs) - len(todo), seconds, resources)
 
 
 def _seeds(text: str) -> int | list[int]:
