@@ -67,11 +67,10 @@ import pandas as pd
 from augmentor.utils.devices import resolve_device
 
 from ..common.cli import add_override_arguments, command_line_overrides, run_command
-from ..common.methods import method_sampler
 from ..common.ray_backend import RayTask, error_line, execute_ray
 from ..common.run_directory import JobFailure, check_outside_data, lock_run_directory, saved_identity
 from .sources import load_source
-from .config import LowDataConfig, load_lowdata_config, size_name
+from .config import LowDataConfig, load_lowdata_config
 from .jobs import (LowDataJob, LowDataPaths, data_folders, is_done, plan_lowdata_jobs, prepare_lowdata_run,
                    run_class_model, run_classify, run_generate)
 from .report import write_lowdata_report

@@ -88,8 +88,8 @@ from oasis.loader import T88_SHAPE, axial_slices
 
 from ..common.classifier import (TorchIOAugmentation, TrainedClassifier, classification_metrics, predict,
                                  train_classifier)
-from ..common.jobs import (SEED_STRIDE, augmentor_config, class_model_path, fitted_class_model, intact_augmentor, job_environment,
-                           job_seed, per_class_generators, read_result)
+from ..common.jobs import (SEED_STRIDE, augmentor_config, augmentor_from_class_models, class_model_path,
+                           fitted_class_model, intact_augmentor, job_environment, job_seed, read_result)
 from ..common.methods import REAL_PREFIX, deprecated_name, method_sampler, split_source
 from ..common.run_directory import RunDirectory, StudyError
 from ..common.study_data import StudyData, oversample

@@ -30,7 +30,8 @@ from ..common.run_directory import (JobFailure, RunDirectoryError, check_identit
 from ..common.study_data import StudyData, split_subjects
 from ..common.methods import method_sampler
 from .config import StudyConfig, identity
-from .jobs import Job, RunPaths, per_class_generators, read_split, run_job
+from ..common.jobs import per_class_generators
+from .jobs import Job, RunPaths, read_split, run_job
 
 __all__ = [
     "check_run_directory",
