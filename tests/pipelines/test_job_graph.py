@@ -1,5 +1,5 @@
 """The OASIS study's job graph: a job per (seed, class) model, the seed's generate job after them, the classifiers
-after that; what each backend does with the dependencies (the Ray runs themselves: tests/test_ray_backend.py)."""
+after that; what each backend does with the dependencies (the Ray runs themselves: tests/pipelines/test_ray_backend.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pipelines.oasis_study import run_study, runner
 from pipelines.oasis_study.config import load_study_config
 from pipelines.oasis_study.runner import plan_jobs
 
-TINY = Path(__file__).resolve().parents[1] / "configs" / "oasis_tiny.yaml"
+TINY = Path(__file__).resolve().parents[2] / "configs" / "oasis_tiny.yaml"
 
 
 @pytest.fixture(scope="module")

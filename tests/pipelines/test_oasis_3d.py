@@ -19,7 +19,7 @@ from pipelines.common.study_data import StudyData
 from pipelines.common.jobs import augmentor_config
 from pipelines.oasis_study.study import run_study
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 TINY_3D = CONFIGS / "oasis_3d_tiny.yaml"
 
 

@@ -20,7 +20,7 @@ from pipelines.latent_map.study import (
 )
 from pipelines.common.run_directory import RunDirectoryError
 
-CONFIG = Path(__file__).resolve().parents[1] / "configs" / "mnist_latent2d.yaml"
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "mnist_latent2d.yaml"
 
 # The embedded 8 x 8 digits, a small MLP VAE with a 2-D latent space, short curves and a coarse map.
 TINY = {

@@ -15,7 +15,7 @@ from pipelines.benchmark.stages import GenerationPaths, sample_specs
 from pipelines.benchmark.study import main, run_benchmark, run_sweep
 from pipelines.common.run_directory import RunDirectoryError, StudyError
 
-TINY = Path(__file__).resolve().parents[1] / "configs" / "mnist_tiny.yaml"
+TINY = Path(__file__).resolve().parents[2] / "configs" / "mnist_tiny.yaml"
 
 
 def tiny_config(mnist_file: Path, **overrides) -> BenchmarkConfig:

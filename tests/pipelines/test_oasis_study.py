@@ -28,7 +28,7 @@ from pipelines.oasis_study.study import build_parser, config_from_args, main, ru
 from pipelines.oasis_study.report import write_report
 from pipelines.common.run_directory import JobFailure, RunDirectoryError, lock_run_directory
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 TINY = CONFIGS / "oasis_tiny.yaml"
 
 

@@ -23,7 +23,7 @@ from pipelines.common.ray_backend import RayTask, execute_ray
 
 
 
-TINY = Path(__file__).resolve().parents[1] / "configs" / "lowdata_tiny.yaml"
+TINY = Path(__file__).resolve().parents[2] / "configs" / "lowdata_tiny.yaml"
 BENCHMARK_TINY = TINY.parent / "mnist_tiny.yaml"
 OASIS_TINY = TINY.parent / "oasis_tiny.yaml"
 

@@ -26,8 +26,8 @@ from pipelines.common.run_directory import RunDirectoryError
 from pipelines.lowdata.sources import SourceConfig, load_source
 from pipelines.common.stats import paired_differences
 
-TINY = Path(__file__).resolve().parents[1] / "configs" / "lowdata_tiny.yaml"
-QUICK = Path(__file__).resolve().parents[1] / "configs" / "mnist_lowdata_quick.yaml"
+TINY = Path(__file__).resolve().parents[2] / "configs" / "lowdata_tiny.yaml"
+QUICK = Path(__file__).resolve().parents[2] / "configs" / "mnist_lowdata_quick.yaml"
 FAST = {"seeds": 1, "train_sizes": [3], "methods": ["real", "monai", "real+riemannian", "gmm"]}
 
 
@@ -273,7 +273,7 @@ def test_the_quick_config_is_valid() -> None:
 
 
 def test_the_full_config_runs_the_protocol_and_names_a_missing_sampler() -> None:
-    full = Path(__file__).resolve().parents[1] / "configs" / "mnist_lowdata_full.yaml"
+    full = Path(__file__).resolve().parents[2] / "configs" / "mnist_lowdata_full.yaml"
     data = yaml.safe_load(full.read_text())
     if "kde" not in SAMPLERS:
         with pytest.raises(ConfigError, match=r"unknown: \['real\+kde'\]"):
