@@ -22,9 +22,12 @@ import time
 import torch
 
 from augmentor import GeometricAugmentor
-from augmentor.models.fit_report import class_mean_error, fit_report
+from augmentor.models import build_vae
+from augmentor.models.fit_report import class_mean_error, ssim
+from augmentor.models.training import train_vae
 from augmentor.models.vae import reconstruction_error
 from augmentor.utils.allocator import keep_large_buffers
+from augmentor.utils.seeding import seed_everything
 from augmentor.utils.volume_figure import save_orthogonal_slices
 from oasis.anatomy import class_effect
 from pipelines.config import load_study_config, parse_override
@@ -54,19 +57,33 @@ def main() -> None:
     held_x, held_y = data.images[held], data.labels[held]
 
     start = time.perf_counter()
+    settings = augmentor_config(config, args.seed, tuple(data.images.shape[1:]))
     with job_environment(config, (config.vae.trainer.seed + SEED_STRIDE * args.seed) % 2**31):  # as the study's job
-        augmentor = GeometricAugmentor(augmentor_config(config, args.seed, tuple(data.images.shape[1:]))).fit(x, y)
+        if len(classes) == 2:
+            augmentor = GeometricAugmentor(settings).fit(x, y)
+            encode, decode = augmentor.encode, augmentor.decode
+        else:  # one class (the augmentor needs two): its VAE alone, with the seed the augmentor gives that class
+            index = [0, 1].index(classes[0])
+            trainer = settings.trainer.replace(seed=settings.trainer.seed + index, device=config.device)
+            seed_everything(trainer.seed)
+            model = build_vae(settings.vae)
+            history = train_vae(model, x, trainer).history
+            model.eval()
+            encode = lambda images, label: model.encode(images)  # noqa: E731
+            decode = lambda z, labels: model.decode(z)  # noqa: E731
     seconds = time.perf_counter() - start
-    report = fit_report(augmentor, x, y, held_x, held_y)
     with torch.no_grad():
         for label in classes:
-            mine = x[y == label]
-            recon = augmentor.decode(augmentor.encode(mine, label)[0], torch.full((len(mine),), label))
-            train_ratio = float(reconstruction_error(recon, mine).mean() / class_mean_error(mine).mean())
-            fit = report.classes[label]
-            print(f"class {CLASS_NAMES[label]}: {len(mine)} training volumes, {fit.n_heldout} held out; "
-                  f"held-out / class mean {fit.heldout_recon_ratio:.3f}, training / class mean {train_ratio:.3f}, "
-                  f"held-out SSIM {fit.ssim_heldout:.3f}, {fit.steps} steps (best at {fit.best_step})", flush=True)
+            mine, theirs = x[y == label], held_x[held_y == label]
+            ratios = []
+            for images in (theirs, mine):
+                recon = decode(encode(images, label)[0], torch.full((len(images),), label))
+                ratios.append(float(reconstruction_error(recon, images).mean() / class_mean_error(mine, images).mean()))
+            similarity = float(ssim(theirs, decode(encode(theirs, label)[0], torch.full((len(theirs),), label))).mean())
+            steps = augmentor.histories[label] if len(classes) == 2 else history
+            print(f"class {CLASS_NAMES[label]}: {len(mine)} training volumes, {len(theirs)} held out; "
+                  f"held-out / class mean {ratios[0]:.3f}, training / class mean {ratios[1]:.3f}, "
+                  f"held-out SSIM {similarity:.3f}, best of {len(steps)} evaluations", flush=True)
     print(f"training: {seconds:.0f} s for {len(classes)} VAE(s)")
     synthetic = {}
     if len(classes) == 2:
@@ -82,10 +99,10 @@ def main() -> None:
             print(f"{sampler}: ventricle CN {effect.ventricle_cn:.2f} AD {effect.ventricle_ad:.2f} mL, effect "
                   f"{effect.ventricle_effect:.2f}, ratio {effect.ventricle_effect / real.ventricle_effect:.2f} "
                   f"({time.perf_counter() - start:.0f} s)", flush=True)
-    held_mask = torch.isin(held_y, torch.tensor(classes))
-    with torch.no_grad():
-        rows = _fit_view_rows(augmentor, held_x[held_mask], held_y[held_mask], synthetic)
-    print("figure:", save_orthogonal_slices(rows, args.figure, f"{args.config} seed {args.seed}", class_names=CLASS_NAMES))
+    if len(classes) == 2:
+        with torch.no_grad():
+            rows = _fit_view_rows(augmentor, held_x, held_y, synthetic)
+        print("figure:", save_orthogonal_slices(rows, args.figure, f"{args.config} seed {args.seed}", class_names=CLASS_NAMES))
 
 
 if __name__ == "__main__":
