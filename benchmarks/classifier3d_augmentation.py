@@ -1,39 +1,79 @@
 """Does the 3D classifier learn with the classical (TorchIO) augmentation? Test balanced accuracy per variant.
 
-    PYTHONPATH=. python benchmarks/classifier3d_augmentation.py none,aug,aug_noscale 0
+    PYTHONPATH=. python benchmarks/classifier3d_augmentation.py none aug aug:translation=0:p_elastic=0 \
+        [--config oasis_3d_quick] [--seeds 0,1] [--set classifier.epochs=10 ...]
 
-Variants (comma-separated): ``none`` (real training subjects as they are), ``aug`` (the
-config's affine + elastic augmentation), ``aug_noscale`` (without scaling), ``aug_noelastic``;
-a suffix ``ep20`` trains 20 epochs. Second argument: the split's seed. Reads the cached quick
-cohort at the size of CONFIG (environment variable, default configs/oasis_3d_quick.yaml);
-prints per variant the test balanced accuracy, the best epoch and the training losses.
+Each variant is ``none`` (the seed's real training subjects as they are, the study's
+``original`` arm) or ``aug`` (with the config's TorchIO augmentation, the ``classical``
+arm), optionally followed by ``:key=value`` settings of the ``augmentation`` section.
+Trains the study's classifier (the config's ``classifier`` section, ``--set`` as on the
+study's command line) on each seed's split and prints per variant and seed the test
+balanced accuracy, the best validation epoch, the training losses and the time, then the
+mean over the seeds.
 """
-import os, sys, time, torch, json
-torch.set_num_threads(1)
-from augmentor.utils.allocator import keep_large_buffers; keep_large_buffers()
-from oasis import load_oasis
-from oasis.simulate import simulate_cohort
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from augmentor.utils.allocator import keep_large_buffers
+from pipelines.common.classifier import TorchIOAugmentation, classification_metrics, predict, train_classifier
+from pipelines.common.settings import AugmentationConfig
 from pipelines.oasis_study.config import load_study_config
-from pipelines.common.study_data import split_subjects
-from pipelines.common.classifier import TorchIOAugmentation, train_classifier, predict, classification_metrics
-cfg = load_study_config(os.environ.get("CONFIG", "configs/oasis_3d_quick.yaml"))
-d = load_oasis(str(simulate_cohort(cfg.data.simulation, progress=False)), dim=3, image_size=cfg.data.image_size)
-variants = sys.argv[1].split(",")
-seed = int(sys.argv[2]) if len(sys.argv) > 2 else 0
-sp = {k: torch.tensor(v) for k, v in split_subjects(d.subject_ids, d.labels, seed, cfg.split).items()}
-x, y = d.images[sp["train"]], d.labels[sp["train"]]
-for v in variants:
-    t = time.time()
-    ccfg = cfg.classifier
-    aug = None
-    if v.startswith("aug"):
-        a = cfg.augmentation
-        if "noscale" in v: a = a.replace(scales=0.0)
-        if "noelastic" in v: a = a.replace(p_elastic=0.0)
-        aug = TorchIOAugmentation(a, d.images.shape[2:], 1)
-    if "ep20" in v: ccfg = ccfg.replace(epochs=20)
-    tr = train_classifier(x, y, d.images[sp["val"]], d.labels[sp["val"]], ccfg, seed=1, augment=aug)
-    pred = predict(tr.model, d.images[sp["test"]], 32, "cpu")
-    m = classification_metrics(d.labels[sp["test"]].numpy(), pred, [0, 1])
-    print(v, "seed", seed, "test BA %.3f" % m["balanced_accuracy"], "best epoch", tr.best_epoch, "val BA %.3f" % tr.best_val_balanced_accuracy,
-          "train loss", [round(h.get("train_loss", float("nan")), 3) for h in tr.history], "%.0f s" % (time.time() - t), flush=True)
+from pipelines.common.cli import parse_override
+from pipelines.common.study_data import load_study_data, split_subjects
+from pipelines.common.jobs import job_environment, job_seed
+
+
+def augmentation(variant: str, base: AugmentationConfig) -> AugmentationConfig | None:
+    """The augmentation settings of ``variant`` (``none``: None)."""
+    name, *settings = variant.split(":")
+    if name not in ("none", "aug"):
+        raise SystemExit(f"unknown variant {variant!r}: expected none or aug[:key=value...]")
+    if name == "none":
+        return None
+    return base.replace(**dict(parse_override(text) for text in settings))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("variants", nargs="+")
+    parser.add_argument("--config", default="configs/oasis_3d_quick.yaml")
+    parser.add_argument("--seeds", default="0", help="the study's repetitions (splits), comma-separated")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    keep_large_buffers()
+    config = load_study_config(args.config, dict(parse_override(text) for text in args.overrides) or None)
+    data = load_study_data(config.data, progress=False)
+    for variant in args.variants:
+        settings = augmentation(variant, config.augmentation)
+        scores = []
+        for seed in (int(s) for s in args.seeds.split(",")):
+            split = {k: torch.tensor(v) for k, v in
+                     split_subjects(data.subject_ids, data.labels, seed, config.split).items()}
+            method = "original" if settings is None else "classical"
+            start = time.perf_counter()
+            with job_environment(config, job_seed(seed, method)) as device:  # the study's arm of this seed
+                augment = None if settings is None else TorchIOAugmentation(settings, data.image_size, job_seed(seed, method))
+                trained = train_classifier(
+                    data.images[split["train"]], data.labels[split["train"]],
+                    data.images[split["val"]], data.labels[split["val"]],
+                    config.classifier, seed=job_seed(seed, method), device=device, augment=augment,
+                )
+                pred = predict(trained.model, data.images[split["test"]], config.classifier.eval_batch_size, device)
+            test = classification_metrics(data.labels[split["test"]].numpy(), pred, [0, 1])["balanced_accuracy"]
+            scores.append(test)
+            losses = [round(h["train_loss"], 3) for h in trained.history]
+            print(f"{variant} seed {seed}: test BA {test:.3f}, best epoch {trained.best_epoch} "
+                  f"(val BA {trained.best_val_balanced_accuracy:.3f}), train loss {losses[0]} -> {losses[-1]} "
+                  f"(min {min(losses)}), {time.perf_counter() - start:.0f} s", flush=True)
+        print(f"{variant}: mean test BA {np.mean(scores):.3f} over {len(scores)} seed(s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -71,7 +71,7 @@ def main() -> None:
     print(f"classifier step (batch {batch}): {1000 * step:.2f} ms CPU")
     print(f"VAE step (batch {batch}): {1000 * per_vae_step:.2f} ms CPU")
     print(f"TorchIO image: {1000 * per_torchio:.2f} ms CPU; MONAI image: {1000 * per_monai:.2f} ms CPU")
-    jobs = plan_lowdata_jobs(config)
+    jobs = plan_lowdata_jobs(config, classes=list(range(10)))  # MNIST's ten digits
     classify = [j for j in jobs if j.kind == "classify"]
     steps = config.classifier_steps or 0
     augmented = [j for j in classify if j.method in ("torchio", "monai")]

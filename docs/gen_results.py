@@ -75,6 +75,12 @@ def _oasis_fit(fit: Path, fidelity: Path) -> str:
     return fit_markdown(pd.read_csv(fit), pd.read_csv(fidelity), warnings=())
 
 
+def _class_effect(path: Path) -> str:
+    from pipelines.oasis_study.report import class_effect_markdown
+
+    return class_effect_markdown(pd.read_csv(path))
+
+
 def _lowdata(summary: Path, distances: Path) -> str:
     from pipelines.lowdata.report import lowdata_markdown
 
@@ -142,6 +148,9 @@ TABLES: dict[str, ResultTable] = {
     "oasis_3d_quick_fit": ResultTable(
         ("oasis_3d_quick/fit.csv", "oasis_3d_quick/fidelity.csv"), _oasis_fit, _OASIS_3D,
         ("runs/oasis_3d_quick/report/fit.csv", "runs/oasis_3d_quick/report/fidelity.csv")),
+    "oasis_3d_quick_class_effect": ResultTable(
+        ("oasis_3d_quick/class_effect.csv",), _class_effect, _OASIS_3D,
+        ("runs/oasis_3d_quick/report/class_effect.csv",)),
     "mnist_quick": ResultTable(
         ("mnist_quick/summary.csv",), _generation, _MNIST_QUICK, ("runs/mnist_quick/report/summary.csv",)),
     # The VAE rows of the peer run: the same model, seed and settings as the quick benchmark.

@@ -89,6 +89,26 @@ def test_oasis_study_table_from_its_report_files(tmp_path):
     assert "`docs/results/oasis_quick/summary.csv`" in text
 
 
+def test_class_effect_table_from_its_report_file(tmp_path):
+    """``class_effect.csv`` as the study writes it becomes the documented table: mean ± std over the seeds."""
+    from pipelines.oasis_study.report import CLASS_EFFECT_COLUMNS
+
+    rows = [
+        {"seed": 0, "source": "real", "ventricle_cn": 14.0, "ventricle_ad": 24.0, "effect": 10.0, "effect_ratio": 1.0},
+        {"seed": 1, "source": "real", "ventricle_cn": 12.0, "ventricle_ad": 20.0, "effect": 8.0, "effect_ratio": 1.0},
+        {"seed": 0, "source": "gmm", "ventricle_cn": 13.0, "ventricle_ad": 18.0, "effect": 5.0, "effect_ratio": 0.5},
+        {"seed": 1, "source": "gmm", "ventricle_cn": 12.0, "ventricle_ad": 14.0, "effect": 2.0, "effect_ratio": 0.25},
+    ]
+    folder = tmp_path / "oasis_3d_quick"
+    folder.mkdir()
+    pd.DataFrame(rows, columns=list(CLASS_EFFECT_COLUMNS)).to_csv(folder / "class_effect.csv", index=False)
+    text = gen_results.render("oasis_3d_quick_class_effect", results=tmp_path)
+    gmm = next(line for line in text.splitlines() if line.startswith("| VAE - GMM"))
+    # mean and sample std (ddof=1) of 13, 12 / 18, 14 / 5, 2 / 0.5, 0.25
+    assert gmm.startswith("| VAE - GMM | 12.50 ± 0.71 | 16.00 ± 2.83 | 3.50 ± 2.12 | 0.38 ± 0.18 |"), gmm
+    assert "`docs/results/oasis_3d_quick/class_effect.csv`" in text
+
+
 def test_lowdata_table_from_its_report_files(tmp_path):
     from pipelines.lowdata.report import summarize_lowdata
 
