@@ -148,6 +148,8 @@ TABLES: dict[str, ResultTable] = {
     "oasis_3d_quick_fit": ResultTable(
         ("oasis_3d_quick/fit.csv", "oasis_3d_quick/fidelity.csv"), _oasis_fit, _OASIS_3D,
         ("runs/oasis_3d_quick/report/fit.csv", "runs/oasis_3d_quick/report/fidelity.csv")),
+    "oasis_quick_class_effect": ResultTable(
+        ("oasis_quick/class_effect.csv",), _class_effect, _OASIS_QUICK, ("runs/oasis_quick/report/class_effect.csv",)),
     "oasis_3d_quick_class_effect": ResultTable(
         ("oasis_3d_quick/class_effect.csv",), _class_effect, _OASIS_3D,
         ("runs/oasis_3d_quick/report/class_effect.csv",)),
