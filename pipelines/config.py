@@ -18,12 +18,13 @@ raises :class:`~augmentor.config.ConfigError` naming the field (and the file).
     device: auto
     backend: local   # or ray
     num_threads: 2   # torch / BLAS threads of every job (and Ray CPUs per job)
+    workers: auto    # local backend: jobs at once, in worker processes (auto: CPUs // num_threads)
     ray: {address: null, gpus_per_job: 0}
 
 Which values make a run directory: :func:`identity` lists the settings a job's
 result depends on. ``seeds`` and ``methods`` only choose *which* jobs run, so a
 run directory can be extended with more seeds or methods; paths (``data_dir``,
-``csv``, ``cache_dir``), ``backend``, ``ray`` and ``progress`` do not change any
+``csv``, ``cache_dir``), ``backend``, ``workers``, ``ray`` and ``progress`` do not change any
 result either (the data enter through their fingerprint instead).
 """
 
@@ -72,6 +73,7 @@ __all__ = [
     "command_line_overrides",
     "VAESection",
     "apply_overrides",
+    "check_workers",
     "identity",
     "identity_hash",
     "load_study_config",
@@ -138,6 +140,17 @@ def check_run_settings(config: Config) -> None:
         config._fail("device", f"must be {DEVICE_CHOICES}, got {config.device!r}")
     if not 1 <= config.num_threads <= MAX_THREADS:
         config._fail("num_threads", f"must lie in 1..{MAX_THREADS}, got {config.num_threads}")
+
+
+def check_workers(config: Config) -> None:
+    """The ``workers`` setting of a local backend: an integer in ``1..MAX_THREADS`` or ``auto``.
+
+    Raises:
+        ConfigError: naming the value.
+    """
+    workers = config.workers
+    if workers != "auto" and not 1 <= workers <= MAX_THREADS:
+        config._fail("workers", f"must be 'auto' or lie in 1..{MAX_THREADS}, got {workers}")
 
 
 def method_sampler(method: str) -> str | None:
@@ -476,6 +489,7 @@ class StudyConfig(Config):
     device: str = "auto"
     backend: Literal["local", "ray"] = "local"
     num_threads: int = 1
+    workers: int | Literal["auto"] = "auto"  # local backend: jobs at once (pipelines.local_pool)
     deterministic: bool = True
     progress: bool = True
     ray: RayConfig = dataclasses.field(default_factory=RayConfig)
@@ -500,6 +514,7 @@ class StudyConfig(Config):
         if len(set(self.methods)) != len(self.methods):
             self._fail("methods", f"lists a method twice: {list(self.methods)}")
         check_run_settings(self)
+        check_workers(self)
         # Checks that need the image size, predicted from the data settings.
         size = self.data.expected_image_size()
         try:
@@ -527,7 +542,7 @@ class StudyConfig(Config):
 
 
 # Settings that choose which jobs run or how they are scheduled, never what a job computes.
-_NOT_IDENTITY = ("name", "seeds", "methods", "backend", "progress", "ray")
+_NOT_IDENTITY = ("name", "seeds", "methods", "backend", "workers", "progress", "ray")
 _NOT_IDENTITY_DATA = ("data_dir", "csv", "cache_dir")
 
 

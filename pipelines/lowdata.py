@@ -62,7 +62,6 @@ import logging
 import math
 import platform
 import time
-import traceback
 from pathlib import Path
 from typing import Any, Iterator, Literal, Sequence
 
@@ -85,7 +84,6 @@ from .classifier import TorchIOAugmentation, classification_metrics, predict, tr
 from .config import (
     MAX_REPETITIONS,
     MAX_SEED,
-    MAX_THREADS,
     PEER_SOURCES,
     AugmentationConfig,
     ClassifierConfig,
@@ -95,15 +93,18 @@ from .config import (
     add_override_arguments,
     apply_overrides,
     check_run_settings,
+    check_workers,
     command_line_overrides,
     seed_list,
     split_source,
 )
 from .data import StudyData
 from .common import RunDirectory, oversample
+from .local_pool import execute_local, resolve_workers
 from .jobs import (augmentor_config, augmentor_from_class_models, class_model_path, fitted_class_model,
                    intact_augmentor, job_environment, job_seed, per_class_generators, read_result)
 from .report import METHOD_LABELS as STUDY_LABELS
+from .ray_backend import RayTask
 from .runner import StudyError, claim_run_directory, lock_run_directory, run_command, saved_identity
 from .sources import SourceConfig, load_source
 from .stats import write_paired_report
@@ -320,7 +321,9 @@ class LowDataConfig(Config):
             autoencoder with a GMM on its codes; :data:`pipelines.config.PEER_SOURCES`).
         num_threads: torch / BLAS / ITK threads of every job (results depend on it).
         workers: jobs run at once in separate processes by the ``local`` backend
-            (results do not depend on it).
+            (results do not depend on it); ``auto``: as many as the CPUs hold at
+            ``num_threads`` threads each (one on an accelerator;
+            :func:`pipelines.local_pool.resolve_workers`).
         backend: ``local`` (this machine, ``workers`` processes) or ``ray``: every
             (seed, size, class) VAE (or peer model) fit, every (seed, size)
             generate job and every classifier is a Ray task reserving
@@ -347,15 +350,14 @@ class LowDataConfig(Config):
     methods: tuple[str, ...] = _DEFAULT_METHODS
     device: str = "auto"
     num_threads: int = 1
-    workers: int = 1
+    workers: int | Literal["auto"] = "auto"
     deterministic: bool = True
     progress: bool = True
     backend: Literal["local", "ray"] = "local"
     ray: RayConfig = dataclasses.field(default_factory=RayConfig)
 
     def validate(self) -> None:
-        if not 1 <= self.workers <= MAX_THREADS:
-            self._fail("workers", f"must lie in 1..{MAX_THREADS}, got {self.workers}")
+        check_workers(self)
         if not self.train_sizes:
             self._fail("train_sizes", "give at least one training size per class, e.g. [10, 50, 100]")
         numeric = [s for s in self.train_sizes if not isinstance(s, str)]
@@ -1025,37 +1027,21 @@ def _run_one(root: str, config_data: dict[str, Any], job: LowDataJob) -> None:
 
 
 def _run_jobs(paths: LowDataPaths, config: LowDataConfig, jobs: Sequence[LowDataJob]) -> list[tuple[str, str]]:
-    """Run ``jobs``: the class models first, then the generate jobs, then the classifiers, each phase over
-    ``config.workers`` processes.
+    """Run ``jobs`` with the local backend (:func:`pipelines.local_pool.execute_local`): in this process the class
+    models first, then the generate jobs, then the classifiers; with several ``workers``, each job in a worker
+    process once the jobs it reads (its ``after``) have finished.
 
     Every job fixes its own threads and seeds, so the results do not depend on the
-    number of workers. A failed job skips the jobs that need it (its key in their
-    ``after``); other failures are collected and reported at the end.
+    number of workers. A failed job skips the jobs that need it; other failures are
+    collected and reported at the end.
     """
-    from tqdm.auto import tqdm
-
-    failures: list[tuple[str, str]] = []
-    failed: set[str] = set()  # keys of the jobs that failed or were not run
-    data = config.to_dict()
-    bar = tqdm(total=len(jobs), desc="jobs", unit="job", disable=not config.progress)
-    for kind in ("vae", "generate", "classify"):
-        phase = [job for job in jobs if job.kind == kind]
-        ready = []
-        for job in phase:
-            blocked = [key for key in job.after if key in failed]
-            if blocked:
-                failures.append((job.key, f"not run: {blocked[0]} failed"))
-                failed.add(job.key)
-                bar.update(1)
-            else:
-                ready.append(job)
-        for job, error in _map_jobs(str(paths.root), data, ready, config.workers):
-            bar.update(1)
-            if error is not None:
-                failures.append((job.key, error))
-                failed.add(job.key)
-    bar.close()
-    return failures
+    workers = resolve_workers(config.workers, config.num_threads, resolve_device(config.device).type, len(jobs))
+    # Worker processes share the terminal: only this process draws a progress bar.
+    data = config.to_dict() if workers == 1 else {**config.to_dict(), "progress": False}
+    phases = ("vae", "generate", "classify")
+    ordered = sorted(jobs, key=lambda job: phases.index(job.kind))
+    tasks = [RayTask(job.key, _run_one, (str(paths.root), data, job), job.after) for job in ordered]
+    return execute_local(tasks, workers, config.progress)
 
 
 def _run_jobs_on_ray(paths: LowDataPaths, config: LowDataConfig,
@@ -1072,34 +1058,6 @@ def _run_jobs_on_ray(paths: LowDataPaths, config: LowDataConfig,
     except RayUnavailableError as err:
         raise StudyError(str(err)) from err
     return outcome.failures, outcome.resources
-
-
-def _map_jobs(root: str, data: dict[str, Any], jobs: Sequence[LowDataJob],
-              workers: int) -> Iterator[tuple[LowDataJob, str | None]]:
-    """Yield ``(job, None)`` for each finished job, ``(job, message)`` for each failed one."""
-    def message(err: BaseException) -> str:
-        return f"{type(err).__name__}: {err}".splitlines()[0]
-
-    if workers == 1 or len(jobs) < 2:
-        for job in jobs:
-            try:
-                _run_one(root, data, job)
-                yield job, None
-            except Exception as err:  # keep going with independent jobs; report all at the end
-                traceback.print_exc()
-                yield job, message(err)
-        return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    # spawn: a forked child would inherit the parent's thread pools (OpenMP) in an unknown state.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_run_one, root, data, job): job for job in jobs}
-        for future in as_completed(futures):
-            error = future.exception()
-            if error is not None:
-                logger.error("%s failed: %s", futures[future].key, message(error))
-            yield futures[future], None if error is None else message(error)
 
 
 def run_lowdata(config: LowDataConfig, out: str | Path, cache_dir: str | Path | None = None) -> LowDataResult:

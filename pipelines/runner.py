@@ -13,7 +13,9 @@ One invocation at a time works in a run directory: it holds an exclusive
 ``flock`` on ``<run>/.lock`` until it ends (the operating system releases it when
 the process dies, however it dies); a second invocation is refused at once.
 
-Backends: ``local`` runs the jobs one after the other in this process; ``ray``
+Backends: ``local`` runs the jobs in this process, or ``workers`` of them at once
+in worker processes, each once the jobs it reads have finished
+(:mod:`pipelines.local_pool`); ``ray``
 submits every job as a Ray task (``num_cpus = num_threads``,
 ``num_gpus = ray.gpus_per_job``), each waiting for the jobs it reads
 (:attr:`pipelines.jobs.Job.after`: a seed's generate task for its per-class
@@ -34,23 +36,23 @@ import logging
 import os
 import platform
 import sys
-import traceback
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
 import torch
-from tqdm.auto import tqdm
 
 from augmentor.utils.artifacts import load_intact, read_checked_json, write_checked_json
 from augmentor.utils.io import write_json
 
 from augmentor.utils.config import ConfigError
+from augmentor.utils.devices import resolve_device
 
 from .common import RunDirectory
 from .config import StudyConfig, identity, identity_hash, method_sampler
 from .data import StudyData, split_subjects
 from .jobs import Job, RunPaths, per_class_generators, read_split, run_job
-from .ray_backend import RayTask, RayUnavailableError, error_line, execute_ray
+from .local_pool import execute_local, resolve_workers
+from .ray_backend import RayTask, RayUnavailableError, execute_ray
 
 __all__ = [
     "FORMAT_VERSION",
@@ -318,25 +320,11 @@ Outcome = tuple[list[tuple[str, str]], dict[str, dict[str, float]]]
 
 
 def _execute_local(paths: RunPaths, config: StudyConfig, jobs: Sequence[Job]) -> Outcome:
-    failures: list[tuple[str, str]] = []
-    failed: set[str] = set()  # keys of the jobs that failed or were not run
-    data = config.to_dict()
-    bar = tqdm(jobs, desc="jobs", unit="job", disable=not config.progress)
-    for job in bar:
-        bar.set_postfix_str(job.key)
-        blocked = [key for key in job.after if key in failed]
-        if blocked:
-            failures.append((job.key, f"not run: {blocked[0]} failed"))
-            failed.add(job.key)
-            continue
-        try:
-            run_job(str(paths.root), data, job)
-        except Exception as err:  # keep going with independent jobs; report all at the end
-            traceback.print_exc()
-            failures.append((job.key, error_line(err)))
-            failed.add(job.key)
-    bar.close()
-    return failures, {}
+    workers = resolve_workers(config.workers, config.num_threads, resolve_device(config.device).type, len(jobs))
+    # Worker processes share the terminal: only this process draws a progress bar.
+    data = config.to_dict() if workers == 1 else {**config.to_dict(), "progress": False}
+    tasks = [RayTask(job.key, run_job, (str(paths.root), data, job), job.after) for job in jobs]
+    return execute_local(tasks, workers, config.progress), {}
 
 
 def _execute_ray(paths: RunPaths, config: StudyConfig, jobs: Sequence[Job]) -> Outcome:
