@@ -24,6 +24,7 @@ result behind, since every result is written atomically.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -42,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 AUTO = "auto"  # the ``workers`` setting that sizes the pool to the machine (:func:`resolve_workers`)
 Failures = list[tuple[str, str]]
+_PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h): the signal a process gets when its parent dies
 
 
 def available_cpus() -> int:
@@ -162,12 +164,24 @@ def _stop_on_terminate(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
-def _serve(connection: Connection, log_level: int, log_format: str | None) -> None:
+def _end_with_parent(parent: int) -> None:
+    """Have the kernel stop this worker (SIGTERM) when its parent dies (Linux), so that a killed run leaves no job
+    running in a run directory whose lock has gone with it; elsewhere a worker ends after its job."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux
+        return
+    if os.getppid() != parent:  # it died before the request
+        raise SystemExit(128 + signal.SIGTERM)
+
+
+def _serve(connection: Connection, parent: int, log_level: int, log_format: str | None) -> None:
     """A worker process: run the tasks received on ``connection`` until told to stop (``None``).
 
     Sends back ``(key, None)`` for a finished task, ``(key, error line)`` for a failed one.
     """
     signal.signal(signal.SIGTERM, _stop_on_terminate)
+    _end_with_parent(parent)
     if log_format is not None:  # the jobs' log lines go to the terminal as in the parent
         logging.basicConfig(level=log_level, format=log_format)
     try:
@@ -195,7 +209,7 @@ class _Worker:
 
     def __init__(self, context: Any, log_level: int, log_format: str | None) -> None:
         self.connection, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child, log_level, log_format), daemon=True)
+        self.process = context.Process(target=_serve, args=(child, os.getpid(), log_level, log_format), daemon=True)
         self.process.start()
         child.close()
 

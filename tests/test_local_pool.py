@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -19,7 +22,8 @@ from pipelines.oasis_study import run_study
 from pipelines.ray_backend import RayTask
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-PATIENCE = 60.0  # seconds a task waits for another one's file: far above a spawn start, even on a loaded machine
+# Seconds a test waits for a worker: a spawned worker took up to a minute to start on a 2-core machine under load 8.
+PATIENCE = 300.0
 
 
 # --- task functions (module level: the spawned workers import them by name) ------------------------------------------
@@ -49,6 +53,13 @@ def _fail(message: str) -> None:
 
 def _die(code: int) -> None:
     os._exit(code)  # as a worker killed by the system would end: no answer to the parent
+
+
+def _sleep_then_write(folder: str, key: str) -> None:
+    """Record this worker's pid, then work longer than any test waits before writing the result ``<key>.json``."""
+    (Path(folder) / f"{key}.pid").write_text(str(os.getpid()))
+    time.sleep(2 * PATIENCE)
+    (Path(folder) / f"{key}.json").write_text("{}")
 
 
 def _task(folder: Path, key: str, after: tuple[str, ...] = (), seconds: float = 0.0) -> RayTask:
@@ -107,6 +118,47 @@ def test_one_worker_runs_in_this_process_in_the_given_order(tmp_path) -> None:
     failures = execute_local(tasks, workers=1, progress=False)
     assert failures == [("c", "RuntimeError: boom"), ("d", "not run: c failed"), ("e", "not run: d failed")]
     assert {int((tmp_path / key).read_text()) for key in "abf"} == {os.getpid()}
+
+
+_STOPPED_RUN = """
+import sys
+sys.path.insert(0, {tests!r})
+from pipelines.local_pool import execute_local
+from pipelines.ray_backend import RayTask
+from test_local_pool import _sleep_then_write
+execute_local([RayTask(key, _sleep_then_write, ({folder!r}, key)) for key in ("p", "q")], workers=2, progress=False)
+"""
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is no zombie (an orphan's zombie waits for a reaper that may not come)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; the parent-death signal is Linux's")
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGKILL])
+def test_a_stopped_run_leaves_no_worker_running(tmp_path, stop) -> None:
+    script = _STOPPED_RUN.format(tests=str(Path(__file__).parent), folder=str(tmp_path))
+    run = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + PATIENCE
+        while not all((tmp_path / f"{key}.pid").is_file() for key in "pq"):
+            assert run.poll() is None and time.monotonic() < deadline, "the workers did not start"
+            time.sleep(0.1)
+        workers = [int((tmp_path / f"{key}.pid").read_text()) for key in "pq"]
+        assert all(_running(pid) for pid in workers)
+        run.send_signal(stop)  # the parent only (Ctrl-C in a terminal also reaches the workers)
+        assert run.wait(timeout=PATIENCE) != 0
+    finally:
+        run.kill()  # ends the workers too (no-op when the run has ended)
+    deadline = time.monotonic() + PATIENCE
+    while any(_running(pid) for pid in workers):
+        assert time.monotonic() < deadline, "a worker outlived the stopped run"
+        time.sleep(0.1)
+    assert not list(tmp_path.glob("*.json"))
 
 
 def test_tasks_that_cannot_be_ordered_are_refused(tmp_path) -> None:
