@@ -115,6 +115,9 @@ from augmentor.models.training import TrainerConfig, TrainingDivergedError, resu
 
 from .common import RunDirectory
 from .config import RayConfig, VAESection, add_override_arguments, apply_overrides, check_run_settings, command_line_overrides
+from .config import check_workers
+from .local_pool import execute_local, resolve_workers
+from .ray_backend import RayTask
 from .jobs import job_environment, read_result
 from .runner import JobFailure, StudyError, claim_run_directory, lock_run_directory, run_command, saved_identity
 
@@ -370,7 +373,11 @@ class BenchmarkConfig(Config):
         models: peer models trained and evaluated beside the VAE, each a mapping of
             :class:`PeerModelSpec` fields, e.g. ``[{name: ae}, {name: vamp, options:
             {n_pseudo_inputs: 50}}]`` (see :meth:`peer_models`).
-        backend: ``local`` trains the models one after the other in this process;
+        workers: the local backend trains this many models at once in worker
+            processes before sampling (1: each in turn, in this process); ``auto``:
+            as many as the CPUs hold at ``num_threads`` threads each, one on an
+            accelerator (:func:`pipelines.local_pool.resolve_workers`).
+        backend: ``local`` trains the models in this process (or ``workers`` at once);
             ``ray`` trains the missing ones (the VAE and every peer) at once, each a
             Ray task reserving ``num_threads`` CPUs and ``ray.gpus_per_job`` GPUs,
             then samples and evaluates here. The models do not depend on the backend.
@@ -389,9 +396,11 @@ class BenchmarkConfig(Config):
     deterministic: bool = True
     progress: bool = True
     backend: Literal["local", "ray"] = "local"
+    workers: int | Literal["auto"] = "auto"
     ray: RayConfig = dataclasses.field(default_factory=RayConfig)
 
     def validate(self) -> None:
+        check_workers(self)
         if any(size < 2 for size in self.train_sizes) or len(set(self.train_sizes)) != len(self.train_sizes):
             self._fail("train_sizes", f"must be distinct sizes >= 2, got {list(self.train_sizes)}")
         k = self.sampling.metric.n_centroids
@@ -637,6 +646,30 @@ def _train_model_task(root: str, config_data: dict[str, Any], model_cfg: VAEConf
         train_stage(GenerationPaths(root), config, load_benchmark_data(config.data), model_cfg, device)
 
 
+def _model_tasks(paths: GenerationPaths, config: BenchmarkConfig,
+                 models: Sequence[tuple[str, VAEConfig]]) -> list[RayTask]:
+    """A task per model not saved yet (:func:`_train_model_task`)."""
+    root, data = str(paths.root.resolve()), config.to_dict()
+    return [RayTask(f"model {name}", _train_model_task, (root, data, model_cfg)) for name, model_cfg in models
+            if not (paths.model_file(name).is_file() and paths.codes_file(name).is_file())]
+
+
+def train_models_in_workers(paths: GenerationPaths, config: BenchmarkConfig, models: Sequence[tuple[str, VAEConfig]],
+                            device_type: str) -> dict[str, str]:
+    """Train the models not saved yet ``config.workers`` at a time in worker processes
+    (:func:`pipelines.local_pool.execute_local`); with one worker, nothing here (the run trains them in turn).
+
+    Returns:
+        ``{name: error}`` of every model whose training failed.
+    """
+    tasks = _model_tasks(paths, config, models)
+    workers = resolve_workers(config.workers, config.num_threads, device_type, len(tasks))
+    if workers == 1:
+        return {}
+    failures = execute_local(tasks, workers, config.progress)
+    return {key.removeprefix("model "): message for key, message in failures}
+
+
 def train_models_on_ray(paths: GenerationPaths, config: BenchmarkConfig,
                         models: Sequence[tuple[str, VAEConfig]]) -> dict[str, str]:
     """Train the models not saved yet as Ray tasks at once (see ``BenchmarkConfig.backend``).
@@ -644,12 +677,9 @@ def train_models_on_ray(paths: GenerationPaths, config: BenchmarkConfig,
     Returns:
         ``{name: error}`` of every model whose training failed.
     """
-    from .ray_backend import RayTask, RayUnavailableError, execute_ray
+    from .ray_backend import RayUnavailableError, execute_ray
 
-    root, data = str(paths.root.resolve()), config.to_dict()
-    tasks = [RayTask(f"model {name}", _train_model_task, (root, data, model_cfg))
-             for name, model_cfg in models
-             if not (paths.model_file(name).is_file() and paths.codes_file(name).is_file())]
+    tasks = _model_tasks(paths, config, models)
     if not tasks:
         return {}
     try:
@@ -1020,7 +1050,7 @@ class BenchmarkResult:
 
 # A peer model's settings are checked against its saved model instead (pipelines' _load_model), so
 # adding peers only adds rows to a finished run.
-_NOT_IDENTITY = ("name", "progress", "train_sizes", "models", "backend", "ray")
+_NOT_IDENTITY = ("name", "progress", "train_sizes", "models", "backend", "workers", "ray")
 
 
 def benchmark_identity(config: BenchmarkConfig, device_type: str, fingerprint: str, fid_network: str) -> dict:
@@ -1081,11 +1111,12 @@ def run_benchmark(config: BenchmarkConfig, out: str | Path) -> BenchmarkResult:
         failures = []
         models = [("vae", vae_config)] + [
             (peer.name, model_config(peer.name, vae_config, peer.options)) for peer in config.peer_models()]
-        failed_on_ray = train_models_on_ray(paths, config, models) if config.backend == "ray" else {}
+        failed_apart = (train_models_on_ray(paths, config, models) if config.backend == "ray"
+                        else train_models_in_workers(paths, config, models, device.type))
         for name, model_cfg in models:
             if name != "vae":
                 logger.info("peer model %s", name)
-            error = failed_on_ray.get(name)
+            error = failed_apart.get(name)
             if error is None:
                 try:
                     model = train_stage(paths, config, data, model_cfg, device)

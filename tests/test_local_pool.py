@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from augmentor.utils.config import ConfigError
 from pipelines import local_pool
@@ -237,3 +238,26 @@ def test_the_low_data_study_gives_the_same_run_with_two_workers(tmp_path) -> Non
     assert _run_files(two.out) == _run_files(one.out) and len(_run_files(one.out)) > 3
     rerun = run_lowdata(config.replace(workers=2), two.out, cache_dir=cache)
     assert rerun.jobs_run == 0 and rerun.table == one.table
+
+
+def test_the_benchmark_trains_its_models_in_two_workers_like_in_one(tmp_path, monkeypatch) -> None:
+    from augmentor.utils.io import load_tensors
+    from pipelines import generation
+    from pipelines.generation import GenerationPaths, load_benchmark_config, run_benchmark
+
+    settings = {"data.dataset": "digits", "data.n_train": 100, "data.n_val": 30, "data.n_test": 50,
+                "sampling.samplers": ["gmm"], "sampling.n_samples": 50, "models": [{"name": "ae"}],
+                "metrics.memorisation_samples": 20, "progress": False}
+    config = load_benchmark_config(CONFIGS / "mnist_tiny.yaml", settings)
+    one = run_benchmark(config, tmp_path / "one")
+
+    def not_here(*args, **kwargs):
+        raise AssertionError("a model was trained in the main process")
+
+    monkeypatch.setattr(generation, "train_vae", not_here)  # the spawned workers import the real one
+    two = run_benchmark(config.replace(workers=2), tmp_path / "two")
+    for name in ("vae", "ae"):
+        a = load_tensors(GenerationPaths(tmp_path / "one").model_file(name))["state"]
+        b = load_tensors(GenerationPaths(tmp_path / "two").model_file(name))["state"]
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    assert two.table.equals(one.table)
