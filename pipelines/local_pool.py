@@ -129,6 +129,7 @@ def execute_local(tasks: Sequence[RayTask], workers: int = 1, progress: bool = T
         if workers <= 1 or len(tasks) < 2:
             failures = _run_in_process(tasks, bar)
         else:
+            logger.info("%d jobs, %d at a time in worker processes", len(tasks), workers)
             failures = _WorkerPool(workers).run(sorted(tasks, key=lambda t: -heights[t.key]), bar)
     position = {key: i for i, key in enumerate(keys)}
     return sorted(failures, key=lambda failure: position[failure[0]])
