@@ -18,7 +18,7 @@ from augmentor.sampling.samplers import SAMPLERS
 
 from ..common.cli import load_config_with_overrides
 from ..common.image_model import ImageDataConfig, ImageVAESection
-from ..common.settings import RayConfig, check_run_settings
+from ..common.settings import RayConfig, check_run_settings, check_workers
 
 __all__ = [
     "METRIC_VARIANT_KEYS",
@@ -70,6 +70,7 @@ class BenchmarkSamplingConfig(Config):
     seed: int = 0
 
     def validate(self) -> None:
+        check_workers(self)
         if self.n_samples < 2:
             self._fail("n_samples", f"must be >= 2, got {self.n_samples}")
         unknown = [s for s in self.samplers if s not in SAMPLERS]
@@ -200,7 +201,11 @@ class BenchmarkConfig(Config):
         models: peer models trained and evaluated beside the VAE, each a mapping of
             :class:`PeerModelSpec` fields, e.g. ``[{name: ae}, {name: vamp, options:
             {n_pseudo_inputs: 50}}]`` (see :meth:`peer_models`).
-        backend: ``local`` trains the models one after the other in this process;
+        workers: the local backend trains this many models at once in worker
+            processes before sampling (1: each in turn, in this process); ``auto``:
+            as many as the CPUs hold at ``num_threads`` threads each, one on an
+            accelerator (:func:`pipelines.common.local_pool.resolve_workers`).
+        backend: ``local`` trains the models in this process (or ``workers`` at once);
             ``ray`` trains the missing ones (the VAE and every peer) at once, each a
             Ray task reserving ``num_threads`` CPUs and ``ray.gpus_per_job`` GPUs,
             then samples and evaluates here. The models do not depend on the backend.
@@ -219,6 +224,7 @@ class BenchmarkConfig(Config):
     deterministic: bool = True
     progress: bool = True
     backend: Literal["local", "ray"] = "local"
+    workers: int | Literal["auto"] = "auto"
     ray: RayConfig = dataclasses.field(default_factory=RayConfig)
 
     def validate(self) -> None:

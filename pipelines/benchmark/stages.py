@@ -30,6 +30,8 @@ from augmentor.models.training import TrainerConfig
 
 from ..common.image_model import ImageData, ModelPaths, load_image_data, train_stage
 from ..common.jobs import job_environment, read_result
+from ..common.local_pool import execute_local, resolve_workers
+from ..common.ray_backend import RayTask
 from ..common.methods import generator_label
 from ..common.run_directory import StudyError
 from .config import (BenchmarkConfig, BenchmarkMetricsConfig, BenchmarkSamplingConfig, PeerModelSpec, VARIANT_KEYS,
@@ -47,6 +49,7 @@ __all__ = [
     "reference_features",
     "sample_specs",
     "sample_stage",
+    "train_models_in_workers",
     "train_models_on_ray",
     "trainer_settings",
 ]
@@ -145,6 +148,30 @@ def _train_model_task(root: str, config_data: dict[str, Any], model_cfg: VAEConf
                     config.metrics.batch_size)
 
 
+def _model_tasks(paths: GenerationPaths, config: BenchmarkConfig,
+                 models: Sequence[tuple[str, VAEConfig]]) -> list[RayTask]:
+    """A task per model not saved yet (:func:`_train_model_task`)."""
+    root, data = str(paths.root.resolve()), config.to_dict()
+    return [RayTask(f"model {name}", _train_model_task, (root, data, model_cfg)) for name, model_cfg in models
+            if not (paths.model_file(name).is_file() and paths.codes_file(name).is_file())]
+
+
+def train_models_in_workers(paths: GenerationPaths, config: BenchmarkConfig, models: Sequence[tuple[str, VAEConfig]],
+                            device_type: str) -> dict[str, str]:
+    """Train the models not saved yet ``config.workers`` at a time in worker processes
+    (:func:`pipelines.common.local_pool.execute_local`); with one worker, nothing here (the run trains them in turn).
+
+    Returns:
+        ``{name: error}`` of every model whose training failed.
+    """
+    tasks = _model_tasks(paths, config, models)
+    workers = resolve_workers(config.workers, config.num_threads, device_type, len(tasks))
+    if workers == 1:
+        return {}
+    failures = execute_local(tasks, workers, config.progress)
+    return {key.removeprefix("model "): message for key, message in failures}
+
+
 def train_models_on_ray(paths: GenerationPaths, config: BenchmarkConfig,
                         models: Sequence[tuple[str, VAEConfig]]) -> dict[str, str]:
     """Train the models not saved yet as Ray tasks at once (see ``BenchmarkConfig.backend``).
@@ -152,12 +179,9 @@ def train_models_on_ray(paths: GenerationPaths, config: BenchmarkConfig,
     Returns:
         ``{name: error}`` of every model whose training failed.
     """
-    from ..common.ray_backend import RayTask, execute_ray
+    from ..common.ray_backend import execute_ray
 
-    root, data = str(paths.root.resolve()), config.to_dict()
-    tasks = [RayTask(f"model {name}", _train_model_task, (root, data, model_cfg))
-             for name, model_cfg in models
-             if not (paths.model_file(name).is_file() and paths.codes_file(name).is_file())]
+    tasks = _model_tasks(paths, config, models)
     if not tasks:
         return {}
     outcome = execute_ray(tasks, config.ray, config.num_threads, config.progress)

@@ -85,8 +85,8 @@ from ..common.figures import figure_png
 from ..common.run_directory import JobFailure, StudyError, claim_run_directory, lock_run_directory, saved_identity
 from .config import BenchmarkConfig, load_benchmark_config
 from .stages import (GenerationPaths, domain_stage, evaluate_stage, inception_extractor, peer_specs,
-                     read_benchmark_result, reference_features, sample_specs, sample_stage, train_models_on_ray,
-                     trainer_settings)
+                     read_benchmark_result, reference_features, sample_specs, sample_stage,
+                     train_models_in_workers, train_models_on_ray, trainer_settings)
 from .report import (finished_results, markdown_table, results_table, save_reconstruction_grid, save_sample_preview,
                      write_report)
 
@@ -123,7 +123,7 @@ class BenchmarkResult:
 
 # A peer model's settings are checked against its saved model instead (pipelines' _load_model), so
 # adding peers only adds rows to a finished run.
-_NOT_IDENTITY = ("name", "progress", "train_sizes", "models", "backend", "ray")
+_NOT_IDENTITY = ("name", "progress", "train_sizes", "models", "backend", "workers", "ray")
 
 
 def benchmark_identity(config: BenchmarkConfig, device_type: str, fingerprint: str, fid_network: str) -> dict:
@@ -184,11 +184,12 @@ def run_benchmark(config: BenchmarkConfig, out: str | Path) -> BenchmarkResult:
         failures = []
         models = [("vae", vae_config)] + [
             (peer.name, model_config(peer.name, vae_config, peer.options)) for peer in config.peer_models()]
-        failed_on_ray = train_models_on_ray(paths, config, models) if config.backend == "ray" else {}
+        failed_apart = (train_models_on_ray(paths, config, models) if config.backend == "ray"
+                        else train_models_in_workers(paths, config, models, device.type))
         for name, model_cfg in models:
             if name != "vae":
                 logger.info("peer model %s", name)
-            error = failed_on_ray.get(name)
+            error = failed_apart.get(name)
             if error is None:
                 try:
                     model = train_stage(paths, trainer_settings(config), data, model_cfg, device, config.metrics.batch_size)

@@ -23,6 +23,7 @@ __all__ = [
     "MAX_REPETITIONS",
     "MAX_SEED",
     "MAX_THREADS",
+    "check_workers",
     "SELECTION_RULES",
     "AugmentationConfig",
     "AugmentorSettings",
@@ -60,6 +61,17 @@ def check_run_settings(config: Config) -> None:
         config._fail("device", f"must be {DEVICE_CHOICES}, got {config.device!r}")
     if not 1 <= config.num_threads <= MAX_THREADS:
         config._fail("num_threads", f"must lie in 1..{MAX_THREADS}, got {config.num_threads}")
+
+
+def check_workers(config: Config) -> None:
+    """The ``workers`` setting of a local backend: an integer in ``1..MAX_THREADS`` or ``auto``.
+
+    Raises:
+        ConfigError: naming the value.
+    """
+    workers = config.workers
+    if workers != "auto" and not (isinstance(workers, int) and 1 <= workers <= MAX_THREADS):
+        config._fail("workers", f"must be 'auto' or lie in 1..{MAX_THREADS}, got {workers}")
 
 
 @dataclasses.dataclass

@@ -14,7 +14,7 @@ from augmentor.sampling.samplers import SAMPLERS
 from ..common.cli import load_config_with_overrides
 from ..common.methods import (FILTER_MARK, PEER_SOURCES, RATIO_MARK, REAL_METHODS, SHARED_PREFIX,
                               canonical_methods, is_filtered, method_sampler)
-from ..common.settings import (MAX_REPETITIONS, MAX_SEED, MAX_THREADS, AugmentationConfig, ClassifierConfig,
+from ..common.settings import (MAX_REPETITIONS, MAX_SEED, AugmentationConfig, ClassifierConfig, check_workers,
                                RayConfig, SamplingConfig, VAESection, check_run_settings, seed_list)
 from .sources import SourceConfig
 
@@ -145,7 +145,9 @@ class LowDataConfig(Config):
             autoencoder with a GMM on its codes; :data:`pipelines.common.methods.PEER_SOURCES`).
         num_threads: torch / BLAS / ITK threads of every job (results depend on it).
         workers: jobs run at once in separate processes by the ``local`` backend
-            (results do not depend on it).
+            (results do not depend on it); ``auto``: as many as the CPUs hold at
+            ``num_threads`` threads each (one on an accelerator;
+            :func:`pipelines.common.local_pool.resolve_workers`).
         backend: ``local`` (this machine, ``workers`` processes) or ``ray``: every
             (seed, size, class) VAE (or peer model) fit, every (seed, size)
             generate job and every classifier is a Ray task reserving
@@ -172,15 +174,14 @@ class LowDataConfig(Config):
     methods: tuple[str, ...] = _DEFAULT_METHODS
     device: str = "auto"
     num_threads: int = 1
-    workers: int = 1
+    workers: int | Literal["auto"] = "auto"
     deterministic: bool = True
     progress: bool = True
     backend: Literal["local", "ray"] = "local"
     ray: RayConfig = dataclasses.field(default_factory=RayConfig)
 
     def validate(self) -> None:
-        if not 1 <= self.workers <= MAX_THREADS:
-            self._fail("workers", f"must lie in 1..{MAX_THREADS}, got {self.workers}")
+        check_workers(self)
         if not self.train_sizes:
             self._fail("train_sizes", "give at least one training size per class, e.g. [10, 50, 100]")
         numeric = [s for s in self.train_sizes if not isinstance(s, str)]

@@ -58,16 +58,16 @@ import argparse
 import dataclasses
 import logging
 import time
-import traceback
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import pandas as pd
 
 from augmentor.utils.devices import resolve_device
 
 from ..common.cli import add_override_arguments, command_line_overrides, run_command
-from ..common.ray_backend import RayTask, error_line, execute_ray
+from ..common.local_pool import execute_local, resolve_workers
+from ..common.ray_backend import RayTask, execute_ray
 from ..common.run_directory import JobFailure, check_outside_data, lock_run_directory, saved_identity
 from .sources import load_source
 from .config import LowDataConfig, load_lowdata_config
@@ -107,37 +107,21 @@ def _run_one(root: str, config_data: dict[str, Any], job: LowDataJob) -> None:
 
 
 def _run_jobs(paths: LowDataPaths, config: LowDataConfig, jobs: Sequence[LowDataJob]) -> list[tuple[str, str]]:
-    """Run ``jobs``: the class models first, then the generate jobs, then the classifiers, each phase over
-    ``config.workers`` processes.
+    """Run ``jobs`` with the local backend (:func:`pipelines.common.local_pool.execute_local`): in this process the
+    class models first, then the generate jobs, then the classifiers; with several ``workers``, each job in a worker
+    process once the jobs it reads (its ``after``) have finished.
 
     Every job fixes its own threads and seeds, so the results do not depend on the
-    number of workers. A failed job skips the jobs that need it (its key in their
-    ``after``); other failures are collected and reported at the end.
+    number of workers. A failed job skips the jobs that need it; other failures are
+    collected and reported at the end.
     """
-    from tqdm.auto import tqdm
-
-    failures: list[tuple[str, str]] = []
-    failed: set[str] = set()  # keys of the jobs that failed or were not run
-    data = config.to_dict()
-    bar = tqdm(total=len(jobs), desc="jobs", unit="job", disable=not config.progress)
-    for kind in ("vae", "generate", "classify"):
-        phase = [job for job in jobs if job.kind == kind]
-        ready = []
-        for job in phase:
-            blocked = [key for key in job.after if key in failed]
-            if blocked:
-                failures.append((job.key, f"not run: {blocked[0]} failed"))
-                failed.add(job.key)
-                bar.update(1)
-            else:
-                ready.append(job)
-        for job, error in _map_jobs(str(paths.root), data, ready, config.workers):
-            bar.update(1)
-            if error is not None:
-                failures.append((job.key, error))
-                failed.add(job.key)
-    bar.close()
-    return failures
+    workers = resolve_workers(config.workers, config.num_threads, resolve_device(config.device).type, len(jobs))
+    # Worker processes share the terminal: only this process draws a progress bar.
+    data = config.to_dict() if workers == 1 else {**config.to_dict(), "progress": False}
+    phases = ("vae", "generate", "classify")
+    ordered = sorted(jobs, key=lambda job: phases.index(job.kind))
+    tasks = [RayTask(job.key, _run_one, (str(paths.root), data, job), job.after) for job in ordered]
+    return execute_local(tasks, workers, config.progress)
 
 
 def _run_jobs_on_ray(paths: LowDataPaths, config: LowDataConfig,
@@ -150,31 +134,6 @@ def _run_jobs_on_ray(paths: LowDataPaths, config: LowDataConfig,
     tasks = [RayTask(job.key, _run_one, (root, data, job), tuple(k for k in job.after if k in todo)) for job in jobs]
     outcome = execute_ray(tasks, config.ray, config.num_threads, config.progress)
     return outcome.failures, outcome.resources
-
-
-def _map_jobs(root: str, data: dict[str, Any], jobs: Sequence[LowDataJob],
-              workers: int) -> Iterator[tuple[LowDataJob, str | None]]:
-    """Yield ``(job, None)`` for each finished job, ``(job, message)`` for each failed one."""
-    if workers == 1 or len(jobs) < 2:
-        for job in jobs:
-            try:
-                _run_one(root, data, job)
-                yield job, None
-            except Exception as err:  # keep going with independent jobs; report all at the end
-                traceback.print_exc()
-                yield job, error_line(err)
-        return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    # spawn: a forked child would inherit the parent's thread pools (OpenMP) in an unknown state.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_run_one, root, data, job): job for job in jobs}
-        for future in as_completed(futures):
-            error = future.exception()
-            if error is not None:
-                logger.error("%s failed: %s", futures[future].key, error_line(error))
-            yield futures[future], None if error is None else error_line(error)
 
 
 def run_lowdata(config: LowDataConfig, out: str | Path, cache_dir: str | Path | None = None) -> LowDataResult:

@@ -44,7 +44,7 @@ from augmentor.utils.limits import check_fits
 
 from ..common.cli import load_config_with_overrides
 from ..common.methods import PEER_SOURCES, REAL_PREFIX, canonical_methods, deprecated_name, method_sampler
-from ..common.settings import (MAX_REPETITIONS, MAX_SEED, AugmentationConfig, ClassifierConfig, RayConfig,
+from ..common.settings import (MAX_REPETITIONS, MAX_SEED, AugmentationConfig, ClassifierConfig, RayConfig, check_workers,
                                SamplingConfig, VAESection, check_run_settings, seed_list)
 from ..common.study_data import DataConfig, SplitConfig
 
@@ -104,6 +104,7 @@ class StudyConfig(Config):
     device: str = "auto"
     backend: Literal["local", "ray"] = "local"
     num_threads: int = 1
+    workers: int | Literal["auto"] = "auto"  # local backend: jobs at once (pipelines.common.local_pool)
     deterministic: bool = True
     progress: bool = True
     ray: RayConfig = dataclasses.field(default_factory=RayConfig)
@@ -129,6 +130,7 @@ class StudyConfig(Config):
         if len(set(self.methods)) != len(self.methods):
             self._fail("methods", f"lists a method twice: {list(self.methods)}")
         check_run_settings(self)
+        check_workers(self)
         # Checks that need the image size, predicted from the data settings.
         size = self.data.expected_image_size()
         try:
@@ -156,7 +158,7 @@ class StudyConfig(Config):
 
 
 # Settings that choose which jobs run or how they are scheduled, never what a job computes.
-_NOT_IDENTITY = ("name", "seeds", "methods", "backend", "progress", "ray")
+_NOT_IDENTITY = ("name", "seeds", "methods", "backend", "workers", "progress", "ray")
 _NOT_IDENTITY_DATA = ("data_dir", "csv", "cache_dir")
 
 

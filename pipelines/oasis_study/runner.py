@@ -5,7 +5,9 @@ The run directory (:mod:`pipelines.common.run_directory`) is tied to
 allowed: they only add jobs. ``study.json`` is written only once the data have passed every
 check (a split of every seed), so a failed start leaves no identity behind.
 
-Backends: ``local`` runs the jobs one after the other in this process; ``ray``
+Backends: ``local`` runs the jobs in this process, or ``workers`` of them at once
+in worker processes, each once the jobs it reads have finished
+(:mod:`pipelines.common.local_pool`); ``ray``
 submits every job as a Ray task (``num_cpus = num_threads``,
 ``num_gpus = ray.gpus_per_job``), each waiting for the jobs it reads
 (:attr:`pipelines.oasis_study.jobs.Job.after`: a seed's generate task for its per-class
@@ -16,15 +18,16 @@ and thread counts, so they give the same results.
 from __future__ import annotations
 
 import platform
-import traceback
 from typing import Any, Mapping, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from augmentor.utils.artifacts import load_intact, read_checked_json, write_checked_json
 
-from ..common.ray_backend import RayTask, error_line, execute_ray
+from augmentor.utils.devices import resolve_device
+
+from ..common.local_pool import execute_local, resolve_workers
+from ..common.ray_backend import RayTask, execute_ray
 from ..common.run_directory import (JobFailure, RunDirectoryError, check_identity, check_outside_data,
                                     claim_run_directory, saved_identity)
 from ..common.study_data import StudyData, split_subjects
@@ -128,25 +131,11 @@ Outcome = tuple[list[tuple[str, str]], dict[str, dict[str, float]]]
 
 
 def _execute_local(paths: RunPaths, config: StudyConfig, jobs: Sequence[Job]) -> Outcome:
-    failures: list[tuple[str, str]] = []
-    failed: set[str] = set()  # keys of the jobs that failed or were not run
-    data = config.to_dict()
-    bar = tqdm(jobs, desc="jobs", unit="job", disable=not config.progress)
-    for job in bar:
-        bar.set_postfix_str(job.key)
-        blocked = [key for key in job.after if key in failed]
-        if blocked:
-            failures.append((job.key, f"not run: {blocked[0]} failed"))
-            failed.add(job.key)
-            continue
-        try:
-            run_job(str(paths.root), data, job)
-        except Exception as err:  # keep going with independent jobs; report all at the end
-            traceback.print_exc()
-            failures.append((job.key, error_line(err)))
-            failed.add(job.key)
-    bar.close()
-    return failures, {}
+    workers = resolve_workers(config.workers, config.num_threads, resolve_device(config.device).type, len(jobs))
+    # Worker processes share the terminal: only this process draws a progress bar.
+    data = config.to_dict() if workers == 1 else {**config.to_dict(), "progress": False}
+    tasks = [RayTask(job.key, run_job, (str(paths.root), data, job), job.after) for job in jobs]
+    return execute_local(tasks, workers, config.progress), {}
 
 
 def _execute_ray(paths: RunPaths, config: StudyConfig, jobs: Sequence[Job]) -> Outcome:
