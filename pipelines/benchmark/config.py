@@ -70,7 +70,6 @@ class BenchmarkSamplingConfig(Config):
     seed: int = 0
 
     def validate(self) -> None:
-        check_workers(self)
         if self.n_samples < 2:
             self._fail("n_samples", f"must be >= 2, got {self.n_samples}")
         unknown = [s for s in self.samplers if s not in SAMPLERS]
@@ -228,6 +227,7 @@ class BenchmarkConfig(Config):
     ray: RayConfig = dataclasses.field(default_factory=RayConfig)
 
     def validate(self) -> None:
+        check_workers(self)
         if any(size < 2 for size in self.train_sizes) or len(set(self.train_sizes)) != len(self.train_sizes):
             self._fail("train_sizes", f"must be distinct sizes >= 2, got {list(self.train_sizes)}")
         k = self.sampling.metric.n_centroids
