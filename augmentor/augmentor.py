@@ -390,8 +390,11 @@ class GeometricAugmentor:
         augmentor itself is not changed. Per-class models only (``shared_vae=False``).
 
         Args:
-            images, labels, transform, log_dir, checkpoint_dir: as in :meth:`fit`
-                (the whole training data, every class).
+            images: the whole training data, every class, as in :meth:`fit`.
+            labels: as in :meth:`fit`.
+            transform: as in :meth:`fit`.
+            log_dir: as in :meth:`fit`.
+            checkpoint_dir: as in :meth:`fit`.
             label: the class whose model trains.
 
         Returns:
@@ -421,7 +424,9 @@ class GeometricAugmentor:
         fitted state equals that of :meth:`fit` (weights and samplers).
 
         Args:
-            images, labels, transform: the training data, as in :meth:`fit`.
+            images: the training data, as in :meth:`fit`.
+            labels: as in :meth:`fit`.
+            transform: as in :meth:`fit`.
             class_models: one :class:`ClassModel` per class of the data, in any order.
 
         Returns:
