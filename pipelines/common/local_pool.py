@@ -31,13 +31,15 @@ import os
 import signal
 import traceback
 from multiprocessing.connection import Connection, wait
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from tqdm.auto import tqdm
 
+from augmentor.utils.devices import resolve_device
+
 from .ray_backend import RayTask, error_line
 
-__all__ = ["AUTO", "available_cpus", "execute_local", "resolve_workers", "task_heights"]
+__all__ = ["AUTO", "available_cpus", "execute_jobs", "execute_local", "resolve_workers", "task_heights"]
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +135,18 @@ def execute_local(tasks: Sequence[RayTask], workers: int = 1, progress: bool = T
             failures = _WorkerPool(workers).run(sorted(tasks, key=lambda t: -heights[t.key]), bar)
     position = {key: i for i, key in enumerate(keys)}
     return sorted(failures, key=lambda failure: position[failure[0]])
+
+
+def execute_jobs(jobs: Sequence[Any], run: Callable[..., Any], root: str, config: Any) -> Failures:
+    """Run a study's ``jobs`` (each with ``key`` and ``after``) with the local backend: ``run(root, config_data,
+    job)`` for each, ``config.workers`` at a time (:func:`resolve_workers`), in the order given when one at a time.
+
+    Worker processes share the terminal, so only this process draws a progress bar.
+    """
+    workers = resolve_workers(config.workers, config.num_threads, resolve_device(config.device).type, len(jobs))
+    data = config.to_dict() if workers == 1 else {**config.to_dict(), "progress": False}
+    tasks = [RayTask(job.key, run, (root, data, job), job.after) for job in jobs]
+    return execute_local(tasks, workers, config.progress)
 
 
 def _blocker(task: RayTask, failed: set[str]) -> str | None:

@@ -66,7 +66,7 @@ import pandas as pd
 from augmentor.utils.devices import resolve_device
 
 from ..common.cli import add_override_arguments, command_line_overrides, run_command
-from ..common.local_pool import execute_local, resolve_workers
+from ..common.local_pool import execute_jobs
 from ..common.ray_backend import RayTask, execute_ray
 from ..common.run_directory import JobFailure, check_outside_data, lock_run_directory, saved_identity
 from .sources import load_source
@@ -115,13 +115,8 @@ def _run_jobs(paths: LowDataPaths, config: LowDataConfig, jobs: Sequence[LowData
     number of workers. A failed job skips the jobs that need it; other failures are
     collected and reported at the end.
     """
-    workers = resolve_workers(config.workers, config.num_threads, resolve_device(config.device).type, len(jobs))
-    # Worker processes share the terminal: only this process draws a progress bar.
-    data = config.to_dict() if workers == 1 else {**config.to_dict(), "progress": False}
     phases = ("vae", "generate", "classify")
-    ordered = sorted(jobs, key=lambda job: phases.index(job.kind))
-    tasks = [RayTask(job.key, _run_one, (str(paths.root), data, job), job.after) for job in ordered]
-    return execute_local(tasks, workers, config.progress)
+    return execute_jobs(sorted(jobs, key=lambda job: phases.index(job.kind)), _run_one, str(paths.root), config)
 
 
 def _run_jobs_on_ray(paths: LowDataPaths, config: LowDataConfig,

@@ -24,9 +24,7 @@ import torch
 
 from augmentor.utils.artifacts import load_intact, read_checked_json, write_checked_json
 
-from augmentor.utils.devices import resolve_device
-
-from ..common.local_pool import execute_local, resolve_workers
+from ..common.local_pool import execute_jobs
 from ..common.ray_backend import RayTask, execute_ray
 from ..common.run_directory import (JobFailure, RunDirectoryError, check_identity, check_outside_data,
                                     claim_run_directory, saved_identity)
@@ -131,11 +129,7 @@ Outcome = tuple[list[tuple[str, str]], dict[str, dict[str, float]]]
 
 
 def _execute_local(paths: RunPaths, config: StudyConfig, jobs: Sequence[Job]) -> Outcome:
-    workers = resolve_workers(config.workers, config.num_threads, resolve_device(config.device).type, len(jobs))
-    # Worker processes share the terminal: only this process draws a progress bar.
-    data = config.to_dict() if workers == 1 else {**config.to_dict(), "progress": False}
-    tasks = [RayTask(job.key, run_job, (str(paths.root), data, job), job.after) for job in jobs]
-    return execute_local(tasks, workers, config.progress), {}
+    return execute_jobs(jobs, run_job, str(paths.root), config), {}
 
 
 def _execute_ray(paths: RunPaths, config: StudyConfig, jobs: Sequence[Job]) -> Outcome:
