@@ -23,7 +23,7 @@ import math
 import time
 from pathlib import Path
 import contextlib
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Sequence
 
 import torch
 from torch import nn
@@ -40,7 +40,7 @@ from augmentor.utils.seeding import seed_everything
 
 __all__ = [
     "CHECKPOINT_NAME", "RUN_ONLY_SETTINGS", "SPEED_SETTINGS", "TrainerConfig", "TrainingDivergedError",
-    "TrainingResult", "result_settings", "train_vae", "validation_size",
+    "TrainingResult", "random_flips", "result_settings", "train_vae", "validation_size",
 ]
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -52,6 +52,10 @@ RUN_ONLY_SETTINGS = ("progress", "device", "checkpoint_every_s", "data_on_device
 SPEED_SETTINGS: dict[str, Any] = {"mixed_precision": None, "channels_last": False, "compile": False}
 """Fields of :class:`TrainerConfig` that trade exactness for speed, with the defaults that train exactly as
 without them (the weights then do not depend on these fields)."""
+
+# Left out of run identities and checkpoint fingerprints at these values, so that runs
+# recorded before the settings existed still match.
+_OMITTED_AT_DEFAULT: dict[str, Any] = {**SPEED_SETTINGS, "weight_decay": 0.0, "flip_axes": []}
 
 # Settings that may change between an interrupted run and its resumption
 # without changing the result of the epochs already run.
@@ -115,6 +119,13 @@ class TrainerConfig(Config):
             steps; needs a C++ compiler on the CPU). The weights may differ in
             the last bits, and the reparameterisation noise comes from the
             compiler's generator.
+        weight_decay: decoupled weight decay (AdamW) of every parameter; 0 trains
+            with plain Adam.
+        flip_axes: spatial axes (0 = the first of ``H, W[, D]``) along which each
+            training image is mirrored with probability 1/2, drawn anew at every
+            step (a left-right flip doubles the images a small class offers, e.g.
+            the x axis of atlas-registered brains); validation images are never
+            flipped. Empty: no flips.
     """
 
     epochs: int = 100
@@ -136,6 +147,8 @@ class TrainerConfig(Config):
     mixed_precision: Literal["bf16"] | None = None
     channels_last: bool = False
     compile: bool = False
+    weight_decay: float = 0.0
+    flip_axes: tuple[int, ...] = ()
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -166,6 +179,10 @@ class TrainerConfig(Config):
             self._fail("image_log_every", f"must be 0 (never) or more, got {self.image_log_every}")
         if not (0 <= self.checkpoint_every_s < math.inf):
             self._fail("checkpoint_every_s", f"must be a number of seconds >= 0, got {self.checkpoint_every_s}")
+        if not (0 <= self.weight_decay < math.inf):
+            self._fail("weight_decay", f"must be a number >= 0, got {self.weight_decay}")
+        if any(axis < 0 for axis in self.flip_axes) or len(set(self.flip_axes)) != len(self.flip_axes):
+            self._fail("flip_axes", f"must be distinct spatial axes 0, 1[, 2], got {list(self.flip_axes)}")
 
 
 def result_settings(trainer: dict[str, Any]) -> dict[str, Any]:
@@ -177,7 +194,7 @@ def result_settings(trainer: dict[str, Any]) -> dict[str, Any]:
     """
     return {
         key: value for key, value in trainer.items()
-        if key not in RUN_ONLY_SETTINGS and not (key in SPEED_SETTINGS and value == SPEED_SETTINGS[key])
+        if key not in RUN_ONLY_SETTINGS and not (key in _OMITTED_AT_DEFAULT and value == _OMITTED_AT_DEFAULT[key])
     }
 
 
@@ -346,11 +363,34 @@ def _run_epoch(
     batches = index_batches(order, config.batch_size)
     with torch.set_grad_enabled(training):
         for index in batches:
-            x = data[index].to(device)
+            x = data[index]
+            if training:
+                x = random_flips(x, config.flip_axes, generator)
+            x = x.to(device)
             _add(totals, _optimiser_step(loss, model, x, optimizer, config) if training else loss(x), len(index))
     means = {key: value.item() / len(data) for key, value in totals.items()}
     _check_finite(means)
     return {**means, "steps": len(batches) if training else 0}
+
+
+def random_flips(x: torch.Tensor, axes: Sequence[int], generator: torch.Generator | None) -> torch.Tensor:
+    """Mirror each image of ``x`` ``(B, C, H, W[, D])`` along each of the spatial ``axes`` with probability 1/2.
+
+    The coin flips come from ``generator`` (one per image and axis, axis by axis), so a
+    seeded run flips the same images; without ``axes``, ``x`` itself and no draw.
+
+    Raises:
+        ValueError: an axis beyond the images' spatial dimensions.
+    """
+    if not axes:
+        return x
+    spatial = x.ndim - 2
+    if max(axes) >= spatial:
+        raise ValueError(f"trainer.flip_axes={list(axes)} names an axis beyond the {spatial} spatial axes of the images")
+    for axis in axes:
+        flip = (torch.rand(len(x), generator=generator) < 0.5).view(-1, *[1] * (x.ndim - 1))
+        x = torch.where(flip.to(x.device), x.flip(axis + 2), x)
+    return x
 
 
 def _next_batch(stream: dict[str, Any], n: int, batch_size: int, generator: torch.Generator) -> torch.Tensor:
@@ -374,7 +414,8 @@ def _run_steps(
     batch_size = min(config.batch_size, len(data))
     totals: dict[str, torch.Tensor] = {}
     for _ in range(n_steps):
-        x = data[_next_batch(stream, len(data), batch_size, run.generator)].to(run.device)
+        x = data[_next_batch(stream, len(data), batch_size, run.generator)]
+        x = random_flips(x, config.flip_axes, run.generator).to(run.device)
         _add(totals, _optimiser_step(run.loss, run.model, x, run.optimizer, config), 1)
     means = {key: value.item() / n_steps for key, value in totals.items()}
     _check_finite(means)
@@ -498,7 +539,8 @@ def _start_run(
     """Adam and the plateau schedule of a fresh run, on ``device``."""
     model.to(device)
     loss = _loss_function(model, config, device)  # before Adam: channels-last may replace the parameters
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = (torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+                 if config.weight_decay else torch.optim.Adam(model.parameters(), lr=config.lr))
     scheduler = ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=config.lr_patience)
     return _Run(model, optimizer, scheduler, generator, device, _fingerprint(config, model.config, train, val), loss)
 

@@ -70,6 +70,8 @@ METHODS: tuple[str, ...] = (
     "real+prior",
     "real+gmm",
     "real+riemannian",  # real + synthetic from ours
+    "kde",  # synthetic only: VAE - kernel density on the codes (the geometric samplers' baseline)
+    "real+kde",
     "torchio",  # real training subjects with TorchIO affine + elastic augmentation per epoch
     # The same samplers on one VAE shared by the classes (GeometricAugmentor(shared_vae=True)).
     "shared-prior",

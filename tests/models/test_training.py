@@ -232,3 +232,41 @@ def test_checkpoints_are_written_at_most_every_checkpoint_every_s_and_after_the_
 def test_checkpoint_interval_is_validated():
     with pytest.raises(ConfigError, match="checkpoint_every_s"):
         _config(checkpoint_every_s=-1)
+
+
+def test_random_flips_mirror_about_half_the_images_along_the_named_axis_only():
+    x = torch.rand(400, 1, 3, 4, 5)
+    flipped = training.random_flips(x, (2,), torch.Generator().manual_seed(0))
+    mirrored = torch.tensor([torch.equal(a, b.flip(-1)) for a, b in zip(flipped, x)])
+    unchanged = torch.tensor([torch.equal(a, b) for a, b in zip(flipped, x)])
+    assert bool((mirrored ^ unchanged).all())  # each image is either itself or its mirror along the last axis
+    # Binomial(400, 1/2): the share lies within 0.5 +- 0.1 with probability above 1 - 1e-4.
+    assert 0.4 < mirrored.float().mean().item() < 0.6
+    assert not torch.equal(flipped, x) and x.shape == flipped.shape
+    assert training.random_flips(x, (), None) is x
+
+
+def test_random_flips_refuse_an_axis_the_images_do_not_have():
+    with pytest.raises(ValueError, match="flip_axes"):
+        training.random_flips(torch.rand(2, 1, 4, 4), (2,), torch.Generator())
+
+
+@pytest.mark.parametrize("field, value", [("flip_axes", (0, 0)), ("flip_axes", (-1,)), ("weight_decay", -1.0)])
+def test_regularisation_settings_are_validated(field, value):
+    with pytest.raises(ConfigError, match=field):
+        _config(**{field: value})
+
+
+def test_regularisation_settings_change_the_weights_only_when_set():
+    images = _blobs(24)
+    plain_model, flipped_model, decayed_model = _model(), _model(), _model()
+    plain = train_vae(plain_model, images, _config(epochs=2))
+    train_vae(flipped_model, images, _config(epochs=2, flip_axes=(1,)))
+    train_vae(decayed_model, images, _config(epochs=2, weight_decay=0.1))
+    assert not _same_weights(plain_model.state_dict(), flipped_model.state_dict())
+    assert not _same_weights(plain_model.state_dict(), decayed_model.state_dict())
+    # At their defaults they are left out of run identities, which therefore match older runs.
+    assert {"flip_axes", "weight_decay"}.isdisjoint(training.result_settings(_config().to_dict()))
+    again_model = _model()
+    assert train_vae(again_model, images, _config(epochs=2, flip_axes=(), weight_decay=0.0)) == plain
+    assert _same_weights(again_model.state_dict(), plain_model.state_dict())
