@@ -78,15 +78,19 @@ def main() -> None:
     with torch.no_grad():
         for label in classes:
             mine, theirs = x[y == label], held_x[held_y == label]
-            ratios = []
+            ratios, per_subject = [], None
             for images in (theirs, mine):
                 recon = decode(encode(images, label)[0], torch.full((len(images),), label))
-                ratios.append(float(reconstruction_error(recon, images).mean() / class_mean_error(mine, images).mean()))
+                errors, baseline = reconstruction_error(recon, images), class_mean_error(mine, images)
+                ratios.append(float(errors.mean() / baseline.mean()))
+                per_subject = errors / baseline if per_subject is None else per_subject
             similarity = float(ssim(theirs, decode(encode(theirs, label)[0], torch.full((len(theirs),), label))).mean())
             steps = augmentor.histories[label] if len(classes) == 2 else history
             print(f"class {CLASS_NAMES[label]}: {len(mine)} training volumes, {len(theirs)} held out; "
                   f"held-out / class mean {ratios[0]:.3f}, training / class mean {ratios[1]:.3f}, "
                   f"held-out SSIM {similarity:.3f}, best of {len(steps)} evaluations", flush=True)
+            print("  held-out subjects, error / class-mean error each: "
+                  + " ".join(f"{r:.3f}" for r in per_subject.tolist()), flush=True)
     print(f"training: {seconds:.0f} s for {len(classes)} VAE(s)")
     synthetic = {}
     if len(classes) == 2:

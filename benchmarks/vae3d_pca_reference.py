@@ -38,14 +38,17 @@ def main() -> None:
             heldout = data.images[held][data.labels[held] == label]
             mean = x.mean(0, keepdim=True)
             basis = torch.linalg.svd((x - mean).flatten(1), full_matrices=False).Vh
-            baseline = class_mean_error(x, heldout).mean()
+            baseline = class_mean_error(x, heldout)
             ratios = []
             for k in (int(c) for c in args.components.split(",")):
                 codes = (heldout - mean).flatten(1) @ basis[:k].T
                 recon = (codes @ basis[:k]).reshape(heldout.shape) + mean
-                ratios.append(f"{k} components {float(reconstruction_error(recon, heldout).mean() / baseline):.3f}")
+                errors = reconstruction_error(recon, heldout)
+                ratios.append(f"{k} components {float(errors.mean() / baseline.mean()):.3f}")
             print(f"seed {seed} {CLASS_NAMES[label]}: {len(x)} training, {len(heldout)} held out; held out / class mean: "
                   + ", ".join(ratios), flush=True)
+            print(f"  held-out subjects at {k} components, error / class-mean error each: "
+                  + " ".join(f"{r:.3f}" for r in (errors / baseline).tolist()), flush=True)
 
 
 if __name__ == "__main__":

@@ -87,6 +87,17 @@ def _lowdata(summary: Path, distances: Path) -> str:
     return lowdata_markdown(pd.read_csv(summary), pd.read_csv(distances))
 
 
+def _paired(path: Path) -> str:
+    from pipelines.common.methods import method_label
+    from pipelines.common.stats import paired_markdown
+
+    paired = pd.read_csv(path)
+    labels = {m: method_label(m) for m in pd.concat([paired["method"], paired["baseline"]]).unique()}
+    if "size" in paired.columns:
+        return paired_markdown(paired, labels, ["size"], "Size / class")
+    return paired_markdown(paired, labels)
+
+
 def _lengths(path: Path) -> str:
     from pipelines.latent_map.study import lengths_markdown
 
@@ -125,6 +136,15 @@ _OASIS_PEERS = (
 _MNIST_QUICK = "python -m augmentor.benchmark --config configs/mnist_quick.yaml --out runs/mnist_quick --no-progress"
 _LOWDATA = (
     "python -m augmentor.study --config configs/mnist_lowdata_quick.yaml --out runs/mnist_lowdata_quick --no-progress"
+)
+_LOWDATA_PAIRED = (
+    "for size in 10 50 100; do python -m augmentor.study --config configs/mnist_lowdata_paired.yaml "
+    "--set \"train_sizes=[$size]\" --out runs/lowdata_paired_$size --no-progress; done && "
+    "python benchmarks/concat_reports.py runs/lowdata_paired_10 runs/lowdata_paired_50 runs/lowdata_paired_100 "
+    "--out runs/lowdata_paired"
+)
+_OASIS_PAIRED = (
+    "python -m augmentor.oasis --config configs/oasis_quick_paired.yaml --out runs/oasis_quick_paired --no-progress"
 )
 _MNIST_QUICK_PEERS = (
     _MNIST_QUICK + " --set 'models=[{name: ae}, {name: wae}, {name: rae}, {name: rae_l2}, {name: rae_gp}, "
@@ -185,6 +205,17 @@ TABLES: dict[str, ResultTable] = {
     "lowdata_mnist_quick": ResultTable(
         ("lowdata_mnist_quick/summary.csv", "lowdata_mnist_quick/distances.csv"), _lowdata, _LOWDATA,
         ("runs/mnist_lowdata_quick/report/summary.csv", "runs/mnist_lowdata_quick/report/distances.csv")),
+    "lowdata_mnist_paired": ResultTable(
+        ("lowdata_mnist_paired/summary.csv", "lowdata_mnist_paired/distances.csv"), _lowdata, _LOWDATA_PAIRED,
+        ("runs/lowdata_paired/summary.csv", "runs/lowdata_paired/distances.csv")),
+    "lowdata_mnist_paired_differences": ResultTable(
+        ("lowdata_mnist_paired/paired.csv",), _paired, _LOWDATA_PAIRED,
+        ("runs/lowdata_paired/paired.csv",)),
+    "oasis_quick_paired": ResultTable(
+        ("oasis_quick_paired/summary.csv",), _oasis_summary, _OASIS_PAIRED,
+        ("runs/oasis_quick_paired/report/summary.csv",)),
+    "oasis_quick_paired_differences": ResultTable(
+        ("oasis_quick_paired/paired.csv",), _paired, _OASIS_PAIRED, ("runs/oasis_quick_paired/report/paired.csv",)),
     "latent_map_lengths": ResultTable(
         ("latent_map/lengths.csv",), _lengths, _LATENT, ("runs/mnist_latent2d/latent_map/lengths.csv",)),
     "hmc_speed_cpu": ResultTable(
