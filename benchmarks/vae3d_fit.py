@@ -78,12 +78,12 @@ def main() -> None:
     with torch.no_grad():
         for label in classes:
             mine, theirs = x[y == label], held_x[held_y == label]
-            ratios, per_subject = [], None
+            scores = []  # (per-image error, per-image class-mean error): held-out, then training
             for images in (theirs, mine):
                 recon = decode(encode(images, label)[0], torch.full((len(images),), label))
-                errors, baseline = reconstruction_error(recon, images), class_mean_error(mine, images)
-                ratios.append(float(errors.mean() / baseline.mean()))
-                per_subject = errors / baseline if per_subject is None else per_subject
+                scores.append((reconstruction_error(recon, images), class_mean_error(mine, images)))
+            ratios = [float(errors.mean() / baseline.mean()) for errors, baseline in scores]
+            per_subject = scores[0][0] / scores[0][1]
             similarity = float(ssim(theirs, decode(encode(theirs, label)[0], torch.full((len(theirs),), label))).mean())
             steps = augmentor.histories[label] if len(classes) == 2 else history
             print(f"class {CLASS_NAMES[label]}: {len(mine)} training volumes, {len(theirs)} held out; "

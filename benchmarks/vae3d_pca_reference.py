@@ -39,16 +39,17 @@ def main() -> None:
             mean = x.mean(0, keepdim=True)
             basis = torch.linalg.svd((x - mean).flatten(1), full_matrices=False).Vh
             baseline = class_mean_error(x, heldout)
-            ratios = []
+            errors = {}
             for k in (int(c) for c in args.components.split(",")):
                 codes = (heldout - mean).flatten(1) @ basis[:k].T
                 recon = (codes @ basis[:k]).reshape(heldout.shape) + mean
-                errors = reconstruction_error(recon, heldout)
-                ratios.append(f"{k} components {float(errors.mean() / baseline.mean()):.3f}")
+                errors[k] = reconstruction_error(recon, heldout)
+            ratios = [f"{k} components {float(e.mean() / baseline.mean()):.3f}" for k, e in errors.items()]
             print(f"seed {seed} {CLASS_NAMES[label]}: {len(x)} training, {len(heldout)} held out; held out / class mean: "
                   + ", ".join(ratios), flush=True)
-            print(f"  held-out subjects at {k} components, error / class-mean error each: "
-                  + " ".join(f"{r:.3f}" for r in (errors / baseline).tolist()), flush=True)
+            most = max(errors)
+            print(f"  held-out subjects at {most} components, error / class-mean error each: "
+                  + " ".join(f"{r:.3f}" for r in (errors[most] / baseline).tolist()), flush=True)
 
 
 if __name__ == "__main__":
