@@ -134,6 +134,9 @@ _OASIS_PEERS = (
     "--methods vamp-vamp,ae-gmm,real+vamp-vamp,real+ae-gmm"
 )
 _MNIST_QUICK = "python -m augmentor.benchmark --config configs/mnist_quick.yaml --out runs/mnist_quick --no-progress"
+_SAMPLING_QUICK = (
+    "python -m augmentor.benchmark --config configs/mnist_sampling_quick.yaml --out runs/sampling_quick --no-progress"
+)
 _LOWDATA = (
     "python -m augmentor.study --config configs/mnist_lowdata_quick.yaml --out runs/mnist_lowdata_quick --no-progress"
 )
@@ -142,6 +145,11 @@ _LOWDATA_PAIRED = (
     "--set \"train_sizes=[$size]\" --out runs/lowdata_paired_$size --no-progress; done && "
     "python benchmarks/concat_reports.py runs/lowdata_paired_10 runs/lowdata_paired_50 runs/lowdata_paired_100 "
     "--out runs/lowdata_paired"
+)
+_LOWDATA_RATIOS = (
+    "python -m augmentor.study --config configs/mnist_lowdata_paired.yaml --set \"train_sizes=[10]\" "
+    "--set \"synthetic_ratios=[1,5,10]\" --set \"methods=[real, torchio, real+kde, real+gmm, real+riemannian]\" "
+    "--out runs/lowdata_ratios_10 --no-progress"
 )
 _OASIS_PAIRED = (
     "python -m augmentor.oasis --config configs/oasis_quick_paired.yaml --out runs/oasis_quick_paired --no-progress"
@@ -184,6 +192,9 @@ TABLES: dict[str, ResultTable] = {
         ("mnist_quick_peers.csv",), _generation,
         _MNIST_QUICK_PEERS,
         ("runs/mnist_quick/report/summary.csv",)),
+    "mnist_sampling_quick": ResultTable(
+        ("mnist_sampling_quick/summary.csv",), _generation, _SAMPLING_QUICK,
+        ("runs/sampling_quick/report/summary.csv",)),
     "mnist_paper_h100": ResultTable(
         ("mnist_paper_h100.csv",), _generation,
         "python -m augmentor.benchmark --config configs/mnist_paper.yaml --device cuda --out runs/mnist_paper "
@@ -211,6 +222,12 @@ TABLES: dict[str, ResultTable] = {
     "lowdata_mnist_paired_differences": ResultTable(
         ("lowdata_mnist_paired/paired.csv",), _paired, _LOWDATA_PAIRED,
         ("runs/lowdata_paired/paired.csv",)),
+    "lowdata_mnist_ratios": ResultTable(
+        ("lowdata_mnist_ratios/summary.csv", "lowdata_mnist_ratios/distances.csv"), _lowdata, _LOWDATA_RATIOS,
+        ("runs/lowdata_ratios_10/report/summary.csv", "runs/lowdata_ratios_10/report/distances.csv")),
+    "lowdata_mnist_ratios_differences": ResultTable(
+        ("lowdata_mnist_ratios/paired.csv",), _paired, _LOWDATA_RATIOS,
+        ("runs/lowdata_ratios_10/report/paired.csv",)),
     "oasis_quick_paired": ResultTable(
         ("oasis_quick_paired/summary.csv",), _oasis_summary, _OASIS_PAIRED,
         ("runs/oasis_quick_paired/report/summary.csv",)),
