@@ -121,8 +121,12 @@ def test_one_worker_runs_in_this_process_in_the_given_order(tmp_path) -> None:
     assert {int((tmp_path / key).read_text()) for key in "abf"} == {os.getpid()}
 
 
+# Ctrl-C's default handling, also where the test runs as a background job (which inherits SIGINT ignored,
+# and Python then installs no KeyboardInterrupt handler).
 _STOPPED_RUN = """
+import signal
 import sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, {tests!r})
 from pipelines.common.local_pool import execute_local
 from pipelines.common.ray_backend import RayTask
