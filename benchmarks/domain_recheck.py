@@ -22,39 +22,17 @@ import torch
 
 from augmentor.metrics import (DomainClassifier, DomainFeatures, density_coverage, extract_features,
                                feature_statistics, frechet_distance, precision_recall, train_domain_classifier)
-from augmentor.models.peers import build_model
 from augmentor.utils.artifacts import load_intact
 from augmentor.utils.batching import decode_batches
 from augmentor.utils.config import shipped_config
 from pipelines.benchmark.config import load_benchmark_config
-from pipelines.benchmark.stages import predict_classes
-from pipelines.common.image_model import load_image_data
+from pipelines.benchmark.stages import GenerationPaths, load_domain_classifier, predict_classes
+from pipelines.common.image_model import _load_model, load_image_data
 
 
 def accuracy(classifier: DomainClassifier, images: torch.Tensor, labels: torch.Tensor) -> float:
     """Share of ``images`` ``(N, C, H, W)`` whose predicted class is ``labels`` ``(N,)``."""
     return float((predict_classes(classifier, images) == labels).float().mean())
-
-
-def load_run_classifier(run: Path) -> DomainClassifier:
-    saved = load_intact(run / "domain_classifier.pt")
-    if saved is None:
-        raise SystemExit(f"{run / 'domain_classifier.pt'} is missing or damaged")
-    state = saved["state"]
-    classifier = DomainClassifier(state["body.0.weight"].shape[1], int(saved["n_classes"]))
-    classifier.load_state_dict(state)
-    return classifier.eval()
-
-
-def load_run_vae(run: Path) -> torch.nn.Module:
-    from augmentor.models.vae import VAEConfig
-
-    saved = load_intact(run / "model" / "vae.pt")
-    if saved is None:
-        raise SystemExit(f"{run / 'model' / 'vae.pt'} is missing or damaged")
-    model = build_model(VAEConfig.from_dict(saved["config"]))
-    model.load_state_dict(saved["state"])
-    return model.eval()
 
 
 def main() -> None:
@@ -71,7 +49,11 @@ def main() -> None:
     n_fit = int(0.8 * len(order))
     fit, held = order[:n_fit], order[n_fit:]
     strong = train_domain_classifier(data.train[fit], data.train_labels[fit], seed=args.seed, epochs=args.epochs)
-    own = load_run_classifier(args.run)
+    paths = GenerationPaths(args.run)
+    own = load_domain_classifier(paths.domain_classifier)
+    vae = _load_model(paths, config.check_data(tuple(data.train.shape[1:]), len(data.train)))
+    if own is None or vae is None:
+        raise SystemExit(f"{args.run} holds no intact domain CNN or VAE: not a finished benchmark run")
     held_x, held_y = data.train[held], data.train_labels[held]
     print(f"domain CNN accuracy on {len(held)} training images the new CNN did not see: "
           f"run's CNN ({config.metrics.domain_epochs} epochs, all training images) {accuracy(own, held_x, held_y):.3f}, "
@@ -81,10 +63,9 @@ def main() -> None:
     real = extract_features(data.test, features, config.metrics.batch_size)
     real_stats = feature_statistics(real)
     summary = pd.read_csv(args.run / "report" / "summary.csv").set_index("key")
-    vae = load_run_vae(args.run)
     rows = []
     for key, row in summary.iterrows():
-        record = load_intact(args.run / "samples" / f"{key}.pt")
+        record = load_intact(paths.samples(key))
         if record is None:
             continue
         images = decode_batches(vae, record["z"], config.metrics.batch_size, torch.device("cpu"))

@@ -251,15 +251,24 @@ def sample_stage(paths: GenerationPaths, config: BenchmarkConfig, spec: SampleSp
     return record
 
 
+def load_domain_classifier(path: Path) -> DomainClassifier | None:
+    """The domain CNN saved at ``path`` by :func:`domain_stage`, in eval mode (None: absent or damaged)."""
+    saved = load_intact(path)
+    if saved is None:
+        return None
+    state = saved["state"]
+    classifier = DomainClassifier(state["body.0.weight"].shape[1], int(saved["n_classes"]))
+    classifier.load_state_dict(state)
+    return classifier.eval()
+
+
 def domain_stage(paths: GenerationPaths, config: BenchmarkConfig, data: ImageData,
                  device: torch.device) -> DomainClassifier:
     """Train the FD_domain classifier on the training images (or load it)."""
     n_classes = int(data.train_labels.unique().numel())
-    saved = load_intact(paths.domain_classifier)
+    saved = load_domain_classifier(paths.domain_classifier)
     if saved is not None:
-        classifier = DomainClassifier(data.train.shape[1], int(saved["n_classes"]))
-        classifier.load_state_dict(saved["state"])
-        return classifier.to(device).eval()
+        return saved.to(device)
     classifier = train_domain_classifier(data.train, data.train_labels, seed=config.metrics.domain_seed,
                                          epochs=config.metrics.domain_epochs, batch_size=128,
                                          device=str(device), progress=config.progress)
