@@ -5,8 +5,8 @@
 The benchmark's FD_domain, precision / recall, coverage and class counts are measured in
 the features of its domain CNN (``metrics.domain_epochs`` epochs on the training images).
 When that CNN is weak, are the rows still ranked the same? This script trains a second
-domain CNN of the same architecture for ``--epochs`` epochs on 80 % of the run's training
-images, prints its accuracy on the other 20 % (and the run's own CNN's on the same images),
+domain CNN (pooled map ``--grid``; by default 1, the global-average-pooling CNN of the runs it
+was written for) for ``--epochs`` epochs on 80 % of the run's training images, prints its accuracy on the other 20 % (and the run's own CNN's on the same images),
 then decodes every saved sample set (``samples/<key>.pt``) with the run's VAE and prints,
 per row, the run's FD_domain beside the one in the new features, with precision, recall,
 coverage and the class counts the new CNN predicts. The run directory is only read.
@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from augmentor.metrics import (DomainClassifier, DomainFeatures, density_coverage, extract_features,
+from augmentor.metrics import (DomainFeatures, density_coverage, domain_accuracy, extract_features,
                                feature_statistics, frechet_distance, precision_recall, train_domain_classifier)
 from augmentor.utils.artifacts import load_intact
 from augmentor.utils.batching import decode_batches
@@ -30,16 +30,13 @@ from pipelines.benchmark.stages import GenerationPaths, load_domain_classifier, 
 from pipelines.common.image_model import _load_model, load_image_data
 
 
-def accuracy(classifier: DomainClassifier, images: torch.Tensor, labels: torch.Tensor) -> float:
-    """Share of ``images`` ``(N, C, H, W)`` whose predicted class is ``labels`` ``(N,)``."""
-    return float((predict_classes(classifier, images) == labels).float().mean())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run", type=Path, help="a finished generation benchmark's run directory")
     parser.add_argument("--config", default="mnist_sampling_quick", help="the config the run was made with")
     parser.add_argument("--epochs", type=int, default=40, help="epochs of the second domain CNN")
+    parser.add_argument("--grid", type=int, default=1,
+                        help="pooled map of the second CNN (1: the architecture of the runs this was written for)")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     config = load_benchmark_config(shipped_config(args.config))
@@ -48,7 +45,8 @@ def main() -> None:
     order = torch.randperm(len(data.train), generator=generator)
     n_fit = int(0.8 * len(order))
     fit, held = order[:n_fit], order[n_fit:]
-    strong = train_domain_classifier(data.train[fit], data.train_labels[fit], seed=args.seed, epochs=args.epochs)
+    strong = train_domain_classifier(data.train[fit], data.train_labels[fit], seed=args.seed, epochs=args.epochs,
+                                     grid=args.grid)
     paths = GenerationPaths(args.run)
     own = load_domain_classifier(paths.domain_classifier)
     vae = _load_model(paths, config.check_data(tuple(data.train.shape[1:]), len(data.train)))
@@ -56,8 +54,8 @@ def main() -> None:
         raise SystemExit(f"{args.run} holds no intact domain CNN or VAE: not a finished benchmark run")
     held_x, held_y = data.train[held], data.train_labels[held]
     print(f"domain CNN accuracy on {len(held)} training images the new CNN did not see: "
-          f"run's CNN ({config.metrics.domain_epochs} epochs, all training images) {accuracy(own, held_x, held_y):.3f}, "
-          f"new CNN ({args.epochs} epochs) {accuracy(strong, held_x, held_y):.3f}")
+          f"run's CNN ({config.metrics.domain_epochs} epochs, all training images) {domain_accuracy(own, held_x, held_y):.3f}, "
+          f"new CNN ({args.epochs} epochs) {domain_accuracy(strong, held_x, held_y):.3f}")
 
     features = DomainFeatures(strong)
     real = extract_features(data.test, features, config.metrics.batch_size)

@@ -18,7 +18,8 @@ Metrics on features take ``(N, D)`` arrays: extract them once with
 :func:`extract_features` and reuse them for every metric.
 """
 
-from .domain import DomainClassifier, DomainFeatures, domain_features, domain_frechet_distance, train_domain_classifier
+from .domain import (DomainClassifier, DomainFeatures, domain_accuracy, domain_features, domain_frechet_distance,
+                     train_domain_classifier)
 from .features import FeatureExtractor, check_image_batch, extract_features, images_digest
 from .frechet import (
     FrechetResult,
@@ -44,6 +45,7 @@ from .prd import PRDResult, prd_curve, prd_f_beta, prd_score
 __all__ = [
     "DomainClassifier",
     "DomainFeatures",
+    "domain_accuracy",
     "FeatureExtractor",
     "FrechetResult",
     "GaussianStats",

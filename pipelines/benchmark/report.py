@@ -21,7 +21,7 @@ from ..common.image_model import ImageData
 from ..common.figures import figure_png
 from ..common.markdown import render_table
 from .config import BenchmarkConfig
-from .stages import GenerationPaths, SampleSpec, predict_classes, read_benchmark_result
+from .stages import GenerationPaths, SampleSpec, domain_note, predict_classes, read_benchmark_result
 
 __all__ = [
     "chain_ablation_plot",
@@ -136,11 +136,11 @@ def write_report(paths: GenerationPaths, config: BenchmarkConfig, specs: Sequenc
     results, labels = finished_results(paths, specs)
     table = results_table(results, labels)
     markdown = markdown_table(table)
-    notes = sorted({r["fid_note"] for r in results if r.get("fid_note")})
+    notes = sorted({r["fid_note"] for r in results if r.get("fid_note")}) + [domain_note(paths)]
     labels = {s.key: s.label for s in specs}
     notes += [f"{labels[r['key']]}: {location['warning']}" for r in results
               if (location := (r.get("diagnostics") or {}).get("location") or {}).get("warning")]
-    text = f"# {header}\n\n{markdown}\n" + "".join(f"\n{note}\n" for note in notes)
+    text = f"# {header}\n\n{markdown}\n" + "".join(f"\n{note}\n" for note in notes if note)
     write_bytes(paths.report / "summary.csv", table.to_csv(index=False, float_format="%.6f").encode())
     write_bytes(paths.report / "summary.md", text.encode())
     if table["key"].str.startswith("riemannian[").any():

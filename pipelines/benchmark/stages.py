@@ -4,6 +4,7 @@ the models on Ray, drawing each row's samples, the domain network and the evalua
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from pathlib import Path
 from typing import Any, Sequence
@@ -17,7 +18,7 @@ from augmentor.utils.io import write_json
 from augmentor.sampling.metric import MetricConfig
 from augmentor.sampling.chain_location import nearest_code_distance_ratio
 from augmentor.metrics import (DomainClassifier, FeatureExtractor, InceptionV3Features, density_coverage,
-                               extract_features, feature_statistics, frechet_distance, memorisation_check,
+                               domain_accuracy, extract_features, feature_statistics, frechet_distance, memorisation_check,
                                precision_recall, prd_score, train_domain_classifier)
 from augmentor.models.vae import VAEConfig
 from augmentor.models.peers import PEER_SAMPLERS
@@ -40,9 +41,12 @@ from .config import (BenchmarkConfig, BenchmarkMetricsConfig, BenchmarkSamplingC
 __all__ = [
     "GenerationPaths",
     "SampleSpec",
+    "domain_note",
     "domain_stage",
+    "domain_test_accuracy",
     "evaluate_stage",
     "inception_extractor",
+    "load_domain_classifier",
     "peer_specs",
     "predict_classes",
     "read_benchmark_result",
@@ -65,6 +69,8 @@ _RESULT_FIELDS = {"key": str, "sampler": str, "n_fake": int, "n_real": int, "fid
                   "density": _NUMBER_OR_NULL, "coverage": _NUMBER_OR_NULL,
                   "memorisation.median_ratio": _NUMBER_OR_NULL,
                   "memorisation.share_below_heldout_q01": _NUMBER_OR_NULL, "class_counts": list}
+
+
 @dataclasses.dataclass(frozen=True)
 class SampleSpec:
     """One row of the table: a sampler and, for ours, the chains' settings."""
@@ -257,24 +263,67 @@ def load_domain_classifier(path: Path) -> DomainClassifier | None:
     if saved is None:
         return None
     state = saved["state"]
-    classifier = DomainClassifier(state["body.0.weight"].shape[1], int(saved["n_classes"]))
+    # Files saved before the grid was a setting hold the global-average-pooling CNN.
+    classifier = DomainClassifier(state["body.0.weight"].shape[1], int(saved["n_classes"]),
+                                  grid=int(saved.get("grid", 1)))
     classifier.load_state_dict(state)
     return classifier.eval()
 
 
+# Below this share of correctly classified test images, the domain CNN's features say little
+# about whether a generated image looks like a digit of its class.
+DOMAIN_ACCURACY_WARNING = 0.9
+
+
+def domain_test_accuracy(classifier: DomainClassifier, data: ImageData) -> float | None:
+    """Share of the test images the domain CNN assigns to their class (None: the data set has no test labels)."""
+    if data.test_labels is None:
+        return None
+    classes = data.train_labels.unique()  # the CNN numbers the training classes 0 .. K-1 in this order
+    index = torch.searchsorted(classes, data.test_labels).clamp(max=len(classes) - 1)
+    labels = torch.where(classes[index] == data.test_labels, index, -1)  # a class it never saw: wrong
+    return domain_accuracy(classifier, data.test, labels)
+
+
 def domain_stage(paths: GenerationPaths, config: BenchmarkConfig, data: ImageData,
                  device: torch.device) -> DomainClassifier:
-    """Train the FD_domain classifier on the training images (or load it)."""
-    n_classes = int(data.train_labels.unique().numel())
+    """Train the FD_domain classifier on the training images (or load it); report its test accuracy in
+    ``report/domain_classifier.json``."""
+    metrics = config.metrics
     saved = load_domain_classifier(paths.domain_classifier)
-    if saved is not None:
-        return saved.to(device)
-    classifier = train_domain_classifier(data.train, data.train_labels, seed=config.metrics.domain_seed,
-                                         epochs=config.metrics.domain_epochs, batch_size=128,
-                                         device=str(device), progress=config.progress)
-    save_checked_tensors(paths.domain_classifier, {"n_classes": n_classes,
-                                           "state": {k: v.cpu() for k, v in classifier.state_dict().items()}})
+    if saved is not None and saved.grid == metrics.domain_grid:
+        classifier = saved.to(device)
+    else:
+        classifier = train_domain_classifier(data.train, data.train_labels, seed=metrics.domain_seed,
+                                             epochs=metrics.domain_epochs, batch_size=128, grid=metrics.domain_grid,
+                                             device=str(device), progress=config.progress)
+        save_checked_tensors(paths.domain_classifier, {
+            "n_classes": int(data.train_labels.unique().numel()), "grid": metrics.domain_grid,
+            "state": {k: v.cpu() for k, v in classifier.state_dict().items()}})
+    accuracy = domain_test_accuracy(classifier, data)
+    write_json(paths.report / "domain_classifier.json",
+               {"epochs": metrics.domain_epochs, "grid": metrics.domain_grid, "seed": metrics.domain_seed,
+                "n_test": len(data.test), "test_accuracy": accuracy})
+    if accuracy is not None:
+        logger.info("domain CNN: %.1f %% of the %d test images classified correctly", 100 * accuracy, len(data.test))
+        if accuracy < DOMAIN_ACCURACY_WARNING:
+            logger.warning("the domain CNN classifies only %.1f %% of the test images: FD_domain, precision / "
+                           "recall in its features and the class counts measure little; raise "
+                           "metrics.domain_epochs or metrics.domain_grid", 100 * accuracy)
     return classifier
+
+
+def domain_note(paths: GenerationPaths) -> str:
+    """One line on the domain CNN behind FD_domain, from ``report/domain_classifier.json`` ('' if absent)."""
+    try:
+        info = json.loads((paths.report / "domain_classifier.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    accuracy = info.get("test_accuracy")
+    measured = ("" if accuracy is None else
+                f", which classifies {100 * accuracy:.1f} % of the {info['n_test']} test images correctly")
+    return (f"FD_domain (and the class counts) in the features of the domain CNN ({info['epochs']} epochs, "
+            f"grid {info['grid']}){measured}.")
 
 
 def inception_extractor(config: BenchmarkMetricsConfig, device: torch.device) -> tuple[Any, str]:

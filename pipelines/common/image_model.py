@@ -117,12 +117,14 @@ def _subset_index(n_total: int, n: int | None, seed: int) -> torch.Tensor:
 
 @dataclasses.dataclass
 class ImageData:
-    """The images of one run: ``(N, C, H, W)`` float32 in [0, 1] per split, and the training labels ``(N,)``."""
+    """The images of one run: ``(N, C, H, W)`` float32 in [0, 1] per split, and the training and test
+    labels ``(N,)`` (the test labels measure the domain CNN; no model trains on them)."""
 
     train: torch.Tensor
     train_labels: torch.Tensor
     val: torch.Tensor
     test: torch.Tensor
+    test_labels: torch.Tensor | None = None
 
     def fingerprint(self) -> str:
         return images_digest(torch.cat([self.train.flatten(1), self.val.flatten(1), self.test.flatten(1)]))
@@ -137,7 +139,7 @@ def load_image_data(config: ImageDataConfig) -> ImageData:
     index = [_subset_index(len(splits[name]), n, int(seed))
              for name, n, seed in zip(("train", "val", "test"), sizes, seeds)]
     data = ImageData(splits.train.images[index[0]], splits.train.labels[index[0]],
-                         splits.val.images[index[1]], splits.test.images[index[2]])
+                     splits.val.images[index[1]], splits.test.images[index[2]], splits.test.labels[index[2]])
     logger.info("images: %d train / %d val / %d test of shape %s", len(data.train), len(data.val),
                 len(data.test), tuple(data.train.shape[1:]))
     return data
