@@ -16,7 +16,9 @@ from augmentor.metrics import (
     GaussianStats,
     InceptionV3Features,
     cached_statistics,
+    DomainClassifier,
     density_coverage,
+    domain_accuracy,
     domain_features,
     domain_frechet_distance,
     extract_features,
@@ -468,6 +470,33 @@ def test_domain_frechet_distance_ranks_real_above_noise(digits_classifier, tmp_p
     assert real_vs_real.metric == "FD_domain" and str(real_vs_real).startswith("FD_domain = ")
     assert real_vs_real.value * 5 < real_vs_shuffled.value
     assert len(list(tmp_path.glob("domain-cnn-*.npz"))) == 1  # one reference, cached once
+
+
+def constant_classifier(n_classes: int, predicted: int, grid: int = 4) -> DomainClassifier:
+    """A domain CNN that assigns every image to class index ``predicted``."""
+    classifier = DomainClassifier(1, n_classes, grid=grid).eval()
+    with torch.no_grad():
+        classifier.head.weight.zero_()
+        classifier.head.bias.copy_(F.one_hot(torch.tensor(predicted), n_classes).float())
+    return classifier
+
+
+def test_domain_accuracy_is_the_share_of_correct_classes():
+    classifier = constant_classifier(3, predicted=2)
+    labels = torch.tensor([2, 0, 2, 1, 2])
+    assert domain_accuracy(classifier, _images(5), labels, batch_size=2) == pytest.approx(3 / 5)
+    with pytest.raises(ValueError, match="labels must have shape"):
+        domain_accuracy(classifier, _images(5), labels[:4])
+
+
+@pytest.mark.parametrize("grid", [1, 2, 4])
+def test_domain_classifier_grid_sets_the_pooled_map(grid):
+    classifier = DomainClassifier(1, 3, feature_dim=16, width=4, grid=grid)
+    assert classifier.body[-2].in_features == 4 * 4 * grid * grid
+    for size in (8, 28, 32):  # any image size
+        assert classifier(torch.rand(2, 1, size, size)).shape == (2, 3)
+    with pytest.raises(ValueError, match="grid must be >= 1"):
+        DomainClassifier(1, 3, grid=0)
 
 
 def test_domain_classifier_needs_two_classes():

@@ -6,12 +6,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from augmentor.utils.config import ConfigError
 from augmentor.utils.io import load_tensors
 from augmentor.metrics import INCEPTION_ENV
 from pipelines.benchmark.config import BenchmarkConfig, load_benchmark_config
-from pipelines.benchmark.stages import GenerationPaths, sample_specs
+from pipelines.benchmark.stages import (GenerationPaths, domain_test_accuracy, load_domain_classifier,
+                                       sample_specs)
+from pipelines.common.image_model import ImageData
+from augmentor.metrics import DomainClassifier
+from augmentor.utils.artifacts import save_checked_tensors
 from pipelines.benchmark.study import main, run_benchmark, run_sweep
 from pipelines.common.run_directory import RunDirectoryError, StudyError
 
@@ -49,6 +54,9 @@ def test_benchmark_end_to_end_writes_every_metric_and_report(finished_run):
     markdown = (report / "summary.md").read_text()
     assert "VAE - ours" in markdown and "FID disabled in the configuration" in markdown
     assert "Floor share (samples / chains)" in markdown and "Latent distance ratio" in markdown
+    domain = json.loads((report / "domain_classifier.json").read_text())
+    assert domain["grid"] == 4 and domain["n_test"] == 100 and 0 <= domain["test_accuracy"] <= 1
+    assert f"classifies {100 * domain['test_accuracy']:.1f} % of the 100 test images" in markdown
     result_file = json.loads((out / "results" / "riemannian.json").read_text())
     assert result_file["diagnostics"]["n_steps"] == 10
     assert sum(result_file["class_counts"]) == 100
@@ -230,3 +238,22 @@ def test_a_diverging_peer_costs_only_its_own_rows(tmp_path, mnist_file, monkeypa
 def test_peer_model_entries_are_validated(models, message, mnist_file):
     with pytest.raises(ConfigError, match=message):
         tiny_config(mnist_file, models=models)
+
+
+def test_domain_test_accuracy_numbers_the_classes_as_the_cnn_was_trained(tmp_path):
+    classifier = DomainClassifier(1, 2).eval()  # trained on digits 3 and 7: index 0 is 3, index 1 is 7
+    with torch.no_grad():
+        classifier.head.weight.zero_()
+        classifier.head.bias.copy_(torch.tensor([0.0, 1.0]))  # always 7
+    images = torch.rand(4, 1, 8, 8)
+    data = ImageData(images, torch.tensor([3, 7, 7, 3]), images, images, torch.tensor([7, 3, 5, 7]))
+    assert domain_test_accuracy(classifier, data) == pytest.approx(0.5)  # a 5 it never saw counts wrong
+    assert domain_test_accuracy(classifier, ImageData(images, data.train_labels, images, images)) is None
+
+
+def test_a_domain_cnn_saved_before_the_grid_setting_loads_as_global_pooling(tmp_path):
+    old = DomainClassifier(1, 2, grid=1).eval()
+    save_checked_tensors(tmp_path / "domain_classifier.pt", {"n_classes": 2, "state": old.state_dict()})
+    loaded = load_domain_classifier(tmp_path / "domain_classifier.pt")
+    images = torch.rand(3, 1, 8, 8)
+    assert loaded.grid == 1 and torch.equal(loaded(images), old(images))
