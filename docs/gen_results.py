@@ -137,6 +137,9 @@ _MNIST_QUICK = "python -m augmentor.benchmark --config configs/mnist_quick.yaml 
 _SAMPLING_QUICK = (
     "python -m augmentor.benchmark --config configs/mnist_sampling_quick.yaml --out runs/sampling_quick --no-progress"
 )
+_QUICK_SAMPLERS = (
+    "python -m augmentor.benchmark --config configs/mnist_quick_samplers.yaml --out runs/quick_samplers --no-progress"
+)
 _LOWDATA = (
     "python -m augmentor.study --config configs/mnist_lowdata_quick.yaml --out runs/mnist_lowdata_quick --no-progress"
 )
@@ -195,6 +198,9 @@ TABLES: dict[str, ResultTable] = {
     "mnist_sampling_quick": ResultTable(
         ("mnist_sampling_quick/summary.csv",), _generation, _SAMPLING_QUICK,
         ("runs/sampling_quick/report/summary.csv",)),
+    "mnist_quick_samplers": ResultTable(
+        ("mnist_quick_samplers/summary.csv",), _generation, _QUICK_SAMPLERS,
+        ("runs/quick_samplers/report/summary.csv",)),
     "mnist_paper_h100": ResultTable(
         ("mnist_paper_h100.csv",), _generation,
         "python -m augmentor.benchmark --config configs/mnist_paper.yaml --device cuda --out runs/mnist_paper "
