@@ -63,6 +63,12 @@ def _sweep(path: Path) -> str:
     return "\n".join(parts).rstrip()
 
 
+def _seed_spread(first: Path, second: Path) -> str:
+    from pipelines.benchmark.report import seed_spread_table
+
+    return seed_spread_table(pd.read_csv(first), pd.read_csv(second))
+
+
 def _oasis_summary(path: Path) -> str:
     from pipelines.oasis_study.report import markdown_table
 
@@ -140,6 +146,12 @@ _SAMPLING_QUICK = (
 _QUICK_SAMPLERS = (
     "python -m augmentor.benchmark --config configs/mnist_quick_samplers.yaml --out runs/quick_samplers --no-progress"
 )
+_QUICK_SAMPLERS_SEED1 = (
+    _QUICK_SAMPLERS.replace("runs/quick_samplers", "runs/quick_samplers_seed1") + " --set sampling.seed=1 "
+    "--set \"sampling.samplers=[gmm, kde, riemannian, published]\" --set \"sampling.kde_bandwidths=[0.25, 0.5, 1.0]\" "
+    "--set \"sampling.riemannian_variants=[{n_centroids: null, alpha: 0.25}, "
+    "{n_centroids: null, rho: 18.7, alpha: 0.25}]\""
+)
 _LOWDATA = (
     "python -m augmentor.study --config configs/mnist_lowdata_quick.yaml --out runs/mnist_lowdata_quick --no-progress"
 )
@@ -201,6 +213,11 @@ TABLES: dict[str, ResultTable] = {
     "mnist_quick_samplers": ResultTable(
         ("mnist_quick_samplers/summary.csv",), _generation, _QUICK_SAMPLERS,
         ("runs/quick_samplers/report/summary.csv",)),
+    # Both runs' rows side by side: the seed-to-seed spread of each row.
+    "mnist_quick_samplers_seeds": ResultTable(
+        ("mnist_quick_samplers/summary.csv", "mnist_quick_samplers_seed1/summary.csv"), _seed_spread,
+        _QUICK_SAMPLERS + " && " + _QUICK_SAMPLERS_SEED1,
+        ("runs/quick_samplers/report/summary.csv", "runs/quick_samplers_seed1/report/summary.csv")),
     "mnist_paper_h100": ResultTable(
         ("mnist_paper_h100.csv",), _generation,
         "python -m augmentor.benchmark --config configs/mnist_paper.yaml --device cuda --out runs/mnist_paper "

@@ -30,6 +30,7 @@ __all__ = [
     "results_table",
     "save_reconstruction_grid",
     "save_sample_preview",
+    "seed_spread_table",
     "write_report",
 ]
 
@@ -97,6 +98,40 @@ def markdown_table(table: pd.DataFrame) -> str:
                  _cell(_value(row.get("latent_distance_ratio"))), _cell(_value(row.get("split_rhat")))]
         rows.append(cells)
     return render_table(headers, rows, "l" + "r" * (len(headers) - 1))
+
+
+# The columns whose seed-to-seed spread decides which differences between rows mean anything.
+SPREAD_COLUMNS = {"fid": ("FID", 2), "fd_domain": ("FD_domain", 1), "recall": ("Recall", 3),
+                  "coverage": ("Coverage", 3), "memorisation_median_ratio": ("NN-train median ratio", 3)}
+
+
+def seed_spread_table(first: pd.DataFrame, second: pd.DataFrame) -> str:
+    """The rows two runs share, side by side: each metric of :data:`SPREAD_COLUMNS` in both runs.
+
+    Meant for two runs of one config that differ only in ``sampling.seed``: the difference of a
+    row between them is the noise that a difference between two rows of one run must exceed.
+    FD_domain is only comparable inside a run when the runs trained their own domain CNNs.
+
+    Args:
+        first: a benchmark's ``report/summary.csv`` (one row per ``key``).
+        second: another run's, with some of the same keys.
+
+    Returns:
+        Markdown: sampler, then ``a / b (|a - b|)`` per metric, in ``first``'s row order.
+    """
+    shared = [key for key in first["key"] if key in set(second["key"])]
+    if not shared:
+        raise ValueError("the two runs share no row (no key in both summary tables)")
+    a, b = first.set_index("key"), second.set_index("key")
+    rows = []
+    for key in shared:
+        cells = [a.loc[key, "sampler"]]
+        for column, (_, digits) in SPREAD_COLUMNS.items():
+            x, y = a.loc[key, column], b.loc[key, column]
+            cells.append(f"{_cell(x, digits)} / {_cell(y, digits)} ({_cell(abs(x - y), digits)})")
+        rows.append(cells)
+    headers = ["Sampler"] + [label for label, _ in SPREAD_COLUMNS.values()]
+    return render_table(headers, rows, "l" + "r" * len(SPREAD_COLUMNS))
 
 
 def _spec_of_key(key: str) -> SampleSpec | None:
