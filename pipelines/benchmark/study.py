@@ -70,6 +70,7 @@ from typing import Any, Sequence
 import pandas as pd
 from tqdm.auto import tqdm
 
+from augmentor.utils.allocator import keep_large_buffers
 from augmentor.utils.batching import decode_batches
 from augmentor.utils.config import shipped_config
 from augmentor.utils.devices import resolve_device
@@ -144,11 +145,17 @@ def benchmark_identity(config: BenchmarkConfig, device_type: str, fingerprint: s
 def run_benchmark(config: BenchmarkConfig, out: str | Path) -> BenchmarkResult:
     """Run (or resume) the benchmark into the run directory ``out``.
 
+    Large buffers stay in this process's heap from then on
+    (:func:`augmentor.utils.allocator.keep_large_buffers`): the Inception network's per-batch
+    activations (hundreds of MB at 100 images of 299 x 299) are otherwise mapped and
+    zero-filled anew on every batch (``benchmarks/inception_page_faults.py``).
+
     Raises:
         RunDirectoryError: ``out`` holds another benchmark or foreign files, or another run is using it.
         ConfigError: the architecture or the number of centroids does not fit the data.
     """
     start = time.perf_counter()
+    keep_large_buffers()
     paths = GenerationPaths(out)
     device = resolve_device(config.device)
     specs = sample_specs(config.sampling) + peer_specs(config.peer_models(), config.sampling)
