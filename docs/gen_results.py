@@ -69,6 +69,18 @@ def _seed_spread(first: Path, second: Path) -> str:
     return seed_spread_table(pd.read_csv(first), pd.read_csv(second))
 
 
+# The quick samplers runs' matched points: each geometric row against the kde bandwidth of about
+# the same NN-train ratio.
+_MATCHED_POINTS = (("kde[bandwidth=1.0]", "riemannian"), ("kde[bandwidth=0.5]", "published"),
+                   ("kde", "riemannian[alpha=0.25,n_centroids=None,rho=18.7]"))
+
+
+def _matched_points(*paths: Path) -> str:
+    from pipelines.benchmark.report import matched_differences_table
+
+    return matched_differences_table([pd.read_csv(path) for path in paths], _MATCHED_POINTS)
+
+
 def _oasis_summary(path: Path) -> str:
     from pipelines.oasis_study.report import markdown_table
 
@@ -146,11 +158,12 @@ _SAMPLING_QUICK = (
 _QUICK_SAMPLERS = (
     "python -m augmentor.benchmark --config configs/mnist_quick_samplers.yaml --out runs/quick_samplers --no-progress"
 )
-_QUICK_SAMPLERS_SEED1 = (
-    _QUICK_SAMPLERS.replace("runs/quick_samplers", "runs/quick_samplers_seed1") + " --set sampling.seed=1 "
-    "--set \"sampling.samplers=[gmm, kde, riemannian, published]\" --set \"sampling.kde_bandwidths=[0.25, 0.5, 1.0]\" "
-    "--set \"sampling.riemannian_variants=[{n_centroids: null, alpha: 0.25}, "
-    "{n_centroids: null, rho: 18.7, alpha: 0.25}]\""
+# Eight rows of the quick samplers run, at a given sampling seed.
+_QUICK_SAMPLERS_EIGHT = (
+    "python -m augmentor.benchmark --config configs/mnist_quick_samplers.yaml --out runs/quick_samplers_seed{seed} "
+    "--no-progress --set sampling.seed={seed} --set \"sampling.samplers=[gmm, kde, riemannian, published]\" "
+    "--set \"sampling.kde_bandwidths=[0.25, 0.5, 1.0]\" --set \"sampling.riemannian_variants=[{{n_centroids: null, "
+    "alpha: 0.25}}, {{n_centroids: null, rho: 18.7, alpha: 0.25}}]\""
 )
 _LOWDATA = (
     "python -m augmentor.study --config configs/mnist_lowdata_quick.yaml --out runs/mnist_lowdata_quick --no-progress"
@@ -213,11 +226,21 @@ TABLES: dict[str, ResultTable] = {
     "mnist_quick_samplers": ResultTable(
         ("mnist_quick_samplers/summary.csv",), _generation, _QUICK_SAMPLERS,
         ("runs/quick_samplers/report/summary.csv",)),
-    # Both runs' rows side by side: the seed-to-seed spread of each row.
+    # Rows of two runs side by side: the seed's effect (one machine), the machine's (one seed).
     "mnist_quick_samplers_seeds": ResultTable(
-        ("mnist_quick_samplers/summary.csv", "mnist_quick_samplers_seed1/summary.csv"), _seed_spread,
-        _QUICK_SAMPLERS + " && " + _QUICK_SAMPLERS_SEED1,
-        ("runs/quick_samplers/report/summary.csv", "runs/quick_samplers_seed1/report/summary.csv")),
+        ("mnist_quick_samplers_xeon_seed0/summary.csv", "mnist_quick_samplers_xeon_seed1/summary.csv"), _seed_spread,
+        _QUICK_SAMPLERS_EIGHT.format(seed=0) + " && " + _QUICK_SAMPLERS_EIGHT.format(seed=1),
+        ("runs/quick_samplers_seed0/report/summary.csv", "runs/quick_samplers_seed1/report/summary.csv")),
+    "mnist_quick_samplers_machines": ResultTable(
+        ("mnist_quick_samplers/summary.csv", "mnist_quick_samplers_xeon_seed0/summary.csv"), _seed_spread,
+        _QUICK_SAMPLERS + " && " + _QUICK_SAMPLERS_EIGHT.format(seed=0) + "  # on two CPUs",
+        ("runs/quick_samplers/report/summary.csv", "runs/quick_samplers_seed0/report/summary.csv")),
+    "mnist_quick_samplers_matched": ResultTable(
+        ("mnist_quick_samplers/summary.csv", "mnist_quick_samplers_xeon_seed0/summary.csv",
+         "mnist_quick_samplers_xeon_seed1/summary.csv"), _matched_points,
+        _QUICK_SAMPLERS + " && " + _QUICK_SAMPLERS_EIGHT.format(seed=0) + " && " + _QUICK_SAMPLERS_EIGHT.format(seed=1),
+        ("runs/quick_samplers/report/summary.csv", "runs/quick_samplers_seed0/report/summary.csv",
+         "runs/quick_samplers_seed1/report/summary.csv")),
     "mnist_paper_h100": ResultTable(
         ("mnist_paper_h100.csv",), _generation,
         "python -m augmentor.benchmark --config configs/mnist_paper.yaml --device cuda --out runs/mnist_paper "

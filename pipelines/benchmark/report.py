@@ -27,6 +27,7 @@ __all__ = [
     "chain_ablation_plot",
     "finished_results",
     "markdown_table",
+    "matched_differences_table",
     "results_table",
     "save_reconstruction_grid",
     "save_sample_preview",
@@ -132,6 +133,46 @@ def seed_spread_table(first: pd.DataFrame, second: pd.DataFrame) -> str:
         rows.append(cells)
     headers = ["Sampler"] + [label for label, _ in SPREAD_COLUMNS.values()]
     return render_table(headers, rows, "l" + "r" * len(SPREAD_COLUMNS))
+
+
+def matched_differences_table(runs: Sequence[pd.DataFrame], pairs: Sequence[tuple[str, str]],
+                              columns: Sequence[str] = ("fid", "fd_domain", "recall")) -> str:
+    """Differences between two rows of each run, for rows compared at about equal memorisation.
+
+    A difference between two rows of one run shares that run's models and draws; listed run by
+    run, it shows whether an order holds in every run or flips with the noise.
+
+    Args:
+        runs: several benchmarks' ``report/summary.csv``, each with every key of ``pairs``.
+        pairs: ``(baseline key, compared key)``: each table row is ``baseline - compared``.
+        columns: metrics of :data:`SPREAD_COLUMNS`.
+
+    Returns:
+        Markdown: the two samplers with their NN-train median ratios (range over the runs), then per
+        metric the differences in run order.
+
+    Raises:
+        KeyError: a run lacks a key of ``pairs``.
+    """
+    tables = [run.set_index("key") for run in runs]
+    for number, table in enumerate(tables):
+        missing = [key for pair in pairs for key in pair if key not in table.index]
+        if missing:
+            raise KeyError(f"run {number} has no row {missing[0]!r}")
+    rows = []
+    for baseline, compared in pairs:
+        cells = []
+        for key in (baseline, compared):
+            ratios = [table.loc[key, "memorisation_median_ratio"] for table in tables]
+            cells.append(f"{tables[0].loc[key, 'sampler']} ({min(ratios):.2f}-{max(ratios):.2f})")
+        for column in columns:
+            digits = SPREAD_COLUMNS[column][1]
+            cells.append(", ".join(f"{table.loc[baseline, column] - table.loc[compared, column]:+.{digits}f}"
+                                   for table in tables))
+        rows.append(cells)
+    headers = ["Baseline (NN-train ratio)", "Compared (NN-train ratio)"] + [
+        f"{SPREAD_COLUMNS[column][0]}: baseline - compared" for column in columns]
+    return render_table(headers, rows, "ll" + "r" * len(columns))
 
 
 def _spec_of_key(key: str) -> SampleSpec | None:
