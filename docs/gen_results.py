@@ -175,9 +175,11 @@ _LOWDATA_PAIRED = (
     "--out runs/lowdata_paired"
 )
 _LOWDATA_RATIOS = (
-    "python -m augmentor.study --config configs/mnist_lowdata_paired.yaml --set \"train_sizes=[10]\" "
-    "--set \"synthetic_ratios=[1,5,10]\" --set \"methods=[real, torchio, real+kde, real+gmm, real+riemannian]\" "
-    "--out runs/lowdata_ratios_10 --no-progress"
+    "for size in 10 50 100; do python -m augmentor.study --config configs/mnist_lowdata_paired.yaml "
+    "--set \"train_sizes=[$size]\" --set \"synthetic_ratios=[1,5,10]\" "
+    "--set \"methods=[real, torchio, real+kde, real+gmm, real+riemannian]\" --out runs/lowdata_ratios_$size "
+    "--no-progress; done && python benchmarks/concat_reports.py runs/lowdata_ratios_10 runs/lowdata_ratios_50 "
+    "runs/lowdata_ratios_100 --out runs/lowdata_ratios --tables summary,distances,paired"
 )
 _OASIS_PAIRED = (
     "python -m augmentor.oasis --config configs/oasis_quick_paired.yaml --out runs/oasis_quick_paired --no-progress"
@@ -270,10 +272,10 @@ TABLES: dict[str, ResultTable] = {
         ("runs/lowdata_paired/paired.csv",)),
     "lowdata_mnist_ratios": ResultTable(
         ("lowdata_mnist_ratios/summary.csv", "lowdata_mnist_ratios/distances.csv"), _lowdata, _LOWDATA_RATIOS,
-        ("runs/lowdata_ratios_10/report/summary.csv", "runs/lowdata_ratios_10/report/distances.csv")),
+        ("runs/lowdata_ratios/summary.csv", "runs/lowdata_ratios/distances.csv")),
     "lowdata_mnist_ratios_differences": ResultTable(
         ("lowdata_mnist_ratios/paired.csv",), _paired, _LOWDATA_RATIOS,
-        ("runs/lowdata_ratios_10/report/paired.csv",)),
+        ("runs/lowdata_ratios/paired.csv",)),
     "oasis_quick_paired": ResultTable(
         ("oasis_quick_paired/summary.csv",), _oasis_summary, _OASIS_PAIRED,
         ("runs/oasis_quick_paired/report/summary.csv",)),
