@@ -63,10 +63,10 @@ def _sweep(path: Path) -> str:
     return "\n".join(parts).rstrip()
 
 
-def _seed_spread(first: Path, second: Path) -> str:
-    from pipelines.benchmark.report import seed_spread_table
+def _run_spread(first: Path, second: Path) -> str:
+    from pipelines.benchmark.report import run_spread_table
 
-    return seed_spread_table(pd.read_csv(first), pd.read_csv(second))
+    return run_spread_table(pd.read_csv(first), pd.read_csv(second))
 
 
 # The quick samplers runs' matched points: each geometric row against the kde bandwidth of about
@@ -160,8 +160,8 @@ _QUICK_SAMPLERS = (
 )
 # Eight rows of the quick samplers run, at a given sampling seed.
 _QUICK_SAMPLERS_EIGHT = (
-    "python -m augmentor.benchmark --config configs/mnist_quick_samplers.yaml --out runs/quick_samplers_seed{seed} "
-    "--no-progress --set sampling.seed={seed} --set \"sampling.samplers=[gmm, kde, riemannian, published]\" "
+    _QUICK_SAMPLERS.replace("runs/quick_samplers", "runs/quick_samplers_seed{seed}")
+    + " --set sampling.seed={seed} --set \"sampling.samplers=[gmm, kde, riemannian, published]\" "
     "--set \"sampling.kde_bandwidths=[0.25, 0.5, 1.0]\" --set \"sampling.riemannian_variants=[{{n_centroids: null, "
     "alpha: 0.25}}, {{n_centroids: null, rho: 18.7, alpha: 0.25}}]\""
 )
@@ -230,11 +230,11 @@ TABLES: dict[str, ResultTable] = {
         ("runs/quick_samplers/report/summary.csv",)),
     # Rows of two runs side by side: the seed's effect (one machine), the machine's (one seed).
     "mnist_quick_samplers_seeds": ResultTable(
-        ("mnist_quick_samplers_xeon_seed0/summary.csv", "mnist_quick_samplers_xeon_seed1/summary.csv"), _seed_spread,
+        ("mnist_quick_samplers_xeon_seed0/summary.csv", "mnist_quick_samplers_xeon_seed1/summary.csv"), _run_spread,
         _QUICK_SAMPLERS_EIGHT.format(seed=0) + " && " + _QUICK_SAMPLERS_EIGHT.format(seed=1),
         ("runs/quick_samplers_seed0/report/summary.csv", "runs/quick_samplers_seed1/report/summary.csv")),
     "mnist_quick_samplers_machines": ResultTable(
-        ("mnist_quick_samplers/summary.csv", "mnist_quick_samplers_xeon_seed0/summary.csv"), _seed_spread,
+        ("mnist_quick_samplers/summary.csv", "mnist_quick_samplers_xeon_seed0/summary.csv"), _run_spread,
         _QUICK_SAMPLERS + " && " + _QUICK_SAMPLERS_EIGHT.format(seed=0) + "  # on two CPUs",
         ("runs/quick_samplers/report/summary.csv", "runs/quick_samplers_seed0/report/summary.csv")),
     "mnist_quick_samplers_matched": ResultTable(

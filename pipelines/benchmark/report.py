@@ -31,7 +31,7 @@ __all__ = [
     "results_table",
     "save_reconstruction_grid",
     "save_sample_preview",
-    "seed_spread_table",
+    "run_spread_table",
     "write_report",
 ]
 
@@ -106,12 +106,13 @@ SPREAD_COLUMNS = {"fid": ("FID", 2), "fd_domain": ("FD_domain", 1), "recall": ("
                   "coverage": ("Coverage", 3), "memorisation_median_ratio": ("NN-train median ratio", 3)}
 
 
-def seed_spread_table(first: pd.DataFrame, second: pd.DataFrame) -> str:
+def run_spread_table(first: pd.DataFrame, second: pd.DataFrame) -> str:
     """The rows two runs share, side by side: each metric of :data:`SPREAD_COLUMNS` in both runs.
 
-    Meant for two runs of one config that differ only in ``sampling.seed``: the difference of a
-    row between them is the noise that a difference between two rows of one run must exceed.
-    FD_domain is only comparable inside a run when the runs trained their own domain CNNs.
+    Meant for two runs of one config that differ in one thing (``sampling.seed``, the machine):
+    the difference of a row between them is the noise that a difference between two rows of one
+    run must exceed. FD_domain is only comparable inside a run when the runs trained their own
+    domain CNNs.
 
     Args:
         first: a benchmark's ``report/summary.csv`` (one row per ``key``).
@@ -120,7 +121,8 @@ def seed_spread_table(first: pd.DataFrame, second: pd.DataFrame) -> str:
     Returns:
         Markdown: sampler, then ``a / b (|a - b|)`` per metric, in ``first``'s row order.
     """
-    shared = [key for key in first["key"] if key in set(second["key"])]
+    second_keys = set(second["key"])
+    shared = [key for key in first["key"] if key in second_keys]
     if not shared:
         raise ValueError("the two runs share no row (no key in both summary tables)")
     a, b = first.set_index("key"), second.set_index("key")

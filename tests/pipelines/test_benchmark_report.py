@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from pipelines.benchmark.report import SPREAD_COLUMNS, matched_differences_table, seed_spread_table
+from pipelines.benchmark.report import SPREAD_COLUMNS, matched_differences_table, run_spread_table
 
 
 def _summary(rows):
@@ -15,7 +15,7 @@ def _summary(rows):
 def test_seed_spread_shows_both_runs_and_their_difference_for_the_rows_they_share():
     first = _summary([("gmm", (40.0, 100.0, 0.6, 0.5, 0.9)), ("kde", (39.5, 80.0, 0.64, 0.62, 0.63))])
     second = _summary([("kde", (38.0, 51.5, 0.628, 0.666, 0.627)), ("prior", (120.0, 400.0, 0.4, 0.1, 0.9))])
-    lines = seed_spread_table(first, second).splitlines()
+    lines = run_spread_table(first, second).splitlines()
     assert len(lines) == 3  # header, alignment, kde: the only row in both
     assert lines[2] == ("| VAE - kde | 39.50 / 38.00 (1.50) | 80.0 / 51.5 (28.5) | 0.640 / 0.628 (0.012) "
                         "| 0.620 / 0.666 (0.046) | 0.630 / 0.627 (0.003) |")
@@ -23,7 +23,7 @@ def test_seed_spread_shows_both_runs_and_their_difference_for_the_rows_they_shar
 
 def test_seed_spread_of_runs_without_a_shared_row_is_refused():
     with pytest.raises(ValueError, match="share no row"):
-        seed_spread_table(_summary([("gmm", (1, 2, 3, 4, 5))]), _summary([("kde", (1, 2, 3, 4, 5))]))
+        run_spread_table(_summary([("gmm", (1, 2, 3, 4, 5))]), _summary([("kde", (1, 2, 3, 4, 5))]))
 
 
 def test_matched_differences_list_each_runs_difference_of_the_two_rows():
